@@ -1,0 +1,31 @@
+# Two commands (README): `make demo` sets up and runs the main job; `make test` sets up and runs the tests.
+# Both are idempotent: the virtual environment is rebuilt only when pyproject.toml changes.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The CPU wheel of torch is installed first, so that nothing pulls a multi-GB CUDA build.
+# With a GPU, install your own CUDA build of torch into the venv before `make`; it is kept.
+TORCH ?= torch==2.13.0
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/sb3_demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_index.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

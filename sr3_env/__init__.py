@@ -1,0 +1,27 @@
+"""sr3_env: the `RetrievalEmbed-v0` Gymnasium environment and its lazily refreshed corpus index.
+
+``import sr3_env`` registers the environment; heavy dependencies (FAISS, sentence-transformers)
+are imported only when they are used.
+"""
+
+from gymnasium.envs.registration import register
+
+from sr3_env.data import BUNDLED_DATASETS, RetrievalDataset, load_dataset
+from sr3_env.encoders import CallableEncoder, Encoder, HashingEncoder, MiniLMEncoder, make_encoder
+from sr3_env.errors import (DataError, DatasetNotFoundError, DependencyNotInstalled, EncoderError, InvalidActionError,
+                            ResetNeeded, Sr3Error, UnknownIdError)
+from sr3_env.index import REFRESH_POLICIES, IndexStats, LazyIndex, SearchResult
+
+__version__ = "0.1.0"
+
+register(
+    id="RetrievalEmbed-v0",
+    entry_point="sr3_env.env:RetrievalEmbedEnv",
+    vector_entry_point="sr3_env.vector:RetrievalEmbedVectorEnv",
+)
+
+__all__ = [
+    "BUNDLED_DATASETS", "REFRESH_POLICIES", "CallableEncoder", "DataError", "DatasetNotFoundError", "DependencyNotInstalled",
+    "Encoder", "EncoderError", "HashingEncoder", "IndexStats", "InvalidActionError", "LazyIndex", "MiniLMEncoder",
+    "ResetNeeded", "RetrievalDataset", "SearchResult", "Sr3Error", "UnknownIdError", "load_dataset", "make_encoder",
+]
