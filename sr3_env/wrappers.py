@@ -11,7 +11,7 @@ from gymnasium import spaces
 from sr3_env.encoders import Encoder, encode_queries
 
 
-class QueryEmbeddingObservation(gym.ObservationWrapper):
+class QueryEmbeddingObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Replace the query text by its embedding under a frozen encoder (a ``Box`` observation).
 
     Args:
@@ -24,7 +24,8 @@ class QueryEmbeddingObservation(gym.ObservationWrapper):
     """
 
     def __init__(self, env: gym.Env, encoder: Encoder | None = None) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, encoder=encoder)  # lets env.spec recreate the wrapper
+        gym.ObservationWrapper.__init__(self, env)
         base = env.unwrapped
         self.query_encoder = encoder if encoder is not None else base.encoder
         dataset = base.dataset
