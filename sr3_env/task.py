@@ -142,7 +142,7 @@ class RetrievalTask:
             infos.append({
                 "query_id": self.dataset.query_ids[row],
                 "gold_ids": [doc_ids[r] for r in rows],
-                "gold_ranks": np.asarray(ranks, dtype=np.int64),
+                "gold_ranks": ranks,
                 "rank": int(min(ranks)),
                 "top_ids": [doc_ids[r] for r in result.top_rows[b]],
                 "top_scores": result.top_scores[b],
