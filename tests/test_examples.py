@@ -1,0 +1,30 @@
+"""Every example runs, at a tiny budget, so examples cannot drift from the API."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quickstart_runs():
+    assert 0.0 <= load("quickstart").main(encoder="hashing") <= 1.0
+
+
+def test_sb3_demo_runs_at_a_tiny_budget(capsys):
+    results = load("sb3_demo").main(["--encoder", "hashing", "--queries", "10", "--timesteps", "512"])
+    assert set(results) >= {"random", "frozen encoder (act = observation)", "PPO after 512 steps"}
+    assert "| policy |" in capsys.readouterr().out
+
+
+def test_every_example_is_tested():
+    tested = {"quickstart", "sb3_demo"}
+    assert {path.stem for path in EXAMPLES.glob("*.py")} == tested
