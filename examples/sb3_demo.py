@@ -5,7 +5,7 @@ and acts with a query embedding; the reward is the log-rank of the relevant pape
 compares, on every query of the dataset: a random policy, the frozen encoder itself (act with the
 observation), and PPO before and after training.
 
-    python examples/sb3_demo.py                       # bundled semanlink, MiniLM, 20k steps
+    python examples/sb3_demo.py                       # bundled semanlink, MiniLM, 100k steps (about 2 minutes)
     python examples/sb3_demo.py --encoder hashing --timesteps 2000 --queries 20   # seconds
 """
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--dataset", default="semanlink", help="bundled name or BEIR folder")
     parser.add_argument("--encoder", default="minilm", choices=["minilm", "hashing"])
     parser.add_argument("--queries", type=int, default=None, help="train and evaluate on this many queries (default: all)")
-    parser.add_argument("--timesteps", type=int, default=20_000, help="PPO training steps (one query each)")
+    parser.add_argument("--timesteps", type=int, default=100_000, help="PPO training steps (one query each)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
