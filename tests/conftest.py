@@ -1,0 +1,130 @@
+"""Shared fixtures: a tiny BEIR folder written on the fly, and helpers to write variations of it.
+
+``tiny_beir`` returns the path of a folder with ``corpus.jsonl`` (12 documents), ``queries.jsonl``
+(5 queries) and ``qrels/test.tsv`` (graded scores, including a 2 and a 0). What the loader should
+make of it is spelled out in ``TINY_EXPECTED`` so that tests can compare against it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+#: 12 documents about distinct topics (so that lexical encoders can tell them apart).
+TINY_CORPUS: list[dict[str, str]] = [
+    {"_id": "d0", "title": "Cats", "text": "Cats are small carnivorous mammals kept as pets."},
+    {"_id": "d1", "title": "Dogs", "text": "Dogs are loyal domesticated descendants of wolves."},
+    {"_id": "d2", "title": "Paris", "text": "Paris is the capital of France on the river Seine."},
+    {"_id": "d3", "title": "Berlin", "text": "Berlin is the capital and largest city of Germany."},
+    {"_id": "d4", "title": "Python", "text": "Python is a programming language with dynamic typing."},
+    {"_id": "d5", "title": "Rust", "text": "Rust is a systems programming language focused on safety."},
+    {"_id": "d6", "title": "Photosynthesis", "text": "Plants convert sunlight into chemical energy."},
+    {"_id": "d7", "title": "Volcanoes", "text": "A volcano erupts molten rock called lava."},
+    {"_id": "d8", "title": "Chess", "text": "Chess is a board game for two players on a checkered board."},
+    {"_id": "d9", "title": "Coffee", "text": "Coffee is brewed from roasted coffee beans."},
+    {"_id": "d10", "title": "", "text": "The moon orbits the earth roughly every 27 days."},
+    {"_id": "d11", "title": "Tea", "text": "Tea is an aromatic beverage made from the leaves of the tea plant."},
+]
+
+#: 5 queries; ``q4`` has only a 0-score judgement and ``q5`` no judgement at all.
+TINY_QUERIES: list[dict[str, str]] = [
+    {"_id": "q1", "text": "which pets are descended from wolves"},
+    {"_id": "q2", "text": "capital city of a european country"},
+    {"_id": "q3", "text": "programming language"},
+    {"_id": "q4", "text": "how do volcanoes erupt"},
+    {"_id": "q5", "text": "rules of chess"},
+]
+
+#: (query-id, corpus-id, score) rows of ``qrels/test.tsv``.
+TINY_QRELS: list[tuple[str, str, int]] = [
+    ("q1", "d1", 2),
+    ("q1", "d0", 1),
+    ("q2", "d2", 1),
+    ("q2", "d3", 2),
+    ("q2", "d9", 0),  # judged not relevant: dropped
+    ("q3", "d4", 1),
+    ("q3", "d5", 1),
+    ("q4", "d7", 0),  # only a 0-score judgement: q4 is left out
+]
+
+#: What `load_dataset` should return for the tiny folder's test split.
+TINY_EXPECTED = {
+    "num_docs": 12,
+    "query_ids": ["q1", "q2", "q3"],
+    "qrels": {"q1": {"d1": 2, "d0": 1}, "q2": {"d2": 1, "d3": 2}, "q3": {"d4": 1, "d5": 1}},
+}
+
+QRELS_HEADER = "query-id\tcorpus-id\tscore"
+
+
+def _write_text(path: Path, text: str, gz: bool) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        with gzip.open(path, "wt", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def jsonl_text(records: Iterable[Mapping | str]) -> str:
+    """JSON lines; a record given as a string is written verbatim (to plant malformed lines)."""
+    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records)
+
+
+def qrels_text(rows: Iterable[Sequence | str], header: str | None = QRELS_HEADER) -> str:
+    """A qrels TSV; a row given as a string is written verbatim. ``header=None`` writes none."""
+    lines = [] if header is None else [header]
+    lines += [r if isinstance(r, str) else "\t".join(str(c) for c in r) for r in rows]
+    return "".join(line + "\n" for line in lines)
+
+
+def write_corpus(folder: Path, records: Iterable[Mapping | str] = TINY_CORPUS, gz: bool = False) -> Path:
+    return _write_text(Path(folder) / "corpus.jsonl", jsonl_text(records), gz)
+
+
+def write_queries(folder: Path, records: Iterable[Mapping | str] = TINY_QUERIES, gz: bool = False) -> Path:
+    return _write_text(Path(folder) / "queries.jsonl", jsonl_text(records), gz)
+
+
+def write_qrels(folder: Path, rows: Iterable[Sequence | str] = TINY_QRELS, split: str = "test", gz: bool = False,
+                header: str | None = QRELS_HEADER) -> Path:
+    return _write_text(Path(folder) / "qrels" / f"{split}.tsv", qrels_text(rows, header), gz)
+
+
+def write_beir(folder: Path, corpus: Iterable[Mapping | str] = TINY_CORPUS, queries: Iterable[Mapping | str] = TINY_QUERIES,
+               qrels: Iterable[Sequence | str] | Mapping[str, Iterable[Sequence | str]] = TINY_QRELS, *, gz: bool = False,
+               header: str | None = QRELS_HEADER) -> Path:
+    """Write a BEIR folder. ``qrels`` is one split's rows (written as ``test``) or ``{split: rows}``.
+
+    ``gz`` may be True (compress every file) or False. Returns ``folder``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_corpus(folder, corpus, gz=gz)
+    write_queries(folder, queries, gz=gz)
+    splits = qrels if isinstance(qrels, Mapping) else {"test": qrels}
+    for split, rows in splits.items():
+        write_qrels(folder, rows, split=split, gz=gz, header=header)
+    return folder
+
+
+@pytest.fixture
+def tiny_beir(tmp_path: Path) -> Path:
+    """Path of a freshly written tiny BEIR folder (12 docs, 3 usable test queries; see TINY_EXPECTED)."""
+    return write_beir(tmp_path / "tiny")
+
+
+@pytest.fixture
+def tiny_beir_factory(tmp_path: Path):
+    """``make(name="tiny", **write_beir_kwargs) -> Path``: write more tiny BEIR folder variants."""
+
+    def make(name: str = "tiny", **kwargs) -> Path:
+        return write_beir(tmp_path / name, **kwargs)
+
+    return make
