@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny BEIR folder written on the fly, and helpers to write variations of it.
+"""Shared fixtures: a tiny BEIR folder written on the fly, helpers to write variations of it, and a
+tiny random-weight `ReasoningEmbedder` (built once per session, deep-copied per test).
 
 ``tiny_beir`` returns the path of a folder with ``corpus.jsonl`` (12 documents), ``queries.jsonl``
 (5 queries) and ``qrels/test.tsv`` (graded scores, including a 2 and a 0). What the loader should
@@ -7,12 +8,14 @@ make of it is spelled out in ``TINY_EXPECTED`` so that tests can compare against
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+import torch
 
 #: 12 documents about distinct topics (so that lexical encoders can tell them apart).
 TINY_CORPUS: list[dict[str, str]] = [
@@ -128,3 +131,29 @@ def tiny_beir_factory(tmp_path: Path):
         return write_beir(tmp_path / name, **kwargs)
 
     return make
+
+
+# -- a tiny random-weight embedder (the real tokenizer and chat template, a 2-layer model) -------
+
+@pytest.fixture(scope="session")
+def _tiny_embedder_session():
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from sr3_agent.embedder import EMBED_TOKEN, ReasoningEmbedder
+    from sr3_agent.models import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model())  # bundled SmolLM2 tokenizer (cached folder)
+    tokenizer.add_special_tokens({"additional_special_tokens": [EMBED_TOKEN]})
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    model = LlamaForCausalLM(config).eval()
+    return ReasoningEmbedder(model, tokenizer, max_length=96, batch_size=4, name="tiny-random")
+
+
+@pytest.fixture
+def tiny_embedder(_tiny_embedder_session):
+    """A fresh deep copy per test (tests may train it)."""
+    return copy.deepcopy(_tiny_embedder_session)

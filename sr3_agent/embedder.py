@@ -1,0 +1,312 @@
+"""`ReasoningEmbedder`: a causal LM whose final hidden state at ``<|embed_token|>`` is the embedding.
+
+Documents are embedded directly (a fixed document prompt, then the token). Queries are embedded
+directly, or after reasoning: the model writes a short analysis (at most ``max_new_tokens``) and
+stops at the token; if it never emits it, the token is appended and the miss is counted.
+
+Every prompt goes through the model's chat template; a sequence always ends with the token, and
+its embedding is the L2-normalised final-layer hidden state there. Sequences are padded on the left
+with position ids counted from the first real token, so a text's embedding does not depend on the
+batch it is in (a test checks it).
+
+The class implements the `sr3_env` ``Encoder`` protocol (``dim``, ``version``,
+``encode_documents``), so an environment's index can use the model directly; ``version`` goes up
+after every optimiser step (``attach_optimizer``), which is what makes index rows stale.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from sr3_agent.models import resolve_model
+from sr3_env.errors import EncoderError
+
+logger = logging.getLogger(__name__)
+
+EMBED_TOKEN = "<|embed_token|>"
+CONFIG_FILE = "sr3_embedder.json"
+
+
+@dataclass
+class Prompts:
+    """The instructions (system messages) of the three ways of embedding."""
+
+    document: str = "Represent this document for retrieval."
+    query: str = "Represent this search query for retrieving relevant documents."
+    reasoning: str = ("Analyse this search query in a few short lines: its core concepts, key terms, synonyms and "
+                      f"related topics. Then write {EMBED_TOKEN}.")
+
+
+@dataclass
+class Rollout:
+    """Sequences that end with the embed token, padded on the left.
+
+    ``reasoning_mask`` marks the tokens the model generated (the reasoning, plus the embed token
+    when the model emitted it itself); an appended token is not the model's choice and is not marked.
+    """
+
+    input_ids: torch.Tensor  # (B, T) int64, left-padded
+    attention_mask: torch.Tensor  # (B, T) int64
+    reasoning_mask: torch.Tensor  # (B, T) bool
+    emitted: torch.Tensor  # (B,) bool: the model wrote the embed token itself
+    reasoning: list[str]  # (B,) the decoded reasoning texts
+
+    @property
+    def reasoning_lengths(self) -> torch.Tensor:
+        return self.reasoning_mask.sum(dim=1)
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[tuple[int, Sequence[Any]]]:
+    for start in range(0, len(items), size):
+        yield start, items[start:start + size]
+
+
+class ReasoningEmbedder:
+    """A causal LM that reasons (optionally), then embeds. See the module docstring.
+
+    Args:
+        model: a ``transformers`` causal LM (optionally wrapped by peft).
+        tokenizer: its tokenizer, already holding ``<|embed_token|>``.
+        prompts: the instructions; saved with the model.
+        max_length: prompt tokens kept per text (longer texts are truncated).
+        batch_size: texts per forward pass when encoding.
+        name: a label for logs and caches.
+    """
+
+    frozen = False
+
+    def __init__(self, model: Any, tokenizer: Any, *, prompts: Prompts | None = None, max_length: int = 256,
+                 batch_size: int = 16, name: str | None = None) -> None:
+        if tokenizer.convert_tokens_to_ids(EMBED_TOKEN) in (None, tokenizer.unk_token_id):
+            raise EncoderError(f"The tokenizer has no {EMBED_TOKEN}; build the embedder with "
+                               "ReasoningEmbedder.from_pretrained(...), which adds it.")
+        if tokenizer.chat_template is None:
+            raise EncoderError("The tokenizer has no chat template; use an instruction-tuned model or set "
+                               "tokenizer.chat_template before building the embedder.")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.prompts = prompts or Prompts()
+        self.max_length = int(max_length)
+        self.batch_size = int(batch_size)
+        self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
+        self.embed_token_id = int(tokenizer.convert_tokens_to_ids(EMBED_TOKEN))
+        self.pad_token_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+        end_ids = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")} - {None, tokenizer.unk_token_id}
+        self.stop_token_ids = [self.embed_token_id, *sorted(int(i) for i in end_ids)]
+        self.version = 0
+        self.missing_embed_token = 0  #: reasoning rollouts in which the model never wrote the token
+        self.reasoning_rollouts = 0  #: reasoning rollouts so far
+
+    # -- construction, saving ---------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None, **kwargs: Any) -> "ReasoningEmbedder":
+        """Load a causal LM and add ``<|embed_token|>`` (resizing its embeddings) if it lacks one.
+
+        ``None`` loads the bundled SmolLM2-135M-Instruct; a folder written by ``save_pretrained``
+        restores the prompts and settings saved with it.
+        """
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        source = resolve_model(name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32)
+        if EMBED_TOKEN not in tokenizer.get_vocab():
+            tokenizer.add_special_tokens({"additional_special_tokens": [EMBED_TOKEN]})
+        if model.get_input_embeddings().num_embeddings < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer))
+        saved = Path(source) / CONFIG_FILE
+        if saved.is_file():
+            settings = json.loads(saved.read_text())
+            kwargs = {"prompts": Prompts(**settings.pop("prompts")), **settings, **kwargs}
+        kwargs.setdefault("name", Path(source).name if Path(source).exists() else str(source))
+        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model.eval()
+        return cls(model, tokenizer, **kwargs)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write a folder that ``from_pretrained`` restores and plain transformers loads (LoRA merged)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        model = self.model
+        if hasattr(model, "merge_and_unload"):  # peft: save full weights, not an adapter
+            import copy
+
+            model = copy.deepcopy(model).merge_and_unload()
+        model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        settings = {"prompts": asdict(self.prompts), "max_length": self.max_length, "batch_size": self.batch_size}
+        (directory / CONFIG_FILE).write_text(json.dumps(settings, indent=2))
+        return directory
+
+    # -- the Encoder protocol -----------------------------------------------------------------
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def bump_version(self) -> None:
+        """Mark the weights as changed (index rows made before become stale)."""
+        self.version += 1
+
+    def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Bump ``version`` after every ``optimizer.step()``."""
+        optimizer.register_step_post_hook(lambda *_: self.bump_version())
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) float32, L2-normalised: document prompt, then the token; no reasoning."""
+        return self._encode_direct(texts, self.prompts.document)
+
+    def encode_queries(self, texts: Sequence[str], reasoning: bool = False, *, max_new_tokens: int = 64,
+                       temperature: float = 0.0) -> np.ndarray:
+        """(len(texts), dim) float32, L2-normalised query embeddings, directly or after reasoning.
+
+        With ``reasoning=True`` the model writes at most ``max_new_tokens`` tokens (greedy when
+        ``temperature`` is 0) and stops at the token; ``missing_embed_token_rate`` reports how
+        often it had to be appended.
+        """
+        if not reasoning:
+            return self._encode_direct(texts, self.prompts.query)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start, chunk in _batches(list(texts), self.batch_size):
+            rollout = self.generate_reasoning(chunk, max_new_tokens=max_new_tokens, temperature=temperature)
+            with torch.inference_mode():
+                out[start:start + len(chunk)] = self.embed(rollout.input_ids, rollout.attention_mask).float().cpu().numpy()
+        return out
+
+    @property
+    def missing_embed_token_rate(self) -> float:
+        """Fraction of reasoning rollouts so far in which the model never wrote the token."""
+        return self.missing_embed_token / self.reasoning_rollouts if self.reasoning_rollouts else 0.0
+
+    # -- prompts and tokens ---------------------------------------------------------------------
+
+    def prompt_text(self, text: str, instruction: str) -> str:
+        """The chat-templated prompt, ending where the assistant's answer starts."""
+        messages = [{"role": "system", "content": instruction}, {"role": "user", "content": text}]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def prompt_ids(self, texts: Sequence[str], instruction: str) -> list[list[int]]:
+        """Token ids of each prompt; the user text is truncated so the prompt fits ``max_length``."""
+        out = []
+        for text in texts:
+            ids = self.tokenizer(self.prompt_text(text, instruction), add_special_tokens=False)["input_ids"]
+            if len(ids) > self.max_length:
+                # cut the user text, not the template around it: re-template a shortened text
+                room = self.max_length - (len(ids) - len(self.tokenizer(text, add_special_tokens=False)["input_ids"]))
+                short = self.tokenizer.decode(self.tokenizer(text, add_special_tokens=False)["input_ids"][:max(room, 1)])
+                ids = self.tokenizer(self.prompt_text(short, instruction), add_special_tokens=False)["input_ids"]
+            out.append(ids)
+        return out
+
+    def pad_left(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-pad token lists into ``input_ids`` and ``attention_mask`` (B, T) on the model's device."""
+        width = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            if len(seq):
+                ids[row, width - len(seq):] = torch.as_tensor(list(seq), dtype=torch.long)
+                mask[row, width - len(seq):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def direct_batch(self, texts: Sequence[str], instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt + token for each text, left-padded: the input of a direct embedding."""
+        return self.pad_left([ids + [self.embed_token_id] for ids in self.prompt_ids(texts, instruction)])
+
+    # -- forward passes -------------------------------------------------------------------------
+
+    def _decoder(self) -> Any:
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return model.get_decoder()
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, hidden) final-layer hidden states (after the final norm), without the LM head."""
+        position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # count from the first real token
+        return self._decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                               use_cache=False).last_hidden_state
+
+    def embed_positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B,) index of the last embed token of each row (any padding side)."""
+        is_embed = (input_ids == self.embed_token_id) & attention_mask.bool()
+        if not bool(is_embed.any(dim=1).all()):
+            missing = (~is_embed.any(dim=1)).nonzero().flatten().tolist()
+            raise EncoderError(f"Rows {missing} hold no {EMBED_TOKEN}; every sequence must end with it "
+                               "(use direct_batch or generate_reasoning to build inputs).")
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+        return torch.where(is_embed, positions, -1).max(dim=1).values
+
+    def pool(self, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, hidden) L2-normalised hidden state at the embed token."""
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        vectors = hidden[rows, self.embed_positions(input_ids, attention_mask)]
+        return torch.nn.functional.normalize(vectors.float(), dim=-1)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, hidden) embeddings of token sequences that contain the embed token (keeps gradients)."""
+        return self.pool(self.hidden_states(input_ids, attention_mask), input_ids, attention_mask)
+
+    def _encode_direct(self, texts: Sequence[str], instruction: str) -> np.ndarray:
+        texts = list(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        prompts = self.prompt_ids(texts, instruction)
+        order = np.argsort([len(p) for p in prompts], kind="stable")  # similar lengths together: less padding
+        with torch.inference_mode():
+            for _, rows in _batches(order, self.batch_size):
+                ids, mask = self.pad_left([prompts[i] + [self.embed_token_id] for i in rows])
+                out[rows] = self.embed(ids, mask).cpu().numpy()
+        return out
+
+    # -- reasoning ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate_reasoning(self, texts: Sequence[str], *, max_new_tokens: int = 64, temperature: float = 0.0,
+                           top_p: float = 1.0, num_samples: int = 1) -> Rollout:
+        """Write a reasoning for each text (``num_samples`` each, consecutive), ending with the token."""
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}.")
+        prompts = [p for p in self.prompt_ids(texts, self.prompts.reasoning) for _ in range(num_samples)]
+        ids, mask = self.pad_left(prompts)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+        was_training = self.model.training
+        self.model.eval()
+        generated = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                        eos_token_id=self.stop_token_ids, pad_token_id=self.pad_token_id,
+                                        top_k=None, **sampling)[:, ids.shape[1]:].cpu()
+        self.model.train(was_training)
+        sequences, generated_counts, emitted, reasoning = [], [], [], []
+        for prompt, new in zip(prompts, generated.tolist()):
+            stop = next((i for i, t in enumerate(new) if t in self.stop_token_ids), len(new))
+            wrote_token = stop < len(new) and new[stop] == self.embed_token_id
+            text_ids = new[:stop]
+            sequences.append(prompt + text_ids + [self.embed_token_id])
+            generated_counts.append(len(text_ids) + int(wrote_token))
+            emitted.append(wrote_token)
+            reasoning.append(self.tokenizer.decode(text_ids, skip_special_tokens=True))
+        self.reasoning_rollouts += len(sequences)
+        self.missing_embed_token += len(sequences) - sum(emitted)
+        input_ids, attention_mask = self.pad_left(sequences)
+        width = input_ids.shape[1]
+        reasoning_mask = torch.zeros_like(input_ids, dtype=torch.bool)
+        for row, (seq, count) in enumerate(zip(sequences, generated_counts)):
+            end = width - (0 if emitted[row] else 1)  # an appended token is not the model's doing
+            reasoning_mask[row, end - count:end] = True
+        return Rollout(input_ids=input_ids, attention_mask=attention_mask, reasoning_mask=reasoning_mask,
+                       emitted=torch.as_tensor(emitted), reasoning=reasoning)

@@ -1,0 +1,132 @@
+"""ReasoningEmbedder on a tiny random-weight model: positions, padding, batching, saving, reasoning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sr3_agent.embedder import EMBED_TOKEN, ReasoningEmbedder
+from sr3_env.encoders import Encoder
+from sr3_env.errors import EncoderError
+
+TEXTS = ["a cat", "the dog that chased the postman down the long road", "rain", "stock market crash of 1929"]
+
+
+def test_implements_the_encoder_protocol(tiny_embedder):
+    assert isinstance(tiny_embedder, Encoder)
+    vectors = tiny_embedder.encode_documents(TEXTS)
+    assert vectors.shape == (4, tiny_embedder.dim) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_embed_token_position_under_left_padding(tiny_embedder):
+    ids, mask = tiny_embedder.direct_batch(TEXTS, tiny_embedder.prompts.query)
+    assert tiny_embedder.tokenizer.convert_ids_to_tokens(int(ids[0, -1])) == EMBED_TOKEN
+    lengths = mask.sum(dim=1)
+    assert int(lengths.min()) < int(lengths.max())  # the batch really is padded
+    assert (mask[:, 0] == 0).any() and (mask[:, -1] == 1).all()  # padding is on the left
+    positions = tiny_embedder.embed_positions(ids, mask)
+    assert positions.tolist() == [ids.shape[1] - 1] * len(TEXTS)
+    # a right-padded row finds its token too, in the middle of the row
+    right = torch.tensor([[5, 6, tiny_embedder.embed_token_id, 0, 0]])
+    assert tiny_embedder.embed_positions(right, torch.tensor([[1, 1, 1, 0, 0]])).tolist() == [2]
+
+
+def test_hidden_state_is_taken_at_the_token(tiny_embedder):
+    ids, mask = tiny_embedder.direct_batch(TEXTS[:2], tiny_embedder.prompts.document)
+    with torch.no_grad():
+        hidden = tiny_embedder.hidden_states(ids, mask)
+        expected = torch.nn.functional.normalize(hidden[:, -1], dim=-1)
+        np.testing.assert_allclose(tiny_embedder.embed(ids, mask).numpy(), expected.numpy(), atol=1e-6)
+
+
+def test_a_sequence_without_the_token_is_refused(tiny_embedder):
+    ids = torch.tensor([[5, 6, 7]])
+    with pytest.raises(EncoderError, match="embed_token"):
+        tiny_embedder.embed(ids, torch.ones_like(ids))
+
+
+def test_batch_and_single_give_the_same_embedding(tiny_embedder):
+    tiny_embedder.batch_size = 4
+    batched = tiny_embedder.encode_queries(TEXTS)
+    single = np.concatenate([tiny_embedder.encode_queries([t]) for t in TEXTS])
+    np.testing.assert_allclose(batched, single, atol=2e-5)
+
+
+def test_queries_and_documents_use_different_prompts(tiny_embedder):
+    assert not np.allclose(tiny_embedder.encode_queries(TEXTS[:1]), tiny_embedder.encode_documents(TEXTS[:1]))
+
+
+def test_long_texts_are_truncated_inside_the_template(tiny_embedder):
+    ids = tiny_embedder.prompt_ids(["word " * 500], tiny_embedder.prompts.document)[0]
+    assert len(ids) <= tiny_embedder.max_length
+    assert tiny_embedder.tokenizer.decode(ids).rstrip().endswith("assistant")
+
+
+def test_reasoning_appends_the_token_when_the_model_never_writes_it(tiny_embedder):
+    rollout = tiny_embedder.generate_reasoning(TEXTS[:2], max_new_tokens=5, temperature=0.0)
+    assert (rollout.input_ids[:, -1] == tiny_embedder.embed_token_id).all()
+    assert not rollout.emitted.any()  # a random model does not pick the new token
+    assert tiny_embedder.missing_embed_token_rate == 1.0
+    assert rollout.reasoning_mask[:, -1].sum() == 0  # the appended token is not the model's doing
+    assert (rollout.reasoning_lengths <= 5).all() and (rollout.reasoning_lengths >= 1).all()
+    vectors = tiny_embedder.encode_queries(TEXTS[:2], reasoning=True, max_new_tokens=5)
+    assert vectors.shape == (2, tiny_embedder.dim) and np.isfinite(vectors).all()
+
+
+def test_reasoning_stops_at_the_token_when_the_model_writes_it(tiny_embedder):
+    # make the new token overwhelmingly likely: its output row aligned with every hidden state's direction
+    head = tiny_embedder.model.get_output_embeddings()
+    with torch.no_grad():
+        head.weight[tiny_embedder.embed_token_id] = 0
+        tiny_embedder.model.lm_head.bias = None
+    bias = torch.zeros(head.weight.shape[0])
+    bias[tiny_embedder.embed_token_id] = 1e4
+    head.bias = torch.nn.Parameter(bias)
+    rollout = tiny_embedder.generate_reasoning(TEXTS[:3], max_new_tokens=8)
+    assert rollout.emitted.all()
+    assert rollout.reasoning_lengths.tolist() == [1, 1, 1]  # just the token, written by the model
+    assert rollout.reasoning_mask[:, -1].all()
+
+
+def test_sampling_gives_several_reasonings_per_query(tiny_embedder):
+    torch.manual_seed(0)
+    rollout = tiny_embedder.generate_reasoning(TEXTS[:2], max_new_tokens=6, temperature=1.0, num_samples=3)
+    assert rollout.input_ids.shape[0] == 6
+    assert len(set(rollout.reasoning[:3])) > 1
+
+
+def test_version_goes_up_with_every_optimiser_step(tiny_embedder):
+    optimizer = torch.optim.SGD(tiny_embedder.model.parameters(), lr=0.1)
+    tiny_embedder.attach_optimizer(optimizer)
+    before = tiny_embedder.version
+    ids, mask = tiny_embedder.direct_batch(TEXTS[:2], tiny_embedder.prompts.query)
+    tiny_embedder.embed(ids, mask).sum().backward()
+    optimizer.step()
+    optimizer.step()
+    assert tiny_embedder.version == before + 2
+
+
+def test_save_and_load_round_trip(tiny_embedder, tmp_path):
+    tiny_embedder.prompts.document = "Embed this passage."
+    expected = tiny_embedder.encode_documents(TEXTS)
+    tiny_embedder.save_pretrained(tmp_path / "saved")
+    loaded = ReasoningEmbedder.from_pretrained(tmp_path / "saved", device="cpu")
+    assert loaded.prompts.document == "Embed this passage."
+    np.testing.assert_allclose(loaded.encode_documents(TEXTS), expected, atol=1e-6)
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # the folder is a plain HF model too
+
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "saved")
+    assert EMBED_TOKEN in tokenizer.get_vocab()
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "saved").config.vocab_size == len(tokenizer)
+
+
+def test_a_tokenizer_without_the_token_is_refused(tiny_embedder):
+    from transformers import AutoTokenizer
+
+    from sr3_agent.models import resolve_model
+
+    with pytest.raises(EncoderError, match="from_pretrained"):
+        ReasoningEmbedder(tiny_embedder.model, AutoTokenizer.from_pretrained(resolve_model()))
