@@ -1,0 +1,215 @@
+"""Configs of the agent's commands: dataclasses whose field docstrings are the CLI help (one source).
+
+Each config validates itself in ``__post_init__`` and says how to fix a bad value or combination.
+`dataclass_arguments` turns a config class into ``argparse`` options and `config_from_args` back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import textwrap
+import typing
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config value or combination that cannot work; the message says how to fix it."""
+
+
+@dataclass
+class SFTConfig:
+    """Contrastive warm-up of the reasoning embedder (``sr3 sft``)."""
+
+    model: str | None = None
+    """Hugging Face causal LM name or folder to start from (default: the bundled SmolLM2-135M-Instruct)."""
+    dataset: str = "wordnet-revdict"
+    """Training data: a bundled name, a BEIR folder or a Hugging Face dataset folder."""
+    split: str = "train"
+    """Qrels split to train on (keep the test split for `sr3 eval`)."""
+    num_queries: int | None = 4000
+    """Training queries drawn from the split (None: all)."""
+    corpus_docs: int | None = 3000
+    """Documents in the mining index: a sub-corpus that keeps every relevant document (None: all)."""
+    steps: int = 150
+    """Optimiser steps."""
+    batch_size: int = 16
+    """Queries per step (each with one positive and `hard_negatives` mined negatives)."""
+    learning_rate: float = 5e-5
+    """AdamW learning rate (linear warm-up over the first 10% of steps, then constant)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    temperature: float = 0.05
+    """InfoNCE temperature (logits are cosine similarities divided by it)."""
+    margin: float = 0.2
+    """Triplet margin between the positive's and each hard negative's cosine similarity."""
+    infonce_weight: float = 1.0
+    """Weight of InfoNCE over in-batch and hard negatives."""
+    triplet_weight: float = 0.5
+    """Weight of the triplet-margin loss on hard negatives."""
+    lm_weight: float = 0.1
+    """Weight of the language-model loss on the answer template (the embed token after each prompt)."""
+    kl_weight: float = 0.0
+    """Weight of the KL to the frozen starting model on the query prompts (0: no reference model kept)."""
+    hard_negatives: int = 1
+    """Mined hard negatives per query (0: in-batch negatives only)."""
+    mine_top_k: int = 8
+    """Top-ranked documents searched for hard negatives; their stale rows are re-encoded (lazy refresh)."""
+    refresh: str = "lazy"
+    """Mining index refresh policy: lazy, full, periodic or frozen (see sr3_env.LazyIndex)."""
+    refresh_budget: int = 0
+    """Extra stalest index rows re-encoded after each search (0: none)."""
+    max_length: int = 128
+    """Prompt tokens kept per text (longer texts are truncated inside the chat template)."""
+    lora: bool = False
+    """Train LoRA adapters (peft) instead of all weights."""
+    lora_rank: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA alpha (scale = alpha / rank)."""
+    seed: int = 0
+    """Random seed (query order, negatives, initialisation of new weights)."""
+    output_dir: str = "runs/sft"
+    """Where checkpoints, the final model (`final/`) and TensorBoard logs go."""
+    save_every: int = 50
+    """Steps between checkpoints (the last step is always saved)."""
+    log_every: int = 5
+    """Steps between TensorBoard writes."""
+    resume: bool = False
+    """Continue from the latest checkpoint in output_dir (same config) instead of starting over."""
+    device: str | None = None
+    """cpu, cuda, cuda:1, ... (default: cuda when available)."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "steps", "batch_size", "max_length", "save_every", "log_every", "mine_top_k", "lora_rank")
+        _at_least(self, 0, "hard_negatives", "refresh_budget", "weight_decay", "triplet_weight", "lm_weight",
+                  "kl_weight", "infonce_weight")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0 (0.05 is usual), got {self.temperature}.")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}.")
+        if self.infonce_weight == 0 and self.triplet_weight == 0:
+            raise ConfigError("With infonce_weight = triplet_weight = 0 nothing teaches the embedding; "
+                              "set --infonce-weight 1.0 (or a triplet weight with --hard-negatives >= 1).")
+        if self.triplet_weight > 0 and self.hard_negatives == 0:
+            raise ConfigError("triplet_weight > 0 needs hard negatives: set --hard-negatives 1 or --triplet-weight 0.")
+        if self.hard_negatives > self.mine_top_k:
+            raise ConfigError(f"hard_negatives ({self.hard_negatives}) must be <= mine_top_k ({self.mine_top_k}): "
+                              "negatives are picked among the top-ranked documents.")
+        if self.refresh not in ("lazy", "full", "periodic", "frozen"):
+            raise ConfigError(f"refresh must be lazy, full, periodic or frozen, got {self.refresh!r}.")
+        if self.batch_size < 2 and self.hard_negatives == 0:
+            raise ConfigError("batch_size 1 without hard negatives leaves InfoNCE no negative: raise --batch-size "
+                              "or set --hard-negatives >= 1.")
+        if self.num_queries is not None and self.num_queries < self.batch_size:
+            raise ConfigError(f"num_queries ({self.num_queries}) is smaller than batch_size ({self.batch_size}).")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluate embedders side by side with BM25 and all-MiniLM-L6-v2 (``sr3 eval``)."""
+
+    models: list[str] = field(default_factory=lambda: ["base"])
+    """Embedders to evaluate: 'base' (the bundled SmolLM2, or --base-model) and/or folders written by `sr3 sft`."""
+    base_model: str | None = None
+    """What 'base' means: a Hugging Face causal LM name or folder (default: bundled SmolLM2-135M-Instruct)."""
+    datasets: list[str] = field(default_factory=lambda: ["wordnet-revdict", "semanlink"])
+    """Datasets to evaluate on (bundled names, BEIR folders or Hugging Face dataset folders)."""
+    split: str = "test"
+    """Qrels split."""
+    num_queries: int | None = 500
+    """Queries evaluated per dataset, a seeded sample (None: all)."""
+    corpus_docs: int | None = 5000
+    """Documents per corpus: a seeded sub-corpus that keeps every relevant document (None: the whole corpus;
+    the 82k-document wordnet-revdict takes about 40 min per model on 2 CPU cores)."""
+    reasoning: bool = True
+    """Also evaluate each embedder with reasoning before the embedding (slower: generation)."""
+    max_new_tokens: int = 32
+    """Longest reasoning, in tokens."""
+    baselines: bool = True
+    """Include BM25 and all-MiniLM-L6-v2."""
+    max_length: int = 128
+    """Prompt tokens kept per text."""
+    batch_size: int = 32
+    """Texts per forward pass."""
+    seed: int = 0
+    """Seed of the query sample and the sub-corpus."""
+    output: str = "runs/eval/results.json"
+    """JSON file for the table's rows (the Markdown table is printed too)."""
+    device: str | None = None
+    """cpu, cuda, ... (default: cuda when available)."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "max_new_tokens", "max_length", "batch_size")
+        if self.num_queries is not None and self.num_queries < 1:
+            raise ConfigError(f"num_queries must be >= 1 or None (all), got {self.num_queries}.")
+        if self.corpus_docs is not None and self.corpus_docs < 1:
+            raise ConfigError(f"corpus_docs must be >= 1 or None (whole corpus), got {self.corpus_docs}.")
+        if not self.models and not self.baselines:
+            raise ConfigError("Nothing to evaluate: give --models or keep the baselines on.")
+        if not self.datasets:
+            raise ConfigError("Give at least one dataset in --datasets.")
+
+
+def _positive(config: Any, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name} must be >= 1, got {getattr(config, name)}.")
+
+
+def _at_least(config: Any, low: float, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) < low:
+            raise ConfigError(f"{name} must be >= {low}, got {getattr(config, name)}.")
+
+
+# -- the CLI from the dataclass ------------------------------------------------------------------
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's docstring (the string literal right after it in the class body)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body
+    docs = {}
+    for statement, following in zip(body, body[1:]):
+        if (isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
+                and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)):
+            docs[statement.target.id] = " ".join(str(following.value.value).split())
+    return docs
+
+
+def _parse_optional(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "") else kind(text)
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one ``--option`` per field of ``cls``; help text from the field docstrings."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    for item in dataclasses.fields(cls):
+        flag = "--" + item.name.replace("_", "-")
+        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
+        help_text = f"{docs.get(item.name, '')} (default: {default})"
+        hint = hints[item.name]
+        args = typing.get_args(hint)
+        if hint is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        elif typing.get_origin(hint) is list:
+            parser.add_argument(flag, nargs="+", type=args[0], default=default, help=help_text)
+        elif type(None) in args:  # Optional[X]: "none" on the command line means None
+            parser.add_argument(flag, type=_parse_optional(next(a for a in args if a is not type(None))),
+                                default=default, help=help_text)
+        else:
+            parser.add_argument(flag, type=hint, default=default, help=help_text)
+
+
+def config_from_args(cls: type, args: argparse.Namespace) -> Any:
+    """Build (and so validate) a config from parsed arguments."""
+    return cls(**{item.name: getattr(args, item.name) for item in dataclasses.fields(cls)})

@@ -1,0 +1,230 @@
+"""Contrastive warm-up (SFT) of the reasoning embedder: ``sr3 sft``.
+
+Per step: a batch of training queries, one relevant document each; the queries are embedded
+(directly) and searched in an `sr3_env.LazyIndex` whose document encoder is the model being
+trained, so the top-ranked non-relevant documents are hard negatives under the *current* model
+(the index re-encodes the stale rows it touches: lazy refresh); positives and negatives are
+embedded; InfoNCE + triplet + the language-model loss on the answer template (+ an optional KL
+to the starting model); one optimiser step, after which the model's ``version`` goes up.
+
+The loop reads top to bottom (`train_sft`); batching, negative mining and masks are pure functions.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sr3_agent.checkpoint import check_resumable, load_latest, save_checkpoint, save_config
+from sr3_agent.config import SFTConfig
+from sr3_agent.embedder import ReasoningEmbedder
+from sr3_agent.losses import info_nce, kl_to_reference, lm_loss, triplet_margin
+from sr3_env import LazyIndex, RetrievalDataset, load_dataset
+
+logger = logging.getLogger(__name__)
+
+
+# -- pure pieces (tested one by one) -------------------------------------------------------------
+
+def batch_query_rows(num_queries: int, batch_size: int, step: int, seed: int) -> np.ndarray:
+    """The query rows of a step: distinct, drawn from a generator seeded by (seed, step), so a
+    resumed run sees exactly the batches the uninterrupted one would have."""
+    rng = np.random.default_rng([seed, step])
+    return rng.choice(num_queries, size=min(batch_size, num_queries), replace=False)
+
+
+def pick_positives(gold: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """One relevant row per query, uniformly among its relevant rows."""
+    return np.array([int(rng.choice(rows)) for rows in gold], dtype=np.int64)
+
+
+def pick_hard_negatives(top_rows: np.ndarray, gold: list[np.ndarray], count: int, num_docs: int,
+                        rng: np.random.Generator) -> np.ndarray:
+    """(B, count) negatives: sampled among each query's top-ranked non-relevant rows (sampling, not
+    the very top, spreads the risk of an unjudged relevant document); random non-relevant rows fill in
+    when the top rows hold too few."""
+    out = np.empty((len(gold), count), dtype=np.int64)
+    for i, (top, relevant) in enumerate(zip(top_rows, gold)):
+        candidates = top[~np.isin(top, relevant)]
+        picked = list(rng.choice(candidates, size=min(count, len(candidates)), replace=False))
+        while len(picked) < count:
+            row = int(rng.integers(num_docs))
+            if row not in relevant and row not in picked:
+                picked.append(row)
+        out[i] = picked
+    return out
+
+
+def false_negative_mask(gold: list[np.ndarray], column_rows: np.ndarray) -> torch.Tensor:
+    """(B, C) bool: True where column j holds a document relevant to query i and j is not i's label
+    (column i). Such columns are not negatives of query i and are left out of its InfoNCE."""
+    relevant = np.stack([np.isin(column_rows, rows) for rows in gold])
+    np.fill_diagonal(relevant[:, :len(gold)], False)
+    return torch.as_tensor(relevant)
+
+
+def answer_template_loss(embedder: ReasoningEmbedder, hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """Language-model loss of the answer template: the embed token after each prompt.
+
+    Sequences are left-padded and end with the token, so the last two positions are (prompt end,
+    token); only the token is labelled.
+    """
+    head = embedder.model.get_output_embeddings()
+    logits = head(hidden[:, -2:])  # (B, 2, V): position -2 predicts the token at -1
+    labels = input_ids[:, -2:].clone()
+    labels[:, 0] = -100
+    return lm_loss(logits, labels)
+
+
+# -- setup ----------------------------------------------------------------------------------------
+
+def training_data(config: SFTConfig) -> RetrievalDataset:
+    """The training queries and the mining corpus (a sub-corpus that keeps every relevant document)."""
+    dataset = load_dataset(config.dataset, split=config.split)
+    if config.num_queries is None and config.corpus_docs is None:
+        return dataset
+    return dataset.subset(num_queries=config.num_queries, num_docs=config.corpus_docs, seed=config.seed)
+
+
+def add_lora(model: Any, config: SFTConfig) -> Any:
+    from sr3_env.errors import DependencyNotInstalled
+
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as error:
+        raise DependencyNotInstalled("--lora needs peft: `pip install peft`.") from error
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules="all-linear",
+                      task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def make_writer(output_dir: Path) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(output_dir / "tensorboard"))
+
+
+# -- the loop -------------------------------------------------------------------------------------
+
+def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
+              dataset: RetrievalDataset | None = None, progress: bool = True) -> ReasoningEmbedder:
+    """Run SFT as configured; returns the trained embedder (also saved to ``output_dir/final``).
+
+    ``embedder`` and ``dataset`` override ``config.model`` and the configured data (tests pass a tiny model).
+    """
+    from tqdm.auto import trange
+
+    output_dir = Path(config.output_dir)
+    torch.manual_seed(config.seed)
+    data = dataset if dataset is not None else training_data(config)
+    gold = [data.relevant_rows(q)[0] for q in data.query_ids]
+    embedder = embedder or ReasoningEmbedder.from_pretrained(config.model, device=config.device)
+    embedder.max_length = config.max_length
+    if config.lora:
+        embedder.model = add_lora(embedder.model, config)
+    reference = copy.deepcopy(embedder.model).eval().requires_grad_(False) if config.kl_weight > 0 else None
+    parameters = [p for p in embedder.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    warmup = max(1, config.steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+    embedder.attach_optimizer(optimizer)
+
+    start, index_rows = 0, None
+    if config.resume:
+        check_resumable(output_dir, config)
+        state = load_latest(output_dir)
+        embedder.model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        embedder.version, start, index_rows = state["version"], state["step"], state["index"]
+        logger.info("resuming from step %d", start)
+    else:
+        save_config(output_dir, config)
+
+    index = LazyIndex(data.documents, embedder, refresh=config.refresh, refresh_budget=config.refresh_budget,
+                      refresh_every=1 if config.refresh == "periodic" else None, device=embedder.device,
+                      embeddings=None if index_rows is None else index_rows["embeddings"])
+    if index_rows is not None:
+        index.row_versions[:] = index_rows["row_versions"]
+    writer = make_writer(output_dir)
+    embedder.model.train()
+
+    bar = trange(start, config.steps, desc="sft", disable=not progress, initial=start, total=config.steps)
+    for step in bar:
+        timer = time.perf_counter()
+        rng = np.random.default_rng([config.seed, step, 1])
+        rows = batch_query_rows(len(data.query_ids), config.batch_size, step, config.seed)
+        batch_gold = [gold[r] for r in rows]
+
+        # 1. queries, embedded directly (with gradients)
+        q_ids, q_mask = embedder.direct_batch([data.query_texts[r] for r in rows], embedder.prompts.query)
+        q_hidden = embedder.hidden_states(q_ids, q_mask)
+        queries = embedder.pool(q_hidden, q_ids, q_mask)  # (B, D)
+
+        # 2. hard negatives under the current model (the index re-encodes the stale rows it touches)
+        found = index.search(queries.detach(), batch_gold, k=config.mine_top_k)
+        positives_rows = pick_positives(batch_gold, rng)
+        negative_rows = pick_hard_negatives(found.top_rows, batch_gold, config.hard_negatives, len(index), rng)
+        mined = time.perf_counter()
+
+        # 3. positives then negatives, embedded as documents (with gradients)
+        column_rows = np.concatenate([positives_rows, negative_rows.reshape(-1)])
+        d_ids, d_mask = embedder.direct_batch([data.documents[r] for r in column_rows], embedder.prompts.document)
+        d_hidden = embedder.hidden_states(d_ids, d_mask)
+        documents = embedder.pool(d_hidden, d_ids, d_mask)  # (B + B*H, D)
+        positives, negatives = documents[:len(rows)], documents[len(rows):]
+
+        # 4. losses, one optimiser step (the model's version goes up)
+        losses = {"info_nce": info_nce(queries, positives, negatives, temperature=config.temperature,
+                                       false_negative_mask=false_negative_mask(batch_gold, column_rows).to(queries.device))}
+        if config.triplet_weight > 0:
+            losses["triplet"] = triplet_margin(queries, positives, negatives.view(len(rows), config.hard_negatives, -1),
+                                               margin=config.margin)
+        if config.lm_weight > 0:
+            losses["lm"] = 0.5 * (answer_template_loss(embedder, q_hidden, q_ids)
+                                  + answer_template_loss(embedder, d_hidden, d_ids))
+        if reference is not None:
+            head = embedder.model.get_output_embeddings()
+            with torch.no_grad():
+                ref_logits = reference(input_ids=q_ids, attention_mask=q_mask,
+                                       position_ids=(q_mask.cumsum(1) - 1).clamp(min=0)).logits
+            losses["kl"] = kl_to_reference(head(q_hidden), ref_logits, q_mask.bool())
+        weights = {"info_nce": config.infonce_weight, "triplet": config.triplet_weight, "lm": config.lm_weight,
+                   "kl": config.kl_weight}
+        total = sum(weights[name] * value for name, value in losses.items())
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        schedule.step()
+        done = step + 1
+
+        # 5. logs and checkpoints
+        bar.set_postfix(loss=f"{total.item():.3f}", rank=f"{np.mean([r.mean() for r in found.gold_ranks]):.1f}")
+        if done % config.log_every == 0 or done == config.steps:
+            with torch.no_grad():
+                cos_pos = (queries * positives).sum(-1).mean().item()
+                cos_neg = (queries.unsqueeze(1) * negatives.view(len(rows), config.hard_negatives, -1)).sum(-1).mean().item() \
+                    if config.hard_negatives else float("nan")
+            scalars = {"losses/total": total.item(), **{f"losses/{k}": v.item() for k, v in losses.items()},
+                       "charts/learning_rate": schedule.get_last_lr()[0],
+                       "charts/gold_rank": float(np.mean([r.mean() for r in found.gold_ranks])),
+                       "charts/cos_positive": cos_pos, "charts/cos_hard_negative": cos_neg,
+                       "index/rows_reencoded": found.stats.rows_reencoded, "index/stale_fraction": found.stats.stale_fraction,
+                       "time/mining_s": mined - timer, "time/step_s": time.perf_counter() - timer}
+            for key, value in scalars.items():
+                writer.add_scalar(key, value, done)
+        if done % config.save_every == 0 or done == config.steps:
+            save_checkpoint(output_dir, done, {
+                "model": embedder.model.state_dict(), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "version": embedder.version,
+                "index": {"embeddings": index.embeddings.cpu(), "row_versions": index.row_versions.copy()}})
+    writer.close()
+    embedder.model.eval()
+    embedder.save_pretrained(output_dir / "final")
+    return embedder
