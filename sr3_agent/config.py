@@ -35,7 +35,7 @@ class SFTConfig:
     """Training queries drawn from the split (None: all)."""
     corpus_docs: int | None = 3000
     """Documents in the mining index: a sub-corpus that keeps every relevant document (None: all)."""
-    steps: int = 150
+    steps: int = 100
     """Optimiser steps."""
     batch_size: int = 16
     """Queries per step (each with one positive and `hard_negatives` mined negatives)."""
@@ -196,7 +196,7 @@ def dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     for item in dataclasses.fields(cls):
         flag = "--" + item.name.replace("_", "-")
         default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
-        help_text = f"{docs.get(item.name, '')} (default: {default})"
+        help_text = f"{docs.get(item.name, '')} (default: {default})".replace("%", "%%")
         hint = hints[item.name]
         args = typing.get_args(hint)
         if hint is bool:

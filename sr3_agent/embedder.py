@@ -158,6 +158,16 @@ class ReasoningEmbedder:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def fingerprint(self) -> str:
+        """A hash of the weights and prompts: keys caches of corpus embeddings made by this exact model."""
+        import hashlib
+
+        digest = hashlib.sha256(json.dumps(asdict(self.prompts)).encode() + str(self.max_length).encode())
+        for name, tensor in self.model.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
     def bump_version(self) -> None:
         """Mark the weights as changed (index rows made before become stale)."""
         self.version += 1

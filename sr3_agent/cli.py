@@ -1,0 +1,50 @@
+"""The ``sr3`` command: ``sr3 sft`` and ``sr3 eval``. Options and help come from the config dataclasses."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from sr3_agent.config import ConfigError, EvalConfig, SFTConfig, config_from_args, dataclass_arguments
+from sr3_env.errors import Sr3Error
+
+COMMANDS = {"sft": SFTConfig, "eval": EvalConfig}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sr3", description="Train and evaluate reasoning embedders (Search-R3).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, cls in COMMANDS.items():
+        sub = commands.add_parser(name, help=(cls.__doc__ or "").strip().splitlines()[0], description=cls.__doc__)
+        dataclass_arguments(sub, cls)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(COMMANDS[args.command], args)
+        if args.command == "sft":
+            from sr3_agent.sft import train_sft
+
+            train_sft(config)
+            print(f"saved the trained embedder to {Path(config.output_dir) / 'final'}")
+        elif args.command == "eval":
+            from sr3_agent.compare import run_eval
+            from sr3_agent.evaluate import markdown_table, write_results
+
+            rows = run_eval(config)
+            print(markdown_table(rows))
+            print(f"wrote {write_results(rows, config.output)}")
+    except (ConfigError, Sr3Error, FileNotFoundError) as error:
+        parser.exit(2, f"sr3 {args.command}: error: {error}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
