@@ -202,7 +202,7 @@ def dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if hint is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         elif typing.get_origin(hint) is list:
-            parser.add_argument(flag, nargs="+", type=args[0], default=default, help=help_text)
+            parser.add_argument(flag, nargs="*", type=args[0], default=default, help=help_text)
         elif type(None) in args:  # Optional[X]: "none" on the command line means None
             parser.add_argument(flag, type=_parse_optional(next(a for a in args if a is not type(None))),
                                 default=default, help=help_text)

@@ -64,6 +64,16 @@ class Rollout:
         return self.reasoning_mask.sum(dim=1)
 
 
+def _add_token_rows(model: Any, size: int) -> None:
+    """Grow the vocabulary to ``size``; new rows start at the mean of the old ones (deterministic, so
+    the same base model always gives the same embedder)."""
+    old = model.get_input_embeddings().num_embeddings
+    model.resize_token_embeddings(size, mean_resizing=False)
+    with torch.no_grad():
+        for matrix in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}.values():
+            matrix.weight[old:] = matrix.weight[:old].mean(dim=0)
+
+
 def _batches(items: Sequence[Any], size: int) -> Iterator[tuple[int, Sequence[Any]]]:
     for start in range(0, len(items), size):
         yield start, items[start:start + size]
@@ -123,7 +133,7 @@ class ReasoningEmbedder:
         if EMBED_TOKEN not in tokenizer.get_vocab():
             tokenizer.add_special_tokens({"additional_special_tokens": [EMBED_TOKEN]})
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
-            model.resize_token_embeddings(len(tokenizer))
+            _add_token_rows(model, len(tokenizer))
         saved = Path(source) / CONFIG_FILE
         if saved.is_file():
             settings = json.loads(saved.read_text())

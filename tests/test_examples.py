@@ -25,6 +25,15 @@ def test_sb3_demo_runs_at_a_tiny_budget(capsys):
     assert "| policy |" in capsys.readouterr().out
 
 
+def test_embed_and_finetune_runs_at_a_tiny_budget(tmp_path, capsys):
+    rows = load("embed_and_finetune").main(["--steps", "1", "--train-queries", "16", "--eval-queries", "8",
+                                             "--eval-docs", "40", "--output-dir", str(tmp_path / "run")])
+    assert [r["system"] for r in rows] == ["base (direct)", "base (reasoning)", "SFT 1 steps (direct)",
+                                          "SFT 1 steps (reasoning)"]
+    assert (tmp_path / "run" / "final" / "config.json").is_file()
+    assert "| SFT 1 steps (direct) |" in capsys.readouterr().out
+
+
 def test_every_example_is_tested():
-    tested = {"quickstart", "sb3_demo"}
+    tested = {"quickstart", "sb3_demo", "embed_and_finetune"}
     assert {path.stem for path in EXAMPLES.glob("*.py")} == tested

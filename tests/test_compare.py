@@ -1,0 +1,77 @@
+"""`sr3 eval` and `sr3 sft` from the command line, and the embedder inside the environment."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from sr3_agent.cli import build_parser, main
+from sr3_agent.compare import evaluation_set, run_eval
+from sr3_agent.config import EvalConfig, SFTConfig, field_docs
+
+
+def test_run_eval_puts_systems_side_by_side(tiny_embedder, tiny_beir, tmp_path, monkeypatch):
+    monkeypatch.setenv("SR3_CACHE_DIR", str(tmp_path / "cache"))
+    config = EvalConfig(datasets=[str(tiny_beir)], num_queries=None, corpus_docs=None, max_new_tokens=4, baselines=False)
+    rows = run_eval(config, embedders=[("tiny", tiny_embedder)])
+    assert [r["system"] for r in rows] == ["tiny (direct)", "tiny (reasoning)"]
+    assert rows[1]["missing_embed_token_rate"] == 1.0  # a random model never writes the token
+    for row in rows:
+        assert 0.0 <= row["ndcg@10"] <= 1.0 and row["queries"] == 3 and row["docs"] == 12
+    assert len(list((tmp_path / "cache" / "eval").glob("*.npy"))) == 1  # documents encoded once for both systems
+
+
+def test_evaluation_set_states_the_cut():
+    config = EvalConfig(num_queries=50, corpus_docs=200)
+    dataset, note = evaluation_set("semanlink", config)
+    assert len(dataset.query_ids) == 50 and len(dataset.doc_ids) >= 50
+    assert "50 of 432 queries" in note and "every relevant one kept" in note
+    for query_id in dataset.query_ids:
+        assert set(dataset.qrels[query_id]) <= set(dataset.doc_ids)
+    whole, none = evaluation_set("semanlink", EvalConfig(num_queries=None, corpus_docs=None))
+    assert none is None and len(whole.doc_ids) == 314
+
+
+def test_help_comes_from_the_field_docstrings(capsys):
+    with pytest.raises(SystemExit):
+        main(["sft", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert " ".join(field_docs(SFTConfig)["mine_top_k"].split()) in text
+    assert "(default: 0.05)" in text
+
+
+def test_list_and_optional_options_parse():
+    args = build_parser().parse_args(["eval", "--models", "base", "runs/x/final", "--corpus-docs", "none", "--no-reasoning"])
+    assert args.models == ["base", "runs/x/final"] and args.corpus_docs is None and args.reasoning is False
+
+
+def test_a_bad_combination_exits_with_the_fix(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sft", "--hard-negatives", "0"])
+    assert exit_info.value.code == 2
+    assert "--triplet-weight 0" in capsys.readouterr().err
+
+
+def test_eval_command_writes_json(tiny_beir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SR3_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "results.json"
+    main(["eval", "--models", "--datasets", str(tiny_beir), "--num-queries", "none", "--corpus-docs", "none",
+          "--output", str(out)])
+    rows = json.loads(out.read_text())
+    assert [r["system"] for r in rows] == ["BM25", "all-MiniLM-L6-v2"]
+    assert "| BM25 |" in capsys.readouterr().out
+
+
+def test_the_embedder_is_an_environment_encoder(tiny_embedder, tiny_beir):
+    env = gym.make("RetrievalEmbed-v0", dataset=str(tiny_beir), encoder=tiny_embedder, reward="reciprocal_rank")
+    query, info = env.reset(seed=0)
+    action = tiny_embedder.encode_queries([query])[0]
+    _, reward, terminated, _, info = env.step(action)
+    assert terminated and 0 < reward <= 1 and info["index"]["encoder_version"] == tiny_embedder.version
+    tiny_embedder.bump_version()  # the weights "changed": the next step re-encodes what it touches
+    env.reset(seed=1)
+    _, _, _, _, info = env.step(action)
+    assert info["index"]["rows_reencoded"] > 0
