@@ -8,10 +8,14 @@ Only the newest ``keep`` checkpoints are kept.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import random
 import shutil
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,8 @@ import numpy as np
 import torch
 
 from sr3_agent.config import ConfigError
+
+logger = logging.getLogger(__name__)
 
 _PREFIX = "checkpoint-"
 #: config fields that may change between a run and its resumption
@@ -90,3 +96,31 @@ def check_resumable(output_dir: str | Path, config: Any) -> None:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
         raise ConfigError(f"--resume with a different config ({details}). Use the saved values "
                           f"(see {path}) or a new --output-dir.")
+
+
+class StopFlag:
+    """Set by the first Ctrl-C inside `graceful_interrupt`; the loop checks it between steps."""
+
+    requested = False
+
+
+@contextlib.contextmanager
+def graceful_interrupt():
+    """The first Ctrl-C (SIGINT) asks the training loop to stop after the current step (it then saves a
+    checkpoint); a second one interrupts at once. Outside the main thread it changes nothing."""
+    flag = StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag.requested:
+            raise KeyboardInterrupt
+        flag.requested = True
+        logger.warning("interrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -61,6 +61,8 @@ class SFTConfig:
     """Top-ranked documents searched for hard negatives; their stale rows are re-encoded (lazy refresh)."""
     refresh: str = "lazy"
     """Mining index refresh policy: lazy, full, periodic or frozen (see sr3_env.LazyIndex)."""
+    refresh_every: int = 10
+    """With refresh=periodic: optimiser steps between full re-encodes of the mining index."""
     refresh_budget: int = 0
     """Extra stalest index rows re-encoded after each search (0: none)."""
     max_length: int = 128
@@ -85,7 +87,8 @@ class SFTConfig:
     """cpu, cuda, cuda:1, ... (default: cuda when available)."""
 
     def __post_init__(self) -> None:
-        _positive(self, "steps", "batch_size", "max_length", "save_every", "log_every", "mine_top_k", "lora_rank")
+        _positive(self, "steps", "batch_size", "max_length", "save_every", "log_every", "mine_top_k", "lora_rank",
+                  "refresh_every")
         _at_least(self, 0, "hard_negatives", "refresh_budget", "weight_decay", "triplet_weight", "lm_weight",
                   "kl_weight", "infonce_weight")
         if self.temperature <= 0:

@@ -92,6 +92,7 @@ class ReasoningEmbedder:
     """
 
     frozen = False
+    progress_min_texts = 1000  #: show a progress bar when encoding at least this many texts
 
     def __init__(self, model: Any, tokenizer: Any, *, prompts: Prompts | None = None, max_length: int = 256,
                  batch_size: int = 16, name: str | None = None) -> None:
@@ -286,10 +287,14 @@ class ReasoningEmbedder:
             return out
         prompts = self.prompt_ids(texts, instruction)
         order = np.argsort([len(p) for p in prompts], kind="stable")  # similar lengths together: less padding
-        with torch.inference_mode():
+        from tqdm.auto import tqdm
+
+        with torch.inference_mode(), tqdm(total=len(texts), desc="embedding", unit="text", leave=False,
+                                          disable=len(texts) < self.progress_min_texts) as bar:
             for _, rows in _batches(order, self.batch_size):
                 ids, mask = self.pad_left([prompts[i] + [self.embed_token_id] for i in rows])
                 out[rows] = self.embed(ids, mask).cpu().numpy()
+                bar.update(len(rows))
         return out
 
     # -- reasoning ------------------------------------------------------------------------------

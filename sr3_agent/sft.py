@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sr3_agent.checkpoint import check_resumable, load_latest, save_checkpoint, save_config
+from sr3_agent.checkpoint import check_resumable, graceful_interrupt, load_latest, save_checkpoint, save_config
 from sr3_agent.config import SFTConfig
 from sr3_agent.embedder import ReasoningEmbedder
 from sr3_agent.losses import info_nce, kl_to_reference, lm_loss, triplet_margin
@@ -51,6 +51,9 @@ def pick_hard_negatives(top_rows: np.ndarray, gold: list[np.ndarray], count: int
     when the top rows hold too few."""
     out = np.empty((len(gold), count), dtype=np.int64)
     for i, (top, relevant) in enumerate(zip(top_rows, gold)):
+        if num_docs - len(np.unique(relevant)) < count:
+            raise ValueError(f"A query has {len(np.unique(relevant))} relevant documents among {num_docs}: too few "
+                             f"others for {count} hard negatives. Lower --hard-negatives or use a larger corpus.")
         candidates = top[~np.isin(top, relevant)]
         picked = list(rng.choice(candidates, size=min(count, len(candidates)), replace=False))
         while len(picked) < count:
@@ -110,6 +113,23 @@ def make_writer(output_dir: Path) -> Any:
     return SummaryWriter(str(output_dir / "tensorboard"))
 
 
+def log_step(writer: Any, step: int, total: torch.Tensor, losses: dict[str, torch.Tensor], queries: torch.Tensor,
+             positives: torch.Tensor, negatives: torch.Tensor, found: Any, config: SFTConfig, *, lr: float,
+             seconds: tuple[float, float]) -> None:
+    """Write one step's TensorBoard scalars (keys explained in docs/metrics.md)."""
+    with torch.no_grad():
+        cos_positive = (queries * positives).sum(-1).mean().item()
+        cos_negative = (queries.unsqueeze(1) * negatives.view(len(queries), config.hard_negatives, -1)).sum(-1).mean().item() \
+            if config.hard_negatives else float("nan")
+    scalars = {"losses/total": total.item(), **{f"losses/{k}": v.item() for k, v in losses.items()},
+               "charts/learning_rate": lr, "charts/gold_rank": float(np.mean([r.mean() for r in found.gold_ranks])),
+               "charts/cos_positive": cos_positive, "charts/cos_hard_negative": cos_negative,
+               "index/rows_reencoded": found.stats.rows_reencoded, "index/stale_fraction": found.stats.stale_fraction,
+               "time/mining_s": seconds[0], "time/step_s": seconds[1]}
+    for key, value in scalars.items():
+        writer.add_scalar(key, value, step)
+
+
 # -- the loop -------------------------------------------------------------------------------------
 
 def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
@@ -148,7 +168,7 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
         save_config(output_dir, config)
 
     index = LazyIndex(data.documents, embedder, refresh=config.refresh, refresh_budget=config.refresh_budget,
-                      refresh_every=1 if config.refresh == "periodic" else None, device=embedder.device,
+                      refresh_every=config.refresh_every if config.refresh == "periodic" else None, device=embedder.device,
                       embeddings=None if index_rows is None else index_rows["embeddings"])
     if index_rows is not None:
         index.row_versions[:] = index_rows["row_versions"]
@@ -156,74 +176,69 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
     embedder.model.train()
 
     bar = trange(start, config.steps, desc="sft", disable=not progress, initial=start, total=config.steps)
-    for step in bar:
-        timer = time.perf_counter()
-        rng = np.random.default_rng([config.seed, step, 1])
-        rows = batch_query_rows(len(data.query_ids), config.batch_size, step, config.seed)
-        batch_gold = [gold[r] for r in rows]
+    with graceful_interrupt() as stop:
+        for step in bar:
+            timer = time.perf_counter()
+            rng = np.random.default_rng([config.seed, step, 1])
+            rows = batch_query_rows(len(data.query_ids), config.batch_size, step, config.seed)
+            batch_gold = [gold[r] for r in rows]
 
-        # 1. queries, embedded directly (with gradients)
-        q_ids, q_mask = embedder.direct_batch([data.query_texts[r] for r in rows], embedder.prompts.query)
-        q_hidden = embedder.hidden_states(q_ids, q_mask)
-        queries = embedder.pool(q_hidden, q_ids, q_mask)  # (B, D)
+            # 1. queries, embedded directly (with gradients)
+            q_ids, q_mask = embedder.direct_batch([data.query_texts[r] for r in rows], embedder.prompts.query)
+            q_hidden = embedder.hidden_states(q_ids, q_mask)
+            queries = embedder.pool(q_hidden, q_ids, q_mask)  # (B, D)
 
-        # 2. hard negatives under the current model (the index re-encodes the stale rows it touches)
-        found = index.search(queries.detach(), batch_gold, k=config.mine_top_k)
-        positives_rows = pick_positives(batch_gold, rng)
-        negative_rows = pick_hard_negatives(found.top_rows, batch_gold, config.hard_negatives, len(index), rng)
-        mined = time.perf_counter()
+            # 2. hard negatives under the current model (the index re-encodes the stale rows it touches)
+            found = index.search(queries.detach(), batch_gold, k=config.mine_top_k)
+            positives_rows = pick_positives(batch_gold, rng)
+            negative_rows = pick_hard_negatives(found.top_rows, batch_gold, config.hard_negatives, len(index), rng)
+            mined = time.perf_counter()
 
-        # 3. positives then negatives, embedded as documents (with gradients)
-        column_rows = np.concatenate([positives_rows, negative_rows.reshape(-1)])
-        d_ids, d_mask = embedder.direct_batch([data.documents[r] for r in column_rows], embedder.prompts.document)
-        d_hidden = embedder.hidden_states(d_ids, d_mask)
-        documents = embedder.pool(d_hidden, d_ids, d_mask)  # (B + B*H, D)
-        positives, negatives = documents[:len(rows)], documents[len(rows):]
+            # 3. positives then negatives, embedded as documents (with gradients)
+            column_rows = np.concatenate([positives_rows, negative_rows.reshape(-1)])
+            d_ids, d_mask = embedder.direct_batch([data.documents[r] for r in column_rows], embedder.prompts.document)
+            d_hidden = embedder.hidden_states(d_ids, d_mask)
+            documents = embedder.pool(d_hidden, d_ids, d_mask)  # (B + B*H, D)
+            positives, negatives = documents[:len(rows)], documents[len(rows):]
 
-        # 4. losses, one optimiser step (the model's version goes up)
-        losses = {"info_nce": info_nce(queries, positives, negatives, temperature=config.temperature,
-                                       false_negative_mask=false_negative_mask(batch_gold, column_rows).to(queries.device))}
-        if config.triplet_weight > 0:
-            losses["triplet"] = triplet_margin(queries, positives, negatives.view(len(rows), config.hard_negatives, -1),
-                                               margin=config.margin)
-        if config.lm_weight > 0:
-            losses["lm"] = 0.5 * (answer_template_loss(embedder, q_hidden, q_ids)
-                                  + answer_template_loss(embedder, d_hidden, d_ids))
-        if reference is not None:
-            head = embedder.model.get_output_embeddings()
-            with torch.no_grad():
-                ref_logits = reference(input_ids=q_ids, attention_mask=q_mask,
-                                       position_ids=(q_mask.cumsum(1) - 1).clamp(min=0)).logits
-            losses["kl"] = kl_to_reference(head(q_hidden), ref_logits, q_mask.bool())
-        weights = {"info_nce": config.infonce_weight, "triplet": config.triplet_weight, "lm": config.lm_weight,
-                   "kl": config.kl_weight}
-        total = sum(weights[name] * value for name, value in losses.items())
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        schedule.step()
-        done = step + 1
+            # 4. losses, one optimiser step (the model's version goes up)
+            losses = {"info_nce": info_nce(queries, positives, negatives, temperature=config.temperature,
+                                           false_negative_mask=false_negative_mask(batch_gold, column_rows).to(queries.device))}
+            if config.triplet_weight > 0:
+                losses["triplet"] = triplet_margin(queries, positives, negatives.view(len(rows), config.hard_negatives, -1),
+                                                   margin=config.margin)
+            if config.lm_weight > 0:
+                losses["lm"] = 0.5 * (answer_template_loss(embedder, q_hidden, q_ids)
+                                      + answer_template_loss(embedder, d_hidden, d_ids))
+            if reference is not None:
+                head = embedder.model.get_output_embeddings()
+                with torch.no_grad():
+                    ref_logits = reference(input_ids=q_ids, attention_mask=q_mask,
+                                           position_ids=(q_mask.cumsum(1) - 1).clamp(min=0)).logits
+                losses["kl"] = kl_to_reference(head(q_hidden), ref_logits, q_mask.bool())
+            weights = {"info_nce": config.infonce_weight, "triplet": config.triplet_weight, "lm": config.lm_weight,
+                       "kl": config.kl_weight}
+            total = sum(weights[name] * value for name, value in losses.items())
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            schedule.step()
+            done = step + 1
 
-        # 5. logs and checkpoints
-        bar.set_postfix(loss=f"{total.item():.3f}", rank=f"{np.mean([r.mean() for r in found.gold_ranks]):.1f}")
-        if done % config.log_every == 0 or done == config.steps:
-            with torch.no_grad():
-                cos_pos = (queries * positives).sum(-1).mean().item()
-                cos_neg = (queries.unsqueeze(1) * negatives.view(len(rows), config.hard_negatives, -1)).sum(-1).mean().item() \
-                    if config.hard_negatives else float("nan")
-            scalars = {"losses/total": total.item(), **{f"losses/{k}": v.item() for k, v in losses.items()},
-                       "charts/learning_rate": schedule.get_last_lr()[0],
-                       "charts/gold_rank": float(np.mean([r.mean() for r in found.gold_ranks])),
-                       "charts/cos_positive": cos_pos, "charts/cos_hard_negative": cos_neg,
-                       "index/rows_reencoded": found.stats.rows_reencoded, "index/stale_fraction": found.stats.stale_fraction,
-                       "time/mining_s": mined - timer, "time/step_s": time.perf_counter() - timer}
-            for key, value in scalars.items():
-                writer.add_scalar(key, value, done)
-        if done % config.save_every == 0 or done == config.steps:
-            save_checkpoint(output_dir, done, {
-                "model": embedder.model.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "version": embedder.version,
-                "index": {"embeddings": index.embeddings.cpu(), "row_versions": index.row_versions.copy()}})
+            # 5. logs and checkpoints (a first Ctrl-C stops here, after a checkpoint)
+            bar.set_postfix(loss=f"{total.item():.3f}", rank=f"{np.mean([r.mean() for r in found.gold_ranks]):.1f}")
+            if done % config.log_every == 0 or done == config.steps:
+                log_step(writer, done, total, losses, queries, positives, negatives, found, config,
+                         lr=schedule.get_last_lr()[0], seconds=(mined - timer, time.perf_counter() - timer))
+            if stop.requested or done % config.save_every == 0 or done == config.steps:
+                save_checkpoint(output_dir, done, {
+                    "model": embedder.model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "version": embedder.version,
+                    "index": {"embeddings": index.embeddings.cpu(), "row_versions": index.row_versions.copy()}})
+            if stop.requested:
+                logger.warning("stopped after step %d; continue with --resume", done)
+                writer.close()
+                return embedder
     writer.close()
     embedder.model.eval()
     embedder.save_pretrained(output_dir / "final")

@@ -169,3 +169,42 @@ def test_lora_trains_only_adapters(tiny_embedder, toy_set, tmp_path):
     merged = type(trained).from_pretrained(tmp_path / "run" / "final", device="cpu")  # saved with LoRA merged
     changed = [k for k, v in merged.model.state_dict().items() if k in base and not torch.equal(base[k], v)]
     assert changed
+
+
+def test_too_few_non_relevant_documents_is_a_clear_error():
+    with pytest.raises(ValueError, match="Lower --hard-negatives"):
+        pick_hard_negatives(np.array([[0, 1, 2]]), [np.array([0, 1])], count=2, num_docs=3, rng=np.random.default_rng(0))
+
+
+def test_first_ctrl_c_only_asks_to_stop():
+    import os
+    import signal
+
+    from sr3_agent.checkpoint import graceful_interrupt
+
+    with graceful_interrupt() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested  # noted, not raised: the loop finishes its step and saves
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # a second one aborts
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_interrupted_run_saves_and_resumes(tiny_embedder, toy_set, tmp_path, monkeypatch):
+    import contextlib
+
+    import sr3_agent.sft as sft
+
+    class StopAtVersionTwo:  # what a Ctrl-C during the second step does to the flag
+        @property
+        def requested(self):
+            return tiny_embedder.version >= 2
+
+    monkeypatch.setattr(sft, "graceful_interrupt", lambda: contextlib.nullcontext(StopAtVersionTwo()))
+    train_sft(_config(tmp_path, steps=4, save_every=100), embedder=tiny_embedder, dataset=toy_set, progress=False)
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["checkpoint-0000002"]
+    assert not (tmp_path / "run" / "final").exists()
+    monkeypatch.undo()
+    resumed = train_sft(_config(tmp_path, steps=4, save_every=100, resume=True), embedder=copy.deepcopy(tiny_embedder),
+                        dataset=toy_set, progress=False)
+    assert resumed.version == 4 and (tmp_path / "run" / "final").is_dir()
