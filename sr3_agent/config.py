@@ -113,6 +113,105 @@ class SFTConfig:
 
 
 @dataclass
+class RLConfig:
+    """Reinforcement learning of reasoning and embedding against RetrievalEmbed-v0 (``sr3 rl``)."""
+
+    model: str | None = None
+    """Embedder to start from: a folder written by `sr3 sft` (recommended) or a causal LM name/folder (default: bundled)."""
+    dataset: str = "wordnet-revdict"
+    """Training queries and corpus (bundled name, BEIR folder or Hugging Face dataset folder)."""
+    split: str = "train"
+    """Qrels split to train on."""
+    num_queries: int | None = 2000
+    """Training queries drawn from the split (None: all)."""
+    corpus_docs: int | None = 3000
+    """Documents in the environment's index: a sub-corpus that keeps every relevant document (None: all)."""
+    steps: int = 40
+    """Optimiser steps (one per batch of queries)."""
+    queries_per_step: int = 4
+    """Queries per step; each gets `group_size` sampled reasonings."""
+    group_size: int = 4
+    """Reasonings sampled per query (G); advantages are relative to the group."""
+    max_new_tokens: int = 24
+    """Longest reasoning, in tokens."""
+    temperature: float = 1.0
+    """Sampling temperature of the reasonings."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold."""
+    reward: str = "log_rank"
+    """Environment reward: reciprocal_rank, ndcg@10, recall@100, log_rank, ..."""
+    top_k: int = 10
+    """Top documents the environment returns per action; their stale index rows are re-encoded (lazy refresh)."""
+    refresh: str = "lazy"
+    """Index refresh policy: lazy, full, periodic or frozen (see sr3_env.LazyIndex)."""
+    refresh_every: int = 10
+    """With refresh=periodic: optimiser steps between full re-encodes of the index."""
+    refresh_budget: int = 0
+    """Extra stalest index rows re-encoded after each step (0: none)."""
+    learning_rate: float = 1e-5
+    """AdamW learning rate."""
+    clip: float = 0.2
+    """PPO clip range of the probability ratio."""
+    kl_weight: float = 0.02
+    """Weight of the KL penalty (k3 estimator) to the frozen starting model on the reasoning tokens (0: no reference)."""
+    aux_weight: float = 0.5
+    """Weight of the auxiliary InfoNCE of the embeddings against the documents the index just re-encoded."""
+    aux_temperature: float = 0.05
+    """Temperature of the auxiliary InfoNCE."""
+    aux_negatives: int = 4
+    """Top-ranked non-relevant documents per query used as auxiliary negatives."""
+    max_length: int = 128
+    """Prompt tokens kept per text."""
+    lora: bool = False
+    """Train LoRA adapters (peft) instead of all weights."""
+    lora_rank: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA alpha (scale = alpha / rank)."""
+    eval_every: int = 10
+    """Steps between held-out evaluations (nDCG@10 with reasoning; 0: never)."""
+    eval_queries: int = 50
+    """Held-out queries (test split) per evaluation."""
+    eval_docs: int = 500
+    """Documents in the held-out sub-corpus (every relevant one kept); re-encoded at each evaluation."""
+    seed: int = 0
+    """Random seed (query batches, sampling)."""
+    output_dir: str = "runs/rl"
+    """Where checkpoints, the final model (`final/`) and TensorBoard logs go."""
+    save_every: int = 20
+    """Steps between checkpoints (the last step is always saved)."""
+    log_every: int = 1
+    """Steps between TensorBoard writes."""
+    resume: bool = False
+    """Continue from the latest checkpoint in output_dir (same config)."""
+    device: str | None = None
+    """cpu, cuda, ... (default: cuda when available)."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "steps", "queries_per_step", "max_new_tokens", "top_k", "refresh_every", "max_length",
+                  "lora_rank", "save_every", "log_every", "eval_queries", "eval_docs")
+        _at_least(self, 0, "kl_weight", "aux_weight", "aux_negatives", "refresh_budget", "eval_every")
+        if self.group_size < 2:
+            raise ConfigError(f"group_size must be >= 2: advantages are relative to the group (got {self.group_size}).")
+        if self.temperature <= 0:
+            raise ConfigError("temperature must be > 0: with greedy decoding the G reasonings of a query are identical "
+                              "and every advantage is 0. Use --temperature 1.0.")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}.")
+        if not 0 < self.clip < 1:
+            raise ConfigError(f"clip must be in (0, 1) (0.2 is usual), got {self.clip}.")
+        if self.learning_rate <= 0 or self.aux_temperature <= 0:
+            raise ConfigError("learning_rate and aux_temperature must be > 0.")
+        if self.refresh not in ("lazy", "full", "periodic", "frozen"):
+            raise ConfigError(f"refresh must be lazy, full, periodic or frozen, got {self.refresh!r}.")
+        if self.aux_weight > 0 and self.refresh == "frozen":
+            raise ConfigError("aux_weight > 0 trains against index rows, which refresh=frozen never updates: the "
+                              "auxiliary loss would pull towards stale documents. Use --refresh lazy or --aux-weight 0.")
+        if self.num_queries is not None and self.num_queries < self.queries_per_step:
+            raise ConfigError(f"num_queries ({self.num_queries}) is smaller than queries_per_step ({self.queries_per_step}).")
+
+
+@dataclass
 class EvalConfig:
     """Evaluate embedders side by side with BM25 and all-MiniLM-L6-v2 (``sr3 eval``)."""
 

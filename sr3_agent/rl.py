@@ -1,0 +1,211 @@
+"""Reinforcement learning of reasoning and embedding against `RetrievalEmbed-v0`: ``sr3 rl``.
+
+Per iteration (`train_rl`, which reads top to bottom like cleanrl's ``ppo.py``):
+
+1. a batch of training queries, each repeated G times across the vectorised environment;
+2. G sampled reasonings per query, each ending with ``<|embed_token|>``;
+3. one forward pass gives the per-token log-probabilities of the reasonings and the embeddings;
+4. the environment scores all B·G embeddings in one call; its index's document encoder is the
+   policy itself, so rows made before the last update are stale and only those the search touches
+   are re-encoded (lazy refresh);
+5. group-relative advantages; a clipped policy-gradient loss on the reasoning tokens, a KL
+   penalty to the frozen starting model, and an auxiliary InfoNCE of the embeddings against the
+   document rows the index just re-encoded;
+6. one optimiser step, after which the policy's ``version`` goes up.
+
+The pieces are pure functions tested on their own: `sr3_agent.losses`, `policy_forward`,
+`auxiliary_batch`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sr3_agent.checkpoint import check_resumable, graceful_interrupt, load_latest, save_checkpoint, save_config
+from sr3_agent.config import RLConfig
+from sr3_agent.embedder import ReasoningEmbedder, Rollout
+from sr3_agent.evaluate import dense_run, ir_metrics
+from sr3_agent.losses import clipped_policy_loss, group_advantages, info_nce, kl_penalty_k3, token_logprobs
+from sr3_agent.sft import add_lora, batch_query_rows, false_negative_mask, make_writer, training_data
+from sr3_env import LazyIndex, RetrievalDataset, load_dataset
+from sr3_env.vector import RetrievalEmbedVectorEnv
+
+logger = logging.getLogger(__name__)
+
+
+# -- pure pieces ----------------------------------------------------------------------------------
+
+def policy_forward(policy: ReasoningEmbedder, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass: (N, T-1) log-probability of each token given the ones before it, and
+    (N, D) embeddings at the embed token. Column t of the log-probs scores token t+1."""
+    hidden = policy.hidden_states(rollout.input_ids, rollout.attention_mask)  # (N, T, H)
+    logits = policy.model.get_output_embeddings()(hidden[:, :-1]).float()  # (N, T-1, V)
+    logprobs = token_logprobs(logits, rollout.input_ids[:, 1:])
+    return logprobs, policy.pool(hidden, rollout.input_ids, rollout.attention_mask)
+
+
+def auxiliary_batch(gold_rows: list[np.ndarray], top_rows: list[np.ndarray], negatives_per_query: int
+                    ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """Rows for the auxiliary InfoNCE of N embeddings: each one's positive (its first relevant row),
+    the shared negatives (the top-ranked non-relevant rows of each, deduplicated), and the
+    (N, N + M) false-negative mask (columns relevant to a row's query but not its label)."""
+    positives = np.array([rows[0] for rows in gold_rows], dtype=np.int64)
+    picked = [top[~np.isin(top, gold)][:negatives_per_query] for top, gold in zip(top_rows, gold_rows)]
+    negatives = np.unique(np.concatenate(picked)) if picked else np.empty(0, dtype=np.int64)
+    negatives = negatives[~np.isin(negatives, positives)]  # a positive of one query is an in-batch column already
+    columns = np.concatenate([positives, negatives])
+    return positives, negatives, false_negative_mask(gold_rows, columns)
+
+
+def rl_losses(logprobs: torch.Tensor, ref_logprobs: torch.Tensor | None, advantages: torch.Tensor, mask: torch.Tensor,
+              embeddings: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, fn_mask: torch.Tensor,
+              config: RLConfig) -> dict[str, torch.Tensor]:
+    """The three losses of one update (one optimiser step per batch: the sampling policy is the
+    current one, so the old log-probs are the current ones, detached)."""
+    losses = {"policy": clipped_policy_loss(logprobs, logprobs.detach(), advantages, mask, clip=config.clip)}
+    if ref_logprobs is not None:
+        losses["kl"] = kl_penalty_k3(logprobs, ref_logprobs, mask)
+    if config.aux_weight > 0:
+        losses["aux"] = info_nce(embeddings, positives, negatives if len(negatives) else None,
+                                 temperature=config.aux_temperature, false_negative_mask=fn_mask)
+    return losses
+
+
+def heldout_ndcg(policy: ReasoningEmbedder, dataset: RetrievalDataset, max_new_tokens: int) -> float:
+    """nDCG@10 of the policy with reasoning (greedy) on a held-out set; documents re-encoded now."""
+    docs = policy.encode_documents(dataset.documents)
+    queries = policy.encode_queries(dataset.query_texts, reasoning=True, max_new_tokens=max_new_tokens)
+    return ir_metrics(dense_run(dataset, queries, docs, k=100), dataset.qrels)["ndcg@10"]
+
+
+# -- the loop -------------------------------------------------------------------------------------
+
+def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, dataset: RetrievalDataset | None = None,
+             heldout: RetrievalDataset | None = None, progress: bool = True) -> ReasoningEmbedder:
+    """Run RL as configured; returns the trained policy (also saved to ``output_dir/final``).
+
+    ``policy``, ``dataset`` and ``heldout`` override the configured model and data (tests use tiny ones).
+    """
+    from tqdm.auto import trange
+
+    output_dir = Path(config.output_dir)
+    torch.manual_seed(config.seed)
+    data = dataset if dataset is not None else training_data(config)
+    if heldout is None and config.eval_every:
+        heldout = load_dataset(config.dataset, split="test").subset(num_queries=config.eval_queries,
+                                                                   num_docs=config.eval_docs, seed=config.seed)
+    policy = policy or ReasoningEmbedder.from_pretrained(config.model, device=config.device)
+    policy.max_length = config.max_length
+    if config.lora:
+        policy.model = add_lora(policy.model, config)
+    reference = None
+    if config.kl_weight > 0:
+        reference = ReasoningEmbedder(copy.deepcopy(policy.model).eval().requires_grad_(False), policy.tokenizer,
+                                      prompts=policy.prompts, max_length=policy.max_length)
+    optimizer = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=config.learning_rate)
+    policy.attach_optimizer(optimizer)
+
+    start, index_rows = 0, None
+    if config.resume:
+        check_resumable(output_dir, config)
+        state = load_latest(output_dir)
+        policy.model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        policy.version, start, index_rows = state["version"], state["step"], state["index"]
+    else:
+        save_config(output_dir, config)
+    index = LazyIndex(data.documents, policy, refresh=config.refresh, refresh_budget=config.refresh_budget,
+                      refresh_every=config.refresh_every if config.refresh == "periodic" else None, device=policy.device,
+                      embeddings=None if index_rows is None else index_rows["embeddings"])
+    if index_rows is not None:
+        index.row_versions[:] = index_rows["row_versions"]
+    B, G = min(config.queries_per_step, len(data.query_ids)), config.group_size
+    env = RetrievalEmbedVectorEnv(num_envs=B * G, dataset=data, index=index, reward=config.reward, top_k=config.top_k)
+    writer = make_writer(output_dir)
+
+    bar = trange(start, config.steps, desc="rl", disable=not progress, initial=start, total=config.steps)
+    with graceful_interrupt() as stop:
+        for step in bar:
+            clock = [time.perf_counter()]
+            # 1. B queries, each G times
+            rows = batch_query_rows(len(data.query_ids), B, step, config.seed)
+            env.reset(options={"query_ids": [data.query_ids[r] for r in rows for _ in range(G)]})
+
+            # 2. G sampled reasonings per query
+            policy.model.eval()
+            rollout = policy.generate_reasoning([data.query_texts[r] for r in rows], max_new_tokens=config.max_new_tokens,
+                                                temperature=config.temperature, top_p=config.top_p, num_samples=G)
+            clock.append(time.perf_counter())
+
+            # 3. log-probs and embeddings in one pass (kept for the update); the reference's log-probs
+            policy.model.train()
+            logprobs, embeddings = policy_forward(policy, rollout)
+            ref_logprobs = None
+            if reference is not None:
+                with torch.no_grad():
+                    ref_logprobs, _ = policy_forward(reference, rollout)
+            clock.append(time.perf_counter())
+
+            # 4. the environment scores all B*G embeddings in one call (re-encoding the stale rows it touches)
+            _, rewards, _, _, infos = env.step(embeddings.detach().cpu().numpy())
+            final = infos["final_info"]
+            clock.append(time.perf_counter())
+
+            # 5. advantages and losses
+            advantages = group_advantages(torch.as_tensor(rewards, dtype=torch.float32), G).to(embeddings.device)
+            gold_rows = [data.doc_rows(ids) for ids in final["gold_ids"]]
+            top_rows = [data.doc_rows(ids) for ids in final["top_ids"]]
+            positives, negatives, fn_mask = auxiliary_batch(gold_rows, top_rows, config.aux_negatives)
+            with torch.no_grad():  # the rows the index just re-encoded with the current policy
+                fresh = index.embeddings.float()
+                positive_vectors = fresh[torch.as_tensor(positives, device=fresh.device)].to(embeddings.device)
+                negative_vectors = fresh[torch.as_tensor(negatives, device=fresh.device)].to(embeddings.device)
+            mask = rollout.reasoning_mask[:, 1:]
+            losses = rl_losses(logprobs, ref_logprobs, advantages, mask, embeddings, positive_vectors, negative_vectors,
+                               fn_mask.to(embeddings.device), config)
+            total = losses["policy"] + config.kl_weight * losses.get("kl", 0) + config.aux_weight * losses.get("aux", 0)
+
+            # 6. one optimiser step: the policy's version goes up, the index's rows go stale
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            clock.append(time.perf_counter())
+            done = step + 1
+
+            # 7. logs, held-out evaluation, checkpoints
+            ranks = np.asarray(final["rank"], dtype=np.float64)
+            bar.set_postfix(reward=f"{rewards.mean():.3f}", rank=f"{ranks.mean():.1f}")
+            if done % config.log_every == 0 or done == config.steps:
+                scalars = {"charts/reward_mean": float(rewards.mean()), "charts/reward_std": float(rewards.std()),
+                           "charts/rank_mean": float(ranks.mean()), "charts/rank_std": float(ranks.std()),
+                           "charts/reasoning_length": float(rollout.reasoning_lengths.float().mean()),
+                           "charts/embed_token_rate": float(rollout.emitted.float().mean()),
+                           "losses/total": total.item(), **{f"losses/{k}": v.item() for k, v in losses.items()},
+                           "index/rows_reencoded": float(np.asarray(final["index"]["rows_reencoded"])[0]),
+                           "index/stale_fraction": float(np.asarray(final["index"]["stale_fraction"])[0]),
+                           **{f"time/{name}_s": b - a for name, a, b in
+                              zip(("generation", "encoding", "scoring", "update"), clock, clock[1:])}}
+                for key, value in scalars.items():
+                    writer.add_scalar(key, value, done)
+            if heldout is not None and config.eval_every and (done % config.eval_every == 0 or done == config.steps):
+                policy.model.eval()
+                writer.add_scalar("eval/ndcg@10", heldout_ndcg(policy, heldout, config.max_new_tokens), done)
+            if stop.requested or done % config.save_every == 0 or done == config.steps:
+                save_checkpoint(output_dir, done, {
+                    "model": policy.model.state_dict(), "optimizer": optimizer.state_dict(), "version": policy.version,
+                    "index": {"embeddings": index.embeddings.cpu(), "row_versions": index.row_versions.copy()}})
+            if stop.requested:
+                logger.warning("stopped after step %d; continue with --resume", done)
+                writer.close()
+                return policy
+    writer.close()
+    policy.model.eval()
+    policy.save_pretrained(output_dir / "final")
+    return policy

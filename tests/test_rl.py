@@ -1,0 +1,125 @@
+"""RL: the update's pieces on hand-made inputs, then short runs on a tiny random-weight model."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from sr3_agent.config import ConfigError, RLConfig
+from sr3_agent.losses import clipped_policy_loss, group_advantages
+from sr3_agent.rl import auxiliary_batch, policy_forward, train_rl
+from sr3_env import load_dataset
+
+
+def test_policy_forward_scores_each_token_given_the_ones_before(tiny_embedder):
+    rollout = tiny_embedder.generate_reasoning(["a cat", "rain"], max_new_tokens=4, temperature=1.0)
+    logprobs, embeddings = policy_forward(tiny_embedder, rollout)
+    assert logprobs.shape == (2, rollout.input_ids.shape[1] - 1) and embeddings.shape == (2, tiny_embedder.dim)
+    with torch.no_grad():  # the plain HF forward of the first row alone, without padding
+        row = rollout.input_ids[0][rollout.attention_mask[0].bool()].unsqueeze(0)
+        logits = tiny_embedder.model(input_ids=row).logits[0, :-1]
+        expected = torch.log_softmax(logits, -1).gather(-1, row[0, 1:, None])[:, 0]
+    torch.testing.assert_close(logprobs[0, -len(expected):], expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(embeddings, torch.as_tensor(tiny_embedder.embed(rollout.input_ids, rollout.attention_mask)))
+
+
+def test_auxiliary_batch_by_hand():
+    gold = [np.array([3]), np.array([3]), np.array([5, 6])]
+    top = [np.array([7, 3, 8]), np.array([3, 9, 7]), np.array([6, 3, 7])]
+    positives, negatives, mask = auxiliary_batch(gold, top, negatives_per_query=1)
+    assert positives.tolist() == [3, 3, 5]
+    assert negatives.tolist() == [7, 9]  # first non-relevant of each (3 is a positive column already)
+    # columns: 3, 3, 5, 7, 9. Rows 0 and 1 share document 3: each masks the other's column.
+    assert mask.tolist() == [[False, True, False, False, False],
+                             [True, False, False, False, False],
+                             [False, False, False, False, False]]
+
+
+def test_batched_policy_loss_equals_the_mean_of_per_sample_losses():
+    torch.manual_seed(0)
+    logprobs = torch.randn(4, 6, requires_grad=True)
+    old = logprobs.detach() + 0.1 * torch.randn(4, 6)
+    advantages = group_advantages(torch.tensor([1.0, 0.0, 0.5, 0.2]), group_size=2)
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [0, 1, 1, 1, 1, 0], [1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]]).bool()
+    batched = clipped_policy_loss(logprobs, old, advantages, mask)
+    single = torch.stack([clipped_policy_loss(logprobs[i:i + 1], old[i:i + 1], advantages[i:i + 1], mask[i:i + 1])
+                          for i in range(4)]).mean()
+    torch.testing.assert_close(batched, single)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"group_size": 1}, "relative to the group"),
+    ({"temperature": 0}, "identical"),
+    ({"refresh": "frozen"}, "stale documents"),
+    ({"clip": 1.5}, "clip"),
+])
+def test_bad_configs_say_how_to_fix_them(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        RLConfig(**changes)
+
+
+def test_a_reward_that_prefers_a_behaviour_moves_the_policy(tiny_embedder):
+    """Policy gradient alone (no environment): reward the share of even token ids in a reasoning."""
+    policy = tiny_embedder
+    with torch.no_grad():  # peaked next-token distributions (a random model's are flat over 49k tokens), so
+        policy.model.get_output_embeddings().weight.mul_(20)  # a few steps can move mass between likely tokens
+    optimizer = torch.optim.Adam(policy.model.parameters(), lr=3e-2)
+    texts = ["a cat", "rain", "the stock market", "a river bank"]
+
+    def even_share(rollout):
+        ids = rollout.input_ids.masked_fill(~rollout.reasoning_mask, -1)
+        return ((ids >= 0) & (ids % 2 == 0)).sum(1).float() / rollout.reasoning_mask.sum(1).clamp(min=1)
+
+    torch.manual_seed(0)
+    before = even_share(policy.generate_reasoning(texts, max_new_tokens=8, temperature=1.0, num_samples=8)).mean()
+    for _ in range(15):
+        rollout = policy.generate_reasoning(texts, max_new_tokens=8, temperature=1.0, num_samples=4)
+        advantages = group_advantages(even_share(rollout), group_size=4)
+        logprobs, _ = policy_forward(policy, rollout)
+        loss = clipped_policy_loss(logprobs, logprobs.detach(), advantages, rollout.reasoning_mask[:, 1:])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = even_share(policy.generate_reasoning(texts, max_new_tokens=8, temperature=1.0, num_samples=8)).mean()
+    assert after > before + 0.15, (before, after)
+
+
+@pytest.fixture
+def toy_sets():
+    semanlink = load_dataset("semanlink")
+    return semanlink.subset(num_queries=8, num_docs=30, seed=0), semanlink.subset(num_queries=4, num_docs=20, seed=1)
+
+
+def _config(tmp_path, **changes):
+    settings = dict(steps=3, queries_per_step=2, group_size=2, max_new_tokens=4, top_k=5, learning_rate=1e-3,
+                    output_dir=str(tmp_path / "rl"), eval_every=3, num_queries=None, corpus_docs=None)
+    return RLConfig(**{**settings, **changes})
+
+
+def test_rl_runs_changes_the_parameters_and_logs(tiny_embedder, toy_sets, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    start = copy.deepcopy(tiny_embedder.model.state_dict())
+    trained = train_rl(_config(tmp_path), policy=tiny_embedder, dataset=toy_sets[0], heldout=toy_sets[1], progress=False)
+    assert trained.version == 3
+    assert any(not torch.equal(start[k], v) for k, v in trained.model.state_dict().items())
+    tags = set(EventAccumulator(str(tmp_path / "rl" / "tensorboard")).Reload().Tags()["scalars"])
+    assert {"charts/reward_mean", "charts/rank_mean", "charts/reasoning_length", "charts/embed_token_rate",
+            "losses/policy", "losses/kl", "losses/aux", "index/rows_reencoded", "index/stale_fraction",
+            "time/generation_s", "time/encoding_s", "time/scoring_s", "time/update_s", "eval/ndcg@10"} <= tags
+    assert (tmp_path / "rl" / "final" / "config.json").is_file()
+
+
+def test_rl_resume_continues_exactly(tiny_embedder, toy_sets, tmp_path):
+    straight = train_rl(_config(tmp_path / "a", steps=4, save_every=2, eval_every=0), policy=copy.deepcopy(tiny_embedder),
+                        dataset=toy_sets[0], progress=False)
+    train_rl(_config(tmp_path / "b", steps=2, save_every=2, eval_every=0), policy=copy.deepcopy(tiny_embedder),
+             dataset=toy_sets[0], progress=False)
+    resumed = train_rl(_config(tmp_path / "b", steps=4, save_every=2, eval_every=0, resume=True),
+                       policy=copy.deepcopy(tiny_embedder), dataset=toy_sets[0], progress=False)
+    assert resumed.version == straight.version == 4
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
