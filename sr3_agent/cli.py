@@ -1,4 +1,4 @@
-"""The ``sr3`` command: ``sr3 sft`` and ``sr3 eval``. Options and help come from the config dataclasses."""
+"""The ``sr3`` command: ``sr3 sft``, ``sr3 rl`` and ``sr3 eval``. Options and help come from the config dataclasses."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
-from sr3_agent.config import ConfigError, EvalConfig, SFTConfig, config_from_args, dataclass_arguments
+from sr3_agent.config import ConfigError, EvalConfig, RLConfig, SFTConfig, config_from_args, dataclass_arguments
 from sr3_env.errors import Sr3Error
 
-COMMANDS = {"sft": SFTConfig, "eval": EvalConfig}
+COMMANDS = {"sft": SFTConfig, "rl": RLConfig, "eval": EvalConfig}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
 
             train_sft(config)
             print(f"saved the trained embedder to {Path(config.output_dir) / 'final'}")
+        elif args.command == "rl":
+            from sr3_agent.rl import train_rl
+
+            train_rl(config)
+            print(f"saved the trained policy to {Path(config.output_dir) / 'final'}")
         elif args.command == "eval":
             from sr3_agent.compare import run_eval
             from sr3_agent.evaluate import markdown_table, write_results

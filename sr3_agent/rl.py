@@ -129,6 +129,8 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
     B, G = min(config.queries_per_step, len(data.query_ids)), config.group_size
     env = RetrievalEmbedVectorEnv(num_envs=B * G, dataset=data, index=index, reward=config.reward, top_k=config.top_k)
     writer = make_writer(output_dir)
+    if heldout is not None and config.eval_every and start == 0:  # the starting point of the curve
+        writer.add_scalar("eval/ndcg@10", heldout_ndcg(policy, heldout, config.max_new_tokens), 0)
 
     bar = trange(start, config.steps, desc="rl", disable=not progress, initial=start, total=config.steps)
     with graceful_interrupt() as stop:
