@@ -55,6 +55,13 @@ class SFTConfig:
     """Weight of the language-model loss on the answer template (the embed token after each prompt)."""
     kl_weight: float = 0.0
     """Weight of the KL to the frozen starting model on the query prompts (0: no reference model kept)."""
+    reasoning_fraction: float = 0.5
+    """Share of training queries embedded after a reasoning the model writes (no gradient through the
+    writing), so that the reasoning path is trained too; the rest are embedded directly."""
+    reasoning_tokens: int = 24
+    """Longest reasoning written for those queries, in tokens."""
+    reasoning_temperature: float = 0.7
+    """Sampling temperature of those reasonings (0: greedy)."""
     hard_negatives: int = 1
     """Mined hard negatives per query (0: in-batch negatives only)."""
     mine_top_k: int = 8
@@ -93,6 +100,10 @@ class SFTConfig:
                   "kl_weight", "infonce_weight")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0 (0.05 is usual), got {self.temperature}.")
+        if not 0 <= self.reasoning_fraction <= 1:
+            raise ConfigError(f"reasoning_fraction is a share of the batch, in [0, 1]; got {self.reasoning_fraction}.")
+        if self.reasoning_tokens < 1 or self.reasoning_temperature < 0:
+            raise ConfigError("reasoning_tokens must be >= 1 and reasoning_temperature >= 0 (0: greedy).")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}.")
         if self.infonce_weight == 0 and self.triplet_weight == 0:

@@ -1,7 +1,7 @@
 """Contrastive warm-up (SFT) of the reasoning embedder: ``sr3 sft``.
 
 Per step: a batch of training queries, one relevant document each; the queries are embedded
-(directly) and searched in an `sr3_env.LazyIndex` whose document encoder is the model being
+(directly, or after a short reasoning the model writes, so that both paths learn) and searched in an `sr3_env.LazyIndex` whose document encoder is the model being
 trained, so the top-ranked non-relevant documents are hard negatives under the *current* model
 (the index re-encodes the stale rows it touches: lazy refresh); positives and negatives are
 embedded; InfoNCE + triplet + the language-model loss on the answer template (+ an optional KL
@@ -72,11 +72,26 @@ def false_negative_mask(gold: list[np.ndarray], column_rows: np.ndarray) -> torc
     return torch.as_tensor(relevant)
 
 
+def query_sequences(embedder: ReasoningEmbedder, texts: list[str], reason: np.ndarray, max_new_tokens: int,
+                    temperature: float) -> list[list[int]]:
+    """Token ids of each query's input: prompt + embed token, or (where ``reason``) prompt + a
+    reasoning the model writes now + embed token. Every sequence ends with the token."""
+    sequences = [ids + [embedder.embed_token_id] for ids in embedder.prompt_ids(texts, embedder.prompts.query)]
+    chosen = np.flatnonzero(reason)
+    if chosen.size:
+        rollout = embedder.generate_reasoning([texts[i] for i in chosen], max_new_tokens=max_new_tokens,
+                                              temperature=temperature)
+        for row, i in enumerate(chosen):
+            sequences[i] = rollout.input_ids[row][rollout.attention_mask[row].bool()].tolist()
+    return sequences
+
+
 def answer_template_loss(embedder: ReasoningEmbedder, hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """Language-model loss of the answer template: the embed token after each prompt.
 
-    Sequences are left-padded and end with the token, so the last two positions are (prompt end,
-    token); only the token is labelled.
+    Sequences are left-padded and end with the token, so the last two positions are (end of the
+    prompt or of the reasoning, token); only the token is labelled. After a reasoning this teaches
+    the model to write the token itself when its analysis is done.
     """
     head = embedder.model.get_output_embeddings()
     logits = head(hidden[:, -2:])  # (B, 2, V): position -2 predicts the token at -1
@@ -183,8 +198,10 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
             rows = batch_query_rows(len(data.query_ids), config.batch_size, step, config.seed)
             batch_gold = [gold[r] for r in rows]
 
-            # 1. queries, embedded directly (with gradients)
-            q_ids, q_mask = embedder.direct_batch([data.query_texts[r] for r in rows], embedder.prompts.query)
+            # 1. queries, embedded directly or after a reasoning the model writes (with gradients)
+            reason = rng.random(len(rows)) < config.reasoning_fraction
+            q_ids, q_mask = embedder.pad_left(query_sequences(embedder, [data.query_texts[r] for r in rows], reason,
+                                                              config.reasoning_tokens, config.reasoning_temperature))
             q_hidden = embedder.hidden_states(q_ids, q_mask)
             queries = embedder.pool(q_hidden, q_ids, q_mask)  # (B, D)
 
