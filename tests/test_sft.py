@@ -196,12 +196,13 @@ def test_first_ctrl_c_only_asks_to_stop():
 
     from sr3_agent.checkpoint import graceful_interrupt
 
+    before = signal.getsignal(signal.SIGINT)
     with graceful_interrupt() as stop:
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.requested  # noted, not raised: the loop finishes its step and saves
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)  # a second one aborts
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is back
 
 
 def test_an_interrupted_run_saves_and_resumes(tiny_embedder, toy_set, tmp_path, monkeypatch):
