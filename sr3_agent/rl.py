@@ -33,8 +33,9 @@ from sr3_agent.config import RLConfig
 from sr3_agent.embedder import ReasoningEmbedder, Rollout
 from sr3_agent.evaluate import dense_run, ir_metrics
 from sr3_agent.losses import clipped_policy_loss, group_advantages, info_nce, kl_penalty_k3, token_logprobs
-from sr3_agent.sft import add_lora, batch_query_rows, false_negative_mask, make_writer, training_data
-from sr3_env import LazyIndex, RetrievalDataset, load_dataset
+from sr3_agent.sft import (add_lora, batch_query_rows, false_negative_mask, index_state, make_writer, training_data,
+                           training_index)
+from sr3_env import RetrievalDataset, load_dataset
 from sr3_env.vector import RetrievalEmbedVectorEnv
 
 logger = logging.getLogger(__name__)
@@ -121,11 +122,7 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
         policy.version, start, index_rows = state["version"], state["step"], state["index"]
     else:
         save_config(output_dir, config)
-    index = LazyIndex(data.documents, policy, refresh=config.refresh, refresh_budget=config.refresh_budget,
-                      refresh_every=config.refresh_every if config.refresh == "periodic" else None, device=policy.device,
-                      embeddings=None if index_rows is None else index_rows["embeddings"])
-    if index_rows is not None:
-        index.row_versions[:] = index_rows["row_versions"]
+    index = training_index(data, policy, config, index_rows)
     B, G = min(config.queries_per_step, len(data.query_ids)), config.group_size
     env = RetrievalEmbedVectorEnv(num_envs=B * G, dataset=data, index=index, reward=config.reward, top_k=config.top_k)
     writer = make_writer(output_dir)
@@ -202,7 +199,7 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
             if stop.requested or done % config.save_every == 0 or done == config.steps:
                 save_checkpoint(output_dir, done, {
                     "model": policy.model.state_dict(), "optimizer": optimizer.state_dict(), "version": policy.version,
-                    "index": {"embeddings": index.embeddings.cpu(), "row_versions": index.row_versions.copy()}})
+                    "index": index_state(index)})
             if stop.requested:
                 logger.warning("stopped after step %d; continue with --resume", done)
                 writer.close()

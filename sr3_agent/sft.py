@@ -122,6 +122,23 @@ def add_lora(model: Any, config: SFTConfig) -> Any:
     return get_peft_model(model, lora)
 
 
+def training_index(data: RetrievalDataset, embedder: ReasoningEmbedder, config: Any,
+                   saved: dict[str, Any] | None = None) -> LazyIndex:
+    """The lazily refreshed index over the training corpus, encoded by the model being trained;
+    ``saved`` (from a checkpoint) restores its rows and their versions instead of encoding them."""
+    index = LazyIndex(data.documents, embedder, refresh=config.refresh, refresh_budget=config.refresh_budget,
+                      refresh_every=config.refresh_every if config.refresh == "periodic" else None,
+                      device=embedder.device, embeddings=None if saved is None else saved["embeddings"])
+    if saved is not None:
+        index.row_versions[:] = saved["row_versions"]
+    return index
+
+
+def index_state(index: LazyIndex) -> dict[str, Any]:
+    """What a checkpoint keeps of the index: its rows and the model version that made each."""
+    return {"embeddings": index.embeddings.cpu(), "row_versions": index.row_versions.copy()}
+
+
 def make_writer(output_dir: Path) -> Any:
     from torch.utils.tensorboard import SummaryWriter
 
@@ -182,11 +199,7 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
     else:
         save_config(output_dir, config)
 
-    index = LazyIndex(data.documents, embedder, refresh=config.refresh, refresh_budget=config.refresh_budget,
-                      refresh_every=config.refresh_every if config.refresh == "periodic" else None, device=embedder.device,
-                      embeddings=None if index_rows is None else index_rows["embeddings"])
-    if index_rows is not None:
-        index.row_versions[:] = index_rows["row_versions"]
+    index = training_index(data, embedder, config, index_rows)
     writer = make_writer(output_dir)
     embedder.model.train()
 
@@ -251,7 +264,7 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
                 save_checkpoint(output_dir, done, {
                     "model": embedder.model.state_dict(), "optimizer": optimizer.state_dict(),
                     "schedule": schedule.state_dict(), "version": embedder.version,
-                    "index": {"embeddings": index.embeddings.cpu(), "row_versions": index.row_versions.copy()}})
+                    "index": index_state(index)})
             if stop.requested:
                 logger.warning("stopped after step %d; continue with --resume", done)
                 writer.close()
