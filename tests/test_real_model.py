@@ -29,12 +29,6 @@ def test_batch_and_single_agree(embedder):
     np.testing.assert_allclose(batched, single, atol=1e-4)
 
 
-def test_the_base_model_already_relates_meanings(embedder):
-    docs = embedder.encode_documents(TEXTS[:2])
-    query = embedder.encode_queries(["dog"])
-    assert (query @ docs.T)[0, 0] > (query @ docs.T)[0, 1]
-
-
 def test_reasoning_is_text_and_ends_with_the_token(embedder):
     rollout = embedder.generate_reasoning(["dog"], max_new_tokens=16)
     assert rollout.reasoning[0].strip()
