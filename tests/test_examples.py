@@ -34,6 +34,14 @@ def test_embed_and_finetune_runs_at_a_tiny_budget(tmp_path, capsys):
     assert "| SFT 1 steps (direct) |" in capsys.readouterr().out
 
 
+def test_grpo_with_trl_runs_at_a_tiny_budget(tmp_path, capsys):
+    logs = load("grpo_with_trl").main(["--steps", "1", "--queries", "8", "--docs", "40",
+                                       "--output-dir", str(tmp_path / "run")])
+    assert len(logs) == 1 and 0.0 <= logs[0]["rewards/retrieval_log_rank/mean"] <= 1.0
+    assert (tmp_path / "run" / "final" / "sr3_embedder.json").is_file()
+    assert "mean gold rank" in capsys.readouterr().out
+
+
 def test_every_example_is_tested():
-    tested = {"quickstart", "sb3_demo", "embed_and_finetune"}
+    tested = {"quickstart", "sb3_demo", "embed_and_finetune", "grpo_with_trl"}
     assert {path.stem for path in EXAMPLES.glob("*.py")} == tested
