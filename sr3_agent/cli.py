@@ -1,16 +1,18 @@
-"""The ``sr3`` command: ``sr3 sft``, ``sr3 rl`` and ``sr3 eval``. Options and help come from the config dataclasses."""
+"""The ``sr3`` command: ``sr3 train`` (the main job), ``sr3 sft``, ``sr3 rl`` and ``sr3 eval``. Options and help come from the config dataclasses."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
-from sr3_agent.config import ConfigError, EvalConfig, RLConfig, SFTConfig, config_from_args, dataclass_arguments
+from sr3_agent.config import (ConfigError, EvalConfig, RLConfig, SFTConfig, TrainConfig, config_from_args,
+                              dataclass_arguments)
 from sr3_env.errors import Sr3Error
 
-COMMANDS = {"sft": SFTConfig, "rl": RLConfig, "eval": EvalConfig}
+COMMANDS = {"train": TrainConfig, "sft": SFTConfig, "rl": RLConfig, "eval": EvalConfig}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = config_from_args(COMMANDS[args.command], args)
-        if args.command == "sft":
+        if args.command == "train":
+            from sr3_agent.pipeline import run_train
+
+            start = time.perf_counter()
+            result = run_train(config)
+            if "interrupted" in result:
+                print(f"stopped during {result['interrupted']}; continue with: sr3 train --resume "
+                      f"--output-dir {config.output_dir}")
+                return 130
+            print(result["table"])
+            print(f"wrote {result['results']} and {result['plot']}; TensorBoard: tensorboard --logdir {config.output_dir}")
+            print(f"sr3 train finished in {(time.perf_counter() - start) / 60:.1f} min")
+        elif args.command == "sft":
             from sr3_agent.sft import train_sft
 
             train_sft(config)
@@ -46,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = run_eval(config)
             print(markdown_table(rows))
             print(f"wrote {write_results(rows, config.output)}")
-    except (ConfigError, Sr3Error, FileNotFoundError) as error:
+    except (ConfigError, Sr3Error, FileNotFoundError, FileExistsError) as error:
         parser.exit(2, f"sr3 {args.command}: error: {error}\n")
     return 0
 

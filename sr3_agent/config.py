@@ -268,6 +268,66 @@ class EvalConfig:
             raise ConfigError("Give at least one dataset in --datasets.")
 
 
+@dataclass
+class TrainConfig:
+    """The main job (``sr3 train``): SFT, then RL, then evaluation beside BM25 and MiniLM. The defaults
+    finish in about 30 min on 2 CPU cores; each stage's other settings are those of sr3 sft / rl / eval."""
+
+    model: str | None = None
+    """Base causal LM: a Hugging Face name or folder (default: the bundled SmolLM2-135M-Instruct)."""
+    dataset: str = "wordnet-revdict"
+    """Dataset: train split for SFT and RL, test split for the held-out curve and the final table."""
+    train_queries: int | None = 2000
+    """Training queries drawn from the train split (None: all)."""
+    corpus_docs: int | None = 1000
+    """Documents in the training index (SFT mining and the RL environment); every relevant one is kept."""
+    sft_steps: int = 30
+    """SFT optimiser steps."""
+    sft_batch_size: int = 16
+    """SFT queries per step."""
+    rl_steps: int = 20
+    """RL optimiser steps."""
+    queries_per_step: int = 4
+    """RL queries per step."""
+    group_size: int = 4
+    """RL reasonings sampled per query."""
+    reasoning_tokens: int = 24
+    """Longest reasoning, in tokens (SFT, RL and evaluation)."""
+    rl_eval_every: int = 5
+    """RL steps between held-out nDCG@10 points of the plot."""
+    rl_eval_queries: int = 32
+    """Held-out queries per point of the plot."""
+    rl_eval_docs: int = 300
+    """Documents in the plot's held-out sub-corpus."""
+    eval_queries: int | None = 200
+    """Test queries in the final table (a sample with seed 0, the same for every --seed; None: all)."""
+    eval_docs: int | None = 2000
+    """Documents in the final table's sub-corpus (every relevant one kept; None: the whole corpus)."""
+    baselines: bool = True
+    """Put BM25 and all-MiniLM-L6-v2 in the table."""
+    seed: int = 0
+    """Training seed (query batches, sampling, training subset)."""
+    output_dir: str = "runs/train"
+    """Where sft/, rl/ (checkpoints, final models, TensorBoard), results.json/.md and rl_curves.png go."""
+    resume: bool = False
+    """Continue an interrupted run in output_dir: finished stages are kept, an interrupted one resumes."""
+    device: str | None = None
+    """cpu, cuda, ... (default: cuda when available)."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "sft_steps", "sft_batch_size", "rl_steps", "queries_per_step", "reasoning_tokens",
+                  "rl_eval_queries", "rl_eval_docs")
+        _at_least(self, 0, "rl_eval_every")
+        if self.group_size < 2:
+            raise ConfigError(f"group_size must be >= 2: advantages are relative to the group (got {self.group_size}).")
+        for name in ("train_queries", "corpus_docs", "eval_queries", "eval_docs"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1 or none (all), got {getattr(self, name)}.")
+        if self.train_queries is not None and self.train_queries < max(self.sft_batch_size, self.queries_per_step):
+            raise ConfigError(f"train_queries ({self.train_queries}) must be at least sft_batch_size "
+                              f"({self.sft_batch_size}) and queries_per_step ({self.queries_per_step}).")
+
+
 def _positive(config: Any, *names: str) -> None:
     for name in names:
         if getattr(config, name) < 1:

@@ -1,0 +1,86 @@
+"""`sr3 train`: the stage settings, the plot, and the whole job end to end on a tiny model and a tiny BEIR folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import TINY_QRELS, write_beir
+
+from sr3_agent.cli import main
+from sr3_agent.config import ConfigError, TrainConfig
+from sr3_agent.pipeline import plot_rl_curves, read_scalars, stage_configs, stage_state
+
+
+def test_stage_configs_carry_the_shared_settings():
+    config = TrainConfig(dataset="semanlink", train_queries=64, corpus_docs=100, sft_steps=7, rl_steps=5,
+                         reasoning_tokens=12, seed=3, output_dir="out")
+    sft, rl, evaluation = stage_configs(config)
+    assert (sft.dataset, sft.num_queries, sft.corpus_docs, sft.steps, sft.seed) == ("semanlink", 64, 100, 7, 3)
+    assert sft.output_dir == "out/sft" and sft.reasoning_tokens == 12
+    assert rl.model == "out/sft/final" and rl.output_dir == "out/rl" and rl.steps == 5 and rl.max_new_tokens == 12
+    assert evaluation.datasets == ["semanlink"] and evaluation.reasoning and evaluation.max_new_tokens == 12
+    assert evaluation.seed == 0 and evaluation.output == "out/results.json"  # same test sample for every seed
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"group_size": 1}, "group_size must be >= 2"),
+    ({"train_queries": 8}, "train_queries \\(8\\) must be at least sft_batch_size"),
+    ({"eval_docs": 0}, "eval_docs must be >= 1 or none"),
+])
+def test_bad_train_configs_say_how_to_fix_them(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**changes)
+
+
+def test_stage_state(tmp_path):
+    assert stage_state(tmp_path / "sft") == "new"
+    (tmp_path / "sft" / "checkpoint-0000002").mkdir(parents=True)
+    assert stage_state(tmp_path / "sft") == "interrupted"
+    (tmp_path / "sft" / "final").mkdir()
+    (tmp_path / "sft" / "final" / "sr3_embedder.json").write_text("{}")
+    assert stage_state(tmp_path / "sft") == "done"
+
+
+def test_curves_are_read_back_and_plotted(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    for step in range(1, 5):
+        writer.add_scalar("charts/reward_mean", 0.1 * step, step)
+    writer.add_scalar("eval/ndcg@10", 0.3, 0)
+    writer.add_scalar("eval/ndcg@10", 0.4, 4)
+    writer.close()
+    scalars = read_scalars(tmp_path / "tb")
+    assert scalars["eval/ndcg@10"] == [(0, pytest.approx(0.3)), (4, pytest.approx(0.4))]
+    assert [step for step, _ in scalars["charts/reward_mean"]] == [1, 2, 3, 4]
+    path = plot_rl_curves(scalars, tmp_path / "curves.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sr3_train_end_to_end_then_resume(tiny_embedder, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SR3_CACHE_DIR", str(tmp_path / "cache"))
+    tiny_embedder.save_pretrained(tmp_path / "base")
+    data = write_beir(tmp_path / "beir", qrels={"train": TINY_QRELS, "test": TINY_QRELS})
+    argv = ["train", "--model", str(tmp_path / "base"), "--dataset", str(data), "--train-queries", "none",
+            "--corpus-docs", "none", "--sft-steps", "2", "--sft-batch-size", "2", "--rl-steps", "2",
+            "--queries-per-step", "2", "--group-size", "2", "--reasoning-tokens", "4", "--rl-eval-every", "1",
+            "--rl-eval-queries", "3", "--rl-eval-docs", "12", "--eval-queries", "none", "--eval-docs", "none",
+            "--output-dir", str(tmp_path / "run")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    rows = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert [r["system"] for r in rows] == ["base (direct)", "base (reasoning)", "SFT (direct)", "SFT (reasoning)",
+                                          "SFT+RL (direct)", "SFT+RL (reasoning)", "BM25", "all-MiniLM-L6-v2"]
+    assert "| SFT+RL (reasoning) |" in out and "sr3 train finished in" in out
+    assert (tmp_path / "run" / "rl_curves.png").read_bytes()[:4] == b"\x89PNG"
+    curve = read_scalars(tmp_path / "run" / "rl" / "tensorboard")["eval/ndcg@10"]
+    assert [step for step, _ in curve] == [0, 1, 2]
+    assert "Stage times: sft" in (tmp_path / "run" / "results.md").read_text()
+
+    with pytest.raises(SystemExit) as exit_info:  # the same folder again without --resume: refused, nothing lost
+        main(argv)
+    assert exit_info.value.code == 2 and "--resume" in capsys.readouterr().err
+    assert main(argv + ["--resume", "--no-baselines"]) == 0
+    out = capsys.readouterr().out
+    assert "[sft] kept the finished stage" in out and "[rl] kept the finished stage" in out
