@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/sb3_demo.py
+	$(VENV)/bin/sr3 train
 
 test: $(STAMP)
 	$(PY) -m pytest
