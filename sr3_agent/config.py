@@ -277,10 +277,11 @@ class TrainConfig:
     """Base causal LM: a Hugging Face name or folder (default: the bundled SmolLM2-135M-Instruct)."""
     dataset: str = "wordnet-revdict"
     """Dataset: train split for SFT and RL, test split for the held-out curve and the final table."""
-    train_queries: int | None = 2000
+    train_queries: int | None = 1000
     """Training queries drawn from the train split (None: all)."""
     corpus_docs: int | None = 1000
-    """Documents in the training index (SFT mining and the RL environment); every relevant one is kept."""
+    """Documents in the training index (SFT mining and the RL environment): the relevant documents of the
+    training queries, plus random others up to this number."""
     sft_steps: int = 30
     """SFT optimiser steps."""
     sft_batch_size: int = 16
