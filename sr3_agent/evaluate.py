@@ -44,7 +44,15 @@ def _trec_order(scores: Mapping[str, float]) -> list[tuple[str, float]]:
 
 
 def ir_metrics(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]]) -> dict[str, float]:
-    """Mean nDCG@10, Recall@100 and MRR@10 of ``run`` over every query of ``qrels``, via ``pytrec_eval``.
+    """Mean nDCG@10, Recall@100 and MRR@10 of ``run`` over every query of ``qrels``: the means of
+    `per_query_metrics`."""
+    return {measure: sum(values.values()) / len(values) for measure, values in per_query_metrics(run, qrels).items()}
+
+
+def per_query_metrics(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]]
+                      ) -> dict[str, dict[str, float]]:
+    """nDCG@10, Recall@100 and MRR@10 of ``run`` for each query of ``qrels``, via ``pytrec_eval``:
+    ``{measure: {query_id: value}}``.
 
     Measures are trec_eval's ``ndcg_cut_10`` (linear gain: the grade itself), ``recall_100``, and
     ``recip_rank`` on the run cut to each query's top 10 (MRR@10). A query of ``qrels`` that the
@@ -79,12 +87,26 @@ def ir_metrics(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mappi
     per_query = pytrec_eval.RelevanceEvaluator(clean_qrels, {"ndcg_cut.10", "recall.100"}).evaluate(clean_run)
     top10 = {q: dict(_trec_order(scores)[:10]) for q, scores in clean_run.items()}
     reciprocal = pytrec_eval.RelevanceEvaluator(clean_qrels, {"recip_rank"}).evaluate(top10)
-    n = len(clean_qrels)
     return {
-        "ndcg@10": sum(m["ndcg_cut_10"] for m in per_query.values()) / n,
-        "recall@100": sum(m["recall_100"] for m in per_query.values()) / n,
-        "mrr@10": sum(m["recip_rank"] for m in reciprocal.values()) / n,
+        "ndcg@10": {q: per_query.get(q, {}).get("ndcg_cut_10", 0.0) for q in clean_qrels},
+        "recall@100": {q: per_query.get(q, {}).get("recall_100", 0.0) for q in clean_qrels},
+        "mrr@10": {q: reciprocal.get(q, {}).get("recip_rank", 0.0) for q in clean_qrels},
     }
+
+
+def paired_bootstrap(a: Mapping[str, float], b: Mapping[str, float], samples: int = 10_000, seed: int = 0,
+                     level: float = 0.95) -> dict[str, float]:
+    """Mean of ``b - a`` over the queries both score, and its bootstrap confidence interval
+    (queries resampled with replacement, percentile interval)."""
+    queries = sorted(set(a) & set(b))
+    if not queries:
+        raise ValueError("The two systems share no query; compare runs on the same queries.")
+    diff = np.array([b[q] - a[q] for q in queries], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(len(diff), size=(samples, len(diff)))].mean(axis=1)
+    tail = (1 - level) / 2
+    return {"mean": float(diff.mean()), "low": float(np.quantile(means, tail)), "high": float(np.quantile(means, 1 - tail)),
+            "queries": len(queries)}
 
 
 # -------------------------------------------------------------------------------------------- runs
@@ -263,7 +285,8 @@ def evaluate_systems(dataset: RetrievalDataset | str, systems: Sequence[System],
     """Run and score each system on ``dataset``: one row per system.
 
     Rows hold ``system``, ``dataset``, ``split``, ``queries``, ``docs``, ``ndcg@10``,
-    ``recall@100``, ``mrr@10``, ``seconds`` (wall time of the run, encoding included) and ``note``.
+    ``recall@100``, ``mrr@10``, ``seconds`` (wall time of the run, encoding included), ``note`` and
+    ``per_query_ndcg@10`` (for paired comparisons: `paired_bootstrap`).
     """
     dataset = load_dataset(dataset)
     rows = []
@@ -271,12 +294,14 @@ def evaluate_systems(dataset: RetrievalDataset | str, systems: Sequence[System],
         start = time.perf_counter()
         run = system.run(dataset, k)
         seconds = time.perf_counter() - start
-        metrics = ir_metrics(run, dataset.qrels)
+        per_query = per_query_metrics(run, dataset.qrels)
+        metrics = {measure: sum(values.values()) / len(values) for measure, values in per_query.items()}
         logger.info("%s on %s: %s (%.1f s)", system.name, dataset.name,
                     ", ".join(f"{key}={value:.3f}" for key, value in metrics.items()), seconds)
         rows.append({"system": system.name, "dataset": dataset.name, "split": dataset.split,
                      "queries": len(dataset.query_ids), "docs": len(dataset.doc_ids), **metrics,
-                     "seconds": round(seconds, 3), "note": note})
+                     "seconds": round(seconds, 3), "note": note,
+                     "per_query_ndcg@10": {q: round(v, 6) for q, v in per_query["ndcg@10"].items()}})
     return rows
 
 

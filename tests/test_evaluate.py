@@ -202,3 +202,28 @@ def test_sub_corpus_keeps_gold_documents(tiny_beir):
     assert sub_corpus(dataset, 10_000) == (dataset, None)
     with pytest.raises(ValueError, match="num_docs"):
         sub_corpus(dataset, 0)
+
+
+def test_per_query_metrics_average_to_ir_metrics_and_missing_queries_score_zero():
+    from sr3_agent.evaluate import per_query_metrics
+
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}, "q3": {"d3": 1}}
+    run = {"q1": {"d1": 2.0, "d2": 1.0}, "q2": {"d1": 2.0, "d2": 1.0}}  # q3 missing
+    values = per_query_metrics(run, qrels)
+    assert values["mrr@10"] == {"q1": 1.0, "q2": 0.5, "q3": 0.0}
+    assert values["ndcg@10"]["q1"] == 1.0 and values["ndcg@10"]["q2"] == pytest.approx(1 / np.log2(3))
+    assert ir_metrics(run, qrels)["mrr@10"] == pytest.approx(0.5)
+
+
+def test_paired_bootstrap_brackets_the_mean_difference():
+    from sr3_agent.evaluate import paired_bootstrap
+
+    a = {f"q{i}": 0.5 for i in range(200)}
+    b = {f"q{i}": 0.5 + (0.1 if i % 2 else 0.0) for i in range(200)}  # +0.05 on average
+    result = paired_bootstrap(a, b, samples=2000)
+    assert result["mean"] == pytest.approx(0.05) and result["queries"] == 200
+    assert result["low"] < 0.05 < result["high"] and result["high"] - result["low"] < 0.03
+    same = paired_bootstrap(a, a, samples=500)
+    assert same["low"] == same["high"] == 0.0
+    with pytest.raises(ValueError, match="share no query"):
+        paired_bootstrap({"x": 1.0}, {"y": 1.0})
