@@ -172,7 +172,10 @@ def test_evaluate_systems_and_reports(tiny_beir, tmp_path):
     rows = evaluate_systems(dataset, systems, k=10, note="a test note")
     assert [row["system"] for row in rows] == ["BM25", "hashing|128"]
     for row in rows:
-        assert set(row) == {"system", "dataset", "split", "queries", "docs", "ndcg@10", "recall@100", "mrr@10", "seconds", "note"}
+        assert set(row) == {"system", "dataset", "split", "queries", "docs", "ndcg@10", "recall@100", "mrr@10", "seconds",
+                            "note", "per_query_ndcg@10"}
+        assert set(row["per_query_ndcg@10"]) == set(dataset.query_ids)
+        assert np.mean(list(row["per_query_ndcg@10"].values())) == pytest.approx(row["ndcg@10"], abs=1e-5)
         assert (row["queries"], row["docs"], row["split"], row["note"]) == (3, 12, "test", "a test note")
         assert all(0.0 <= row[m] <= 1.0 for m in ("ndcg@10", "recall@100", "mrr@10"))
     table = markdown_table(rows).splitlines()
