@@ -270,8 +270,10 @@ class EvalConfig:
 
 @dataclass
 class TrainConfig:
-    """The main job (``sr3 train``): SFT, then RL, then evaluation beside BM25 and MiniLM. The defaults
-    finish in about 30 min on 2 CPU cores; each stage's other settings are those of sr3 sft / rl / eval."""
+    """The main job (``sr3 train``): SFT, then RL, then evaluation beside BM25 and MiniLM.
+
+    The defaults finish in about 30 min on 2 CPU cores; each stage's other settings are those of
+    sr3 sft / rl / eval."""
 
     model: str | None = None
     """Base causal LM: a Hugging Face name or folder (default: the bundled SmolLM2-135M-Instruct)."""
@@ -370,7 +372,9 @@ def dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     for item in dataclasses.fields(cls):
         flag = "--" + item.name.replace("_", "-")
         default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
-        help_text = f"{docs.get(item.name, '')} (default: {default})".replace("%", "%%")
+        doc = docs.get(item.name, "")
+        # a docstring that already says what the default means keeps its own words
+        help_text = (doc if "default:" in doc else f"{doc} (default: {default})").replace("%", "%%")
         hint = hints[item.name]
         args = typing.get_args(hint)
         if hint is bool:
