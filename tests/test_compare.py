@@ -41,6 +41,11 @@ def test_help_comes_from_the_field_docstrings(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert " ".join(field_docs(SFTConfig)["mine_top_k"].split()) in text
     assert "(default: 0.05)" in text
+    # a docstring that states its default itself is not followed by a second, less helpful one
+    with pytest.raises(SystemExit):
+        main(["rl", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "name/folder (default: bundled). --dataset" in text and "(default: None)" not in text
 
 
 def test_list_and_optional_options_parse():
