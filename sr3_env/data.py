@@ -262,15 +262,29 @@ def _collect_qrels(rows: Iterator[tuple[str, Sequence[Any]]]) -> dict[str, dict[
         if len(row) != 3:
             raise DataError(f"{where}: expected 3 columns (query-id, corpus-id, score), got {len(row)}: {list(row)!r}.")
         query_id, doc_id, raw_score = (str(row[0]).strip(), str(row[1]).strip(), row[2])
-        try:
-            score = int(str(raw_score).strip())
-        except ValueError:
-            raise DataError(f"{where}: score {raw_score!r} is not an integer.") from None
+        score = _grade(raw_score, where)
         judged = qrels.setdefault(query_id, {})
         if doc_id in judged:
             raise DataError(f"{where}: the pair ({query_id!r}, {doc_id!r}) is judged twice (first at {judged[doc_id][1]}).")
         judged[doc_id] = (score, where)
     return qrels
+
+
+def _grade(raw: Any, where: str) -> int:
+    """A relevance grade: an integer, or a float with no fractional part (``1.0``, as Hugging Face
+    qrels often store them); anything else is an error that says where."""
+    text = str(raw).strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"{where}: score {raw!r} is not an integer.") from None
+    if not value.is_integer():
+        raise DataError(f"{where}: score {raw!r} is not a whole number; relevance grades are integers (0, 1, 2, ...).")
+    return int(value)
 
 
 def _read_qrels_tsv(path: Path) -> Iterator[tuple[str, list[str]]]:

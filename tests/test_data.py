@@ -196,7 +196,7 @@ GOOD_QRELS = [("q1", "d1", 1), ("q2", "d2", 2)]
     (GOOD_CORPUS, GOOD_QUERIES, GOOD_QRELS + [("q9", "d1", 1)], "test.tsv", 4, "query id 'q9' is not in the queries file"),
     (GOOD_CORPUS, GOOD_QUERIES, GOOD_QRELS + [("q1", "d99", 1)], "test.tsv", 4, "corpus id 'd99' is not in the corpus"),
     (GOOD_CORPUS, GOOD_QUERIES, GOOD_QRELS + [("q1", "d2", "high")], "test.tsv", 4, "score 'high' is not an integer"),
-    (GOOD_CORPUS, GOOD_QUERIES, GOOD_QRELS + [("q1", "d2", "1.5")], "test.tsv", 4, "is not an integer"),
+    (GOOD_CORPUS, GOOD_QUERIES, GOOD_QRELS + [("q1", "d2", "1.5")], "test.tsv", 4, "'1.5' is not a whole number"),
     (GOOD_CORPUS, GOOD_QUERIES, GOOD_QRELS + ["q1\td2"], "test.tsv", 4, "expected 3 columns"),
     (GOOD_CORPUS, GOOD_QUERIES, GOOD_QRELS + [("q1", "d1", 2)], "test.tsv", 4, "judged twice"),
     (GOOD_CORPUS, [{"_id": "q1", "text": 5}], GOOD_QRELS[:1], "queries.jsonl", 1, "must be a string"),
@@ -206,6 +206,11 @@ def test_bad_data_names_file_and_line(tmp_path, corpus, queries, qrels, file, li
     with pytest.raises(DataError, match=message) as caught:
         load_dataset(folder)
     assert f"{file}:{line}" in str(caught.value)
+
+
+def test_whole_number_float_grades_are_read_as_integers(tmp_path):
+    folder = write_beir(tmp_path / "floats", GOOD_CORPUS, GOOD_QUERIES, [("q1", "d1", "1.0"), ("q2", "d2", "2.0")])
+    assert load_dataset(folder).qrels == {"q1": {"d1": 1}, "q2": {"d2": 2}}
 
 
 @pytest.mark.parametrize("gz", [False, True])
