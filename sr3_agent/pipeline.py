@@ -113,8 +113,9 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
 
     print("[eval] base, SFT and SFT+RL, each direct and with reasoning" + (", BM25, MiniLM" if config.baselines else ""))
     start = time.perf_counter()
-    load = lambda source: ReasoningEmbedder.from_pretrained(source, device=config.device)  # noqa: E731
-    embedders = [("base", load(config.model)), ("SFT", load(out / "sft" / "final")), ("SFT+RL", load(out / "rl" / "final"))]
+    sources = {"base": config.model, "SFT": out / "sft" / "final", "SFT+RL": out / "rl" / "final"}
+    embedders = [(label, ReasoningEmbedder.from_pretrained(source, device=config.device))
+                 for label, source in sources.items()]
     rows = run_eval(eval_config, embedders=embedders)
     seconds["eval"] = time.perf_counter() - start
     table = markdown_table(rows)
