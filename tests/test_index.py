@@ -497,3 +497,33 @@ def test_oracle_query_gets_rank_one_and_random_queries_usually_do_not():
     hits = np.mean([r[0] == 1 for r in randoms.gold_ranks])
     assert hits < 0.2
     assert np.median([r[0] for r in randoms.gold_ranks]) > 10
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_16_bit_storage_scores_in_fp32_and_moves_ranks_only_within_its_rounding(dtype):
+    """16-bit storage changes a score by at most the rounding of the two vectors; a gold rank can
+    only move past rows whose fp32 score lies within that distance of the gold's (near-ties)."""
+    rng = np.random.default_rng(0)
+    corpus = rng.standard_normal((3000, 64)).astype(np.float32)
+    corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
+
+    class Fixed:
+        dim, version = 64, 0
+
+        def encode_documents(self, texts):
+            return corpus[[int(t) for t in texts]]
+
+    texts = [str(i) for i in range(len(corpus))]
+    gold = [[int(g)] for g in rng.integers(len(corpus), size=32)]
+    q = corpus[[g[0] for g in gold]] + 0.1 * rng.standard_normal((32, 64)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    full = LazyIndex(texts, Fixed(), device="cpu").search(q, gold, k=10)
+    half = LazyIndex(texts, Fixed(), device="cpu", dtype=dtype).search(q, gold, k=10)
+    assert half.top_scores.dtype == np.float32
+    assert len(np.unique(half.top_scores)) > 0.9 * half.top_scores.size  # fp32 scores: no 16-bit ties
+    eps = {torch.float16: 2.0 ** -11, torch.bfloat16: 2.0 ** -8}[dtype]
+    margin = 2 * eps * np.abs(q).sum(1).max()  # |q.e16 - q.e| + |q16.e - q.e| <= eps*(|q|_1 + |e|_1) roughly
+    scores = q @ corpus.T
+    for b, g in enumerate(gold):
+        near = np.abs(scores[b] - scores[b, g[0]]) <= margin
+        assert abs(int(half.gold_ranks[b][0]) - int(full.gold_ranks[b][0])) <= near.sum() - 1
