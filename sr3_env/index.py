@@ -275,18 +275,19 @@ class LazyIndex:
 
     # -- search ------------------------------------------------------------------------------
 
-    def _columns_top_k(self, scores: torch.Tensor, columns: torch.Tensor, queries: torch.Tensor, k: int
+    def _columns_top_k(self, scores: torch.Tensor, columns: torch.Tensor | None, queries: torch.Tensor, k: int
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        """This shard's top-``k`` (values, global rows) of each query, merged over the shards."""
+        """This shard's top-``k`` (values, global rows) of each query, merged over the shards.
+        ``columns``: the global row of each score column (``None``: every row of the shard, in order)."""
         k_local = min(k, scores.shape[1])
-        if self.candidate_search == "faiss" and scores.shape[1] == len(self.shard):
+        if self.candidate_search == "faiss" and columns is None:
             from sr3_env._faiss import knn_inner_product
 
             local = knn_inner_product(queries, self.embeddings, k_local)
             values = torch.gather(scores, 1, local)
         else:
             values, local = torch.topk(scores, k_local, dim=1, sorted=True)
-        rows = columns[local]
+        rows = local + self.shard.start if columns is None else columns[local]
         if not self.shard.distributed:
             return values, rows
         pad = k - k_local  # shards may hold fewer than k rows: pad so every shard sends (B, k)
@@ -295,7 +296,7 @@ class LazyIndex:
             rows = torch.cat([rows, rows.new_full((rows.shape[0], pad), -1)], dim=1)
         return merge_top_k(self.shard.all_gather(values), self.shard.all_gather(rows), k)
 
-    def _rank_gold(self, scores: torch.Tensor, columns: torch.Tensor, gold: list[np.ndarray]
+    def _rank_gold(self, scores: torch.Tensor, columns: torch.Tensor | None, gold: list[np.ndarray]
                    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Each gold row's score, and 1 + the number of rows scoring strictly higher, from the same
         score matrix; with shards, the owner's score is shared and the counts are summed (all-reduce)."""
@@ -308,9 +309,14 @@ class LazyIndex:
         padded = np.full((batch, width), -1, dtype=np.int64)
         for b, g in enumerate(gold):
             padded[b, :g.size] = g
-        column_rows = columns.cpu().numpy()
-        position = np.clip(np.searchsorted(column_rows, padded), 0, len(column_rows) - 1)
-        owned = (padded >= 0) & (column_rows[position] == padded)
+        if columns is None:  # every row of the shard, in order
+            position = padded - self.shard.start
+            owned = (padded >= self.shard.start) & (padded < self.shard.stop)
+            position[~owned] = 0
+        else:  # a sorted subset of the shard's rows, which holds every gold row of the shard
+            column_rows = columns.cpu().numpy()
+            position = np.clip(np.searchsorted(column_rows, padded), 0, len(column_rows) - 1)
+            owned = (padded >= 0) & (column_rows[position] == padded)
         gold_score = torch.gather(scores, 1, torch.as_tensor(position, device=scores.device))
         gold_score = self.shard.all_sum(gold_score * torch.as_tensor(owned, device=scores.device))  # (B, W)
         counts = torch.empty((batch, width), dtype=torch.int64, device=scores.device)
@@ -380,7 +386,6 @@ class LazyIndex:
         columns, count = self._candidate_columns(q, gold, k)  # None: every row of the shard
         reencoded += count
         if columns is None:
-            columns = torch.arange(self.shard.start, self.shard.stop, device=self.device)
             scores = _matmul_fp32(q, self.embeddings)  # (B, N_shard): every row, stale or not
         else:
             scores = _matmul_fp32(q, self.embeddings[columns - self.shard.start])
