@@ -18,74 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import DriftingEncoder, environment, summary, timed, unit_rows
 
-import sr3_env
 from sr3_env.data import RetrievalDataset
 from sr3_env.index import LazyIndex
 from sr3_env.vector import RetrievalEmbedVectorEnv
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def unit_rows(matrix: np.ndarray) -> np.ndarray:
-    return (matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
-class DriftingEncoder:
-    """A cheap encoder whose output changes with ``version``.
-
-    ``"doc123"`` -> normalise(base[123] + drift * noise[(123 * 7919 + version * 104729) % M]), with a
-    fixed base table (one row per document) and a fixed noise table of M rows mixed by version.
-    """
-
-    def __init__(self, base: np.ndarray, drift: float = 0.3, noise_rows: int = 4096, seed: int = 1) -> None:
-        self.base = base
-        self.dim = int(base.shape[1])
-        self.drift = float(drift)
-        rng = np.random.default_rng(seed)
-        self.noise = unit_rows(rng.standard_normal((noise_rows, self.dim), dtype=np.float32))
-        self.version = 0
-        self.calls = 0
-
-    def encode_rows(self, rows: np.ndarray) -> np.ndarray:
-        mix = (rows * 7919 + self.version * 104729) % len(self.noise)
-        return unit_rows(self.base[rows] + self.drift * self.noise[mix])
-
-    def encode_documents(self, texts) -> np.ndarray:
-        self.calls += 1
-        rows = np.fromiter((int(t[3:]) for t in texts), dtype=np.int64, count=len(texts))
-        return self.encode_rows(rows)
-
-
-def timed(fn, repeats: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return times
-
-
-def summary(times: list[float]) -> dict:
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times), "repeats": len(times)}
 
 
 def main(argv=None) -> dict:
@@ -130,10 +73,7 @@ def main(argv=None) -> dict:
 
     results: dict = {
         "config": vars(args),
-        "environment": {"torch": torch.__version__, "numpy": np.__version__, "python": sys.version.split()[0],
-                        "sr3_env": getattr(sr3_env, "__version__", "unknown"), "threads": torch.get_num_threads(),
-                        "cpu": cpu_name(), "cpu_count": __import__("os").cpu_count(), "dtype": "float32",
-                        "device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name()},
+        "environment": environment(),
     }
     try:
         import faiss

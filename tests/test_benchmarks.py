@@ -1,0 +1,123 @@
+"""The benchmark scripts run at a tiny size and write results that make sense."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY_QRELS, write_beir
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def load(monkeypatch):
+    """Import a benchmark script as a module (they import their helpers from benchmarks/_common.py)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+def test_bench_index_runs_at_a_tiny_size(load, tmp_path, capsys):
+    results = load("bench_index").main(["--n-docs", "2000", "--dim", "32", "--batch", "8", "--top-k", "10",
+                                        "--repeats", "2", "--warmup", "1", "--steps", "2", "--n-queries", "50",
+                                        "--out", str(tmp_path / "index.json")])
+    assert results["ranks_agree_with_bare"]
+    assert [row["policy"] for row in results["drift"]] == ["lazy", "full"]
+    assert json.loads((tmp_path / "index.json").read_text())["environment"]["threads"] >= 1
+    assert "| index.search (torch) |" in capsys.readouterr().out
+
+
+def test_bench_refresh_policies_behave_as_documented(load, tmp_path, capsys):
+    N, B, k, steps, every = 3000, 16, 20, 6, 3
+    load("bench_refresh").main(["--n-docs", str(N), "--dim", "32", "--batch", str(B), "--top-k", str(k), "--steps",
+                                str(steps), "--refresh-every", str(every), "--out", str(tmp_path / "refresh.json")])
+    results = json.loads((tmp_path / "refresh.json").read_text())
+    policies = results["policies"]
+    assert list(policies) == ["lazy", "periodic", "full", "frozen"]
+    for row in policies.values():
+        assert len(row["steps"]) == steps and 0.0 <= row["top_k_overlap"] <= 1.0
+        assert {"mean", "median", "p90", "max", "exact_fraction"} <= set(row["rank_error"])
+        assert all(s["search_ms"] > 0 for s in row["steps"])
+    full, frozen, lazy, periodic = policies["full"], policies["frozen"], policies["lazy"], policies["periodic"]
+    # full: every row is stale after each version, all are re-encoded, and the ranks are the exact ones
+    assert [s["rows_reencoded"] for s in full["steps"]] == [N] * steps
+    assert full["rank_error"]["max"] == 0 and full["rank_error"]["exact_fraction"] == 1.0
+    assert full["top_k_overlap"] == 1.0 and full["stale_fraction"] == 0.0
+    # frozen: nothing re-encoded, everything stale, and the drift does move ranks
+    assert [s["rows_reencoded"] for s in frozen["steps"]] == [0] * steps and frozen["stale_fraction"] == 1.0
+    assert frozen["rank_error"]["mean"] > 0
+    # lazy: some rows (at most the candidates and the gold rows), and no worse than frozen
+    assert all(0 < s["rows_reencoded"] <= B * k + B for s in lazy["steps"])
+    assert lazy["rank_error"]["mean"] <= frozen["rank_error"]["mean"]
+    assert lazy["top_k_overlap"] >= frozen["top_k_overlap"]
+    # periodic: a full refresh every `every` versions (exact then), lazy in between
+    for s in periodic["steps"]:
+        if s["step"] % every == 0:
+            assert s["rows_reencoded"] == N and s["rank_error_mean"] == 0.0
+        else:
+            assert s["rows_reencoded"] <= B * k + B
+    modelled = results["modelled_step_s"]
+    assert modelled["full"]["SmolLM2-135M, 25-token docs"] > modelled["lazy"]["SmolLM2-135M, 25-token docs"]
+    assert 0 < results["exact"]["recall_at_k"] <= 1
+    out = capsys.readouterr().out
+    assert "| lazy |" in out and "Modelled seconds per step" in out
+
+
+def test_bench_refresh_models_a_slow_encoder(load, tmp_path):
+    results = load("bench_refresh").main(["--n-docs", "500", "--dim", "16", "--batch", "4", "--top-k", "5", "--steps",
+                                          "2", "--policies", "full", "frozen", "--encode-us-per-row", "200",
+                                          "--encoder-rate", "slow=10", "--out", str(tmp_path / "r.json")])
+    full, frozen = results["policies"]["full"], results["policies"]["frozen"]
+    assert full["search_ms_mean"] >= 500 * 0.2  # 500 rows x 200 µs of modelled encoding
+    assert frozen["search_ms_mean"] < full["search_ms_mean"]
+    assert results["modelled_step_s"]["full"]["slow"] == pytest.approx(full["index_ms_mean"] / 1000 + 500 / 10)
+
+
+def test_bench_training_observes_the_real_loops(load, tiny_embedder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SR3_CACHE_DIR", str(tmp_path / "cache"))
+    tiny_embedder.save_pretrained(tmp_path / "model")
+    data = write_beir(tmp_path / "beir", qrels={"train": TINY_QRELS})
+    results = load("bench_training").main(["--quick", "--model", str(tmp_path / "model"), "--dataset", str(data),
+                                           "--queries", "none", "--corpus-docs", "none", "--device", "cpu",
+                                           "--out", str(tmp_path / "training.json")])
+    assert json.loads((tmp_path / "training.json").read_text())["jobs"].keys() == {"sft", "rl"}
+    for name, job in results["jobs"].items():
+        summary = job["summary"]
+        assert job["steps_run"] == 2 and job["steps_timed"] == 1 and job["dtype"] == "fp32"
+        assert summary["s_per_step"] > 0 and summary["grad_tokens_per_step"] > 0
+        assert summary["grad_tokens_per_s"] == pytest.approx(summary["grad_tokens_per_step"] / summary["s_per_step"])
+        assert summary["nograd_tokens_per_step"] > 0  # the index re-encodes the rows the step made stale
+        assert job["peak_rss_mib"] >= job["rss_after_model_load_mib"] > 0
+    sft, rl = results["jobs"]["sft"], results["jobs"]["rl"]
+    assert rl["summary"]["generated_tokens_per_step"] > 0  # 2 x 2 sampled reasonings
+    # the loops' own timers lie inside the measured step
+    assert sft["summary"]["tensorboard_means"]["time/step_s"] <= sft["summary"]["s_per_step"] + 0.05
+    phases = sum(v for tag, v in rl["summary"]["tensorboard_means"].items() if tag.startswith("time/"))
+    assert phases <= rl["summary"]["s_per_step"] + 0.05
+    assert np.isfinite(phases) and "| sft |" in capsys.readouterr().out
+
+
+def test_bench_training_refuses_fp16_on_a_cpu(load, capsys):
+    with pytest.raises(SystemExit):
+        load("bench_training").main(["--device", "cpu", "--dtype", "fp16"])
+    assert "fp16 needs --device cuda" in capsys.readouterr().err
+
+
+def test_training_steps_are_differences_of_optimiser_step_snapshots(load):
+    module = load("bench_training")
+    snapshots = [{"time": 10.0, "grad_tokens": 100, "nograd_tokens": 50, "generated_tokens": 0},
+                 {"time": 12.5, "grad_tokens": 160, "nograd_tokens": 80, "generated_tokens": 8}]
+    assert module.per_step(snapshots) == [{"seconds": 2.5, "grad_tokens": 60, "nograd_tokens": 30, "generated_tokens": 8}]
+    with pytest.raises(SystemExit, match="at least 2"):
+        module.summarise({"job": "sft", "steps_run": 1, "per_step": []})
