@@ -50,7 +50,7 @@ class IVFCandidates:
                  seed: int = 0) -> None:
         faiss = _import_faiss("candidate_search='ivf'")
         rows, dim = vectors.shape
-        lists = int(lists) if lists is not None else max(1, min(int(4 * rows ** 0.5), rows // 39))
+        lists = int(lists) if lists is not None else max(1, min(int(rows ** 0.5), rows // 64))
         if not 1 <= lists <= rows:
             raise ValueError(f"ivf_lists must be between 1 and the number of rows ({rows}), got {lists}.")
         if probe < 1:
@@ -58,8 +58,8 @@ class IVFCandidates:
         self.quantizer = faiss.IndexFlatIP(dim)
         self.index = faiss.IndexIVFFlat(self.quantizer, dim, lists, faiss.METRIC_INNER_PRODUCT)
         sample = vectors
-        if rows > 256 * lists:  # FAISS trains on at most 256 points per cell anyway
-            sample = vectors[np.random.default_rng(seed).choice(rows, 256 * lists, replace=False)]
+        if rows > 64 * lists:  # k-means on 64 points per cell: enough for cells, cheap to train
+            sample = vectors[np.random.default_rng(seed).choice(rows, 64 * lists, replace=False)]
         self.index.train(np.ascontiguousarray(sample, dtype=np.float32))
         self.index.set_direct_map_type(faiss.DirectMap.Hashtable)
         self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.arange(rows, dtype=np.int64) + first_row)

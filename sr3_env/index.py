@@ -104,7 +104,7 @@ class LazyIndex:
             inner-product search; faiss-gpu when installed) or ``"ivf"`` (approximate: FAISS IVF
             candidates, then exact re-scoring of them; for corpora too large to scan per step).
         ann_candidates: with ``"ivf"``, candidates per query (default: 10 * k).
-        ivf_lists, ivf_probe: with ``"ivf"``, IVF cells (default about 4 * sqrt(rows)) and cells
+        ivf_lists, ivf_probe: with ``"ivf"``, IVF cells (default about sqrt(rows)) and cells
             visited per query (default 16).
         process_group: a ``torch.distributed`` process group (or ``"world"``) to shard the rows
             over: each process holds and refreshes a contiguous block of rows, and `search` becomes
