@@ -121,3 +121,33 @@ def test_training_steps_are_differences_of_optimiser_step_snapshots(load):
     assert module.per_step(snapshots) == [{"seconds": 2.5, "grad_tokens": 60, "nograd_tokens": 30, "generated_tokens": 8}]
     with pytest.raises(SystemExit, match="at least 2"):
         module.summarise({"job": "sft", "steps_run": 1, "per_step": []})
+
+
+def test_bench_scoring_measures_the_index_beside_its_references(load, tmp_path, capsys):
+    results = load("bench_scoring").main(["--sizes", "3000", "--dims", "32", "48", "--batch", "8", "--batches", "1", "4",
+                                          "--sweep-size", "2000", "--sweep-dim", "16", "--top-k", "10", "--budget", "0.05",
+                                          "--out", str(tmp_path / "scoring.json")])
+    assert [(r["n"], r["d"]) for r in results["grid"]] == [(3000, 32), (3000, 48)]
+    assert [r["batch"] for r in results["batch_sweep"]] == [1, 4]
+    for row in results["grid"] + results["batch_sweep"]:
+        assert row["ranks_equal_bare"]
+        assert set(row["timings"]) >= {"read", "matmul", "bare", "index"}
+        assert row["index_over_bare"] == pytest.approx(row["timings"]["index"]["median_ms"] / row["timings"]["bare"]["median_ms"])
+    assert json.loads((tmp_path / "scoring.json").read_text())["target"] == "index/bare <= 1.2"
+    assert "| index/bare |" in capsys.readouterr().out
+
+
+def test_bench_ann_reports_recall_and_rank_agreement(load, tmp_path):
+    results = load("bench_ann").main(["--sizes", "4000", "--dim", "16", "--clusters", "40", "--batch", "8", "--batches", "2",
+                                      "--top-k", "10", "--probes", "1", "1000", "--candidates", "100", "--lists", "20",
+                                      "--out", str(tmp_path / "ann.json")])
+    few, every = results["rows"]
+    assert every["recall_at_k"] == 1.0 and every["ranks_equal"] == 1.0  # visiting every cell is exact
+    assert few["recall_at_k"] <= every["recall_at_k"]
+
+
+def test_bench_sharded_runs_two_processes_and_checks_equality(load, tmp_path):
+    results = load("bench_sharded").main(["--n", "3000", "--dim", "16", "--batch", "8", "--batches", "2",
+                                          "--top-k", "10", "--out", str(tmp_path / "sharded.json")])
+    row = results["row"]
+    assert row["results_equal"] and row["rows_per_process"] == [1500, 1500]
