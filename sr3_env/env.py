@@ -52,20 +52,21 @@ class RetrievalEmbedEnv(gym.Env[str, np.ndarray]):
 
     See ``docs/environment.md``: ``dataset``, ``split``, ``encoder``, ``reward``, ``top_k``,
     ``refresh``, ``refresh_every``, ``refresh_budget``, ``index``, ``device``,
-    ``candidate_search``, ``render_mode``.
+    ``candidate_search``, ``dtype``, ``process_group`` (docs/scaling.md: with a process group,
+    the index is sharded and every process must step its environment in lockstep), ``render_mode``.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
 
     def __init__(self, dataset: Any = "semanlink", split: str = "test", encoder: Any = "minilm", reward: Any = "reciprocal_rank",
                  top_k: int = 100, refresh: str = "lazy", refresh_every: int | None = None, refresh_budget: int = 0,
-                 index: Any = None, device: str | None = None, candidate_search: str = "torch",
-                 render_mode: str | None = None) -> None:
+                 index: Any = None, device: str | None = None, candidate_search: str = "torch", dtype: Any = "float32",
+                 process_group: Any = None, render_mode: str | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r} is not supported; use one of {self.metadata['render_modes']} or None.")
         self.task = RetrievalTask(dataset=dataset, split=split, encoder=encoder, reward=reward, top_k=top_k, refresh=refresh,
                                   refresh_every=refresh_every, refresh_budget=refresh_budget, index=index, device=device,
-                                  candidate_search=candidate_search)
+                                  candidate_search=candidate_search, dtype=dtype, process_group=process_group)
         self.render_mode = render_mode
         self.observation_space = query_space(self.task)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(self.task.dim,), dtype=np.float32)

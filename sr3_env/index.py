@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 REFRESH_POLICIES = ("lazy", "full", "periodic", "frozen")
 CANDIDATE_SEARCH = ("torch", "faiss", "ivf")
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class LazyIndex:
 
     def __init__(self, texts: Sequence[str], encoder: Encoder, *, refresh: str = "lazy", refresh_every: int | None = None,
                  refresh_budget: int = 0, embeddings: Any = None, device: str | torch.device | None = None,
-                 dtype: torch.dtype = torch.float32, candidate_search: str = "torch", ann_candidates: int | None = None,
+                 dtype: torch.dtype | str = torch.float32, candidate_search: str = "torch", ann_candidates: int | None = None,
                  ivf_lists: int | None = None, ivf_probe: int = 16, process_group: Any = None,
                  encode_batch_size: int = 256) -> None:
         if refresh not in REFRESH_POLICIES:
@@ -127,8 +128,9 @@ class LazyIndex:
             raise ValueError(f"refresh_budget must be >= 0, got {refresh_budget}.")
         if candidate_search not in CANDIDATE_SEARCH:
             raise ValueError(f"Unknown candidate_search {candidate_search!r}; choose one of {list(CANDIDATE_SEARCH)}.")
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype}.")
+        dtype = STORAGE_DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+        if dtype not in STORAGE_DTYPES.values():
+            raise ValueError(f"dtype must be one of {list(STORAGE_DTYPES)} (or the torch dtype), got {dtype!r}.")
         if ann_candidates is not None and int(ann_candidates) < 1:
             raise ValueError(f"ann_candidates must be >= 1, got {ann_candidates}.")
         if len(texts) == 0:

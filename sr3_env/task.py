@@ -89,7 +89,8 @@ class RetrievalTask:
     def __init__(self, dataset: str | RetrievalDataset | Any = "semanlink", split: str = "test", encoder: Any = "minilm",
                  reward: str | RewardFn = "reciprocal_rank", top_k: int = 100, refresh: str = "lazy",
                  refresh_every: int | None = None, refresh_budget: int = 0, index: LazyIndex | None = None,
-                 device: str | None = None, candidate_search: str = "torch") -> None:
+                 device: str | None = None, candidate_search: str = "torch", dtype: Any = "float32",
+                 process_group: Any = None) -> None:
         if int(top_k) < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}.")
         self.dataset = load_dataset(dataset, split=split)
@@ -105,7 +106,7 @@ class RetrievalTask:
             self.encoder = make_encoder(encoder, device=device)
             self.index = LazyIndex(self.dataset.documents, self.encoder, refresh=refresh, refresh_every=refresh_every,
                                    refresh_budget=refresh_budget, device=device, candidate_search=candidate_search,
-                                   embeddings=_cached_corpus_embeddings(self.dataset, self.encoder))
+                                   dtype=dtype, process_group=process_group, embeddings=_cached_corpus_embeddings(self.dataset, self.encoder))
         self.dim = int(self.encoder.dim)
         self._gold = [self.dataset.relevant_rows(q) for q in self.dataset.query_ids]  # (rows, grades) per query
 

@@ -42,6 +42,12 @@ def test_grpo_with_trl_runs_at_a_tiny_budget(tmp_path, capsys):
     assert "mean gold rank" in capsys.readouterr().out
 
 
+def test_sharded_env_runs_in_a_group_of_one(capsys):
+    result = load("sharded_env").main(["--encoder", "hashing", "--steps", "1", "--num-envs", "4"])
+    assert result["world"] == 1 and 0.0 <= result["mean_reward"] <= 1.0
+    assert "holds rows 0..314 of 314" in capsys.readouterr().out
+
+
 def test_every_example_is_tested():
-    tested = {"quickstart", "sb3_demo", "embed_and_finetune", "grpo_with_trl"}
+    tested = {"quickstart", "sb3_demo", "embed_and_finetune", "grpo_with_trl", "sharded_env"}
     assert {path.stem for path in EXAMPLES.glob("*.py")} == tested
