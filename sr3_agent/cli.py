@@ -1,4 +1,6 @@
-"""The ``sr3`` command: ``sr3 train`` (the main job), ``sr3 sft``, ``sr3 rl`` and ``sr3 eval``. Options and help come from the config dataclasses."""
+"""The ``sr3`` command: ``sr3 train`` (the main job), ``sr3 sft``, ``sr3 rl`` and ``sr3 eval``. Options and help come from the config dataclasses.
+
+``sr3 sft`` and ``sr3 rl`` also run data-parallel under ``accelerate launch`` (docs/scaling.md)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ from pathlib import Path
 
 from sr3_agent.config import (ConfigError, EvalConfig, RLConfig, SFTConfig, TrainConfig, config_from_args,
                               dataclass_arguments)
+from sr3_agent.distributed import is_main_process, launched_world_size
 from sr3_env.errors import Sr3Error
 
 COMMANDS = {"train": TrainConfig, "sft": SFTConfig, "rl": RLConfig, "eval": EvalConfig}
+DATA_PARALLEL = ("sft", "rl")  #: the commands that run under accelerate launch with several processes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = config_from_args(COMMANDS[args.command], args)
+        if launched_world_size() > 1 and args.command not in DATA_PARALLEL:
+            raise ConfigError(f"sr3 {args.command} runs in one process; with accelerate launch run `sr3 sft` and "
+                              f"`sr3 rl` (docs/scaling.md), or start sr3 {args.command} without a launcher.")
         if args.command == "train":
             from sr3_agent.pipeline import run_train
 
@@ -47,12 +54,14 @@ def main(argv: list[str] | None = None) -> int:
             from sr3_agent.sft import train_sft
 
             train_sft(config)
-            print(f"saved the trained embedder to {Path(config.output_dir) / 'final'}")
+            if is_main_process():
+                print(f"saved the trained embedder to {Path(config.output_dir) / 'final'}")
         elif args.command == "rl":
             from sr3_agent.rl import train_rl
 
             train_rl(config)
-            print(f"saved the trained policy to {Path(config.output_dir) / 'final'}")
+            if is_main_process():
+                print(f"saved the trained policy to {Path(config.output_dir) / 'final'}")
         elif args.command == "eval":
             from sr3_agent.compare import run_eval
             from sr3_agent.evaluate import markdown_table, write_results

@@ -93,6 +93,9 @@ class ReasoningEmbedder:
 
     frozen = False
     progress_min_texts = 1000  #: show a progress bar when encoding at least this many texts
+    #: a DDP-wrapped `sr3_agent.distributed.HiddenStates` of ``model``, set by ``prepare_data_parallel``:
+    #: `hidden_states` goes through it when gradients are on, so that they are averaged across processes
+    parallel_forward: Any = None
 
     def __init__(self, model: Any, tokenizer: Any, *, prompts: Prompts | None = None, max_length: int = 256,
                  batch_size: int = 16, name: str | None = None) -> None:
@@ -257,6 +260,8 @@ class ReasoningEmbedder:
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, T, hidden) final-layer hidden states (after the final norm), without the LM head."""
         position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # count from the first real token
+        if self.parallel_forward is not None and torch.is_grad_enabled():
+            return self.parallel_forward(input_ids, attention_mask, position_ids)
         return self._decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                use_cache=False).last_hidden_state
 

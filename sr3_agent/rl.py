@@ -14,7 +14,8 @@ Per iteration (`train_rl`, which reads top to bottom like cleanrl's ``ppo.py``):
 6. one optimiser step, after which the policy's ``version`` goes up.
 
 The pieces are pure functions tested on their own: `sr3_agent.losses`, `policy_forward`,
-`auxiliary_batch`.
+`auxiliary_batch`. Under ``accelerate launch`` every process takes its block of each step's queries
+(all G samples of a query stay on one process) and DDP averages the gradients (`sr3_agent.distributed`).
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ import torch
 
 from sr3_agent.checkpoint import check_resumable, graceful_interrupt, load_latest, save_checkpoint, save_config
 from sr3_agent.config import RLConfig
+from sr3_agent.distributed import (prepare_data_parallel, process_rng_states, restore_process_rng, seed_process,
+                                   shard_rows, start_processes, warn_if_uneven)
 from sr3_agent.embedder import ReasoningEmbedder, Rollout
 from sr3_agent.evaluate import dense_run, ir_metrics
 from sr3_agent.losses import clipped_policy_loss, group_advantages, info_nce, kl_penalty_k3, token_logprobs
-from sr3_agent.sft import (add_lora, batch_query_rows, false_negative_mask, index_state, make_writer, training_data,
-                           training_index)
+from sr3_agent.sft import (add_lora, batch_query_rows, close_writer, false_negative_mask, index_state, make_writer,
+                           training_data, training_index, write_scalars)
 from sr3_env import RetrievalDataset, load_dataset
 from sr3_env.vector import RetrievalEmbedVectorEnv
 
@@ -97,15 +100,18 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
     from tqdm.auto import trange
 
     output_dir = Path(config.output_dir)
+    processes = start_processes(config.device)  # one process unless started by accelerate launch / torchrun
     torch.manual_seed(config.seed)
     data = dataset if dataset is not None else training_data(config)
-    if heldout is None and config.eval_every:
+    if heldout is None and config.eval_every and processes.is_main:  # the main process alone evaluates
         heldout = load_dataset(config.dataset, split="test").subset(num_queries=config.eval_queries,
                                                                    num_docs=config.eval_docs, seed=config.seed)
-    policy = policy or ReasoningEmbedder.from_pretrained(config.model, device=config.device)
+    policy = policy or ReasoningEmbedder.from_pretrained(config.model, device=processes.device(config.device))
     policy.max_length = config.max_length
     if config.lora:
         policy.model = add_lora(policy.model, config)
+    prepare_data_parallel(policy, processes)
+    seed_process(config.seed, processes)
     reference = None
     if config.kl_weight > 0:
         reference = ReasoningEmbedder(copy.deepcopy(policy.model).eval().requires_grad_(False), policy.tokenizer,
@@ -120,21 +126,26 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
         policy.model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         policy.version, start, index_rows = state["version"], state["step"], state["index"]
-    else:
+        restore_process_rng(state, processes)
+    elif processes.is_main:
         save_config(output_dir, config)
-    index = training_index(data, policy, config, index_rows)
+    index = training_index(data, policy, config, index_rows, processes)
     B, G = min(config.queries_per_step, len(data.query_ids)), config.group_size
-    env = RetrievalEmbedVectorEnv(num_envs=B * G, dataset=data, index=index, reward=config.reward, top_k=config.top_k)
-    writer = make_writer(output_dir)
-    if heldout is not None and config.eval_every and start == 0:  # the starting point of the curve
+    warn_if_uneven(B, processes)
+    block = len(shard_rows(np.arange(B), processes))  # this process's queries per step
+    env = RetrievalEmbedVectorEnv(num_envs=block * G, dataset=data, index=index, reward=config.reward, top_k=config.top_k)
+    writer = make_writer(output_dir, processes)
+    evaluate = heldout is not None and config.eval_every > 0 and processes.is_main
+    if evaluate and start == 0:  # the starting point of the curve
         writer.add_scalar("eval/ndcg@10", heldout_ndcg(policy, heldout, config.max_new_tokens), 0)
 
-    bar = trange(start, config.steps, desc="rl", disable=not progress, initial=start, total=config.steps)
+    bar = trange(start, config.steps, desc="rl", disable=not (progress and processes.is_main), initial=start,
+                 total=config.steps)
     with graceful_interrupt() as stop:
         for step in bar:
             clock = [time.perf_counter()]
-            # 1. B queries, each G times
-            rows = batch_query_rows(len(data.query_ids), B, step, config.seed)
+            # 1. B queries, each G times (the step's batch is the same on every process; each takes its block)
+            rows = shard_rows(batch_query_rows(len(data.query_ids), B, step, config.seed), processes)
             env.reset(options={"query_ids": [data.query_ids[r] for r in rows for _ in range(G)]})
 
             # 2. G sampled reasonings per query
@@ -162,16 +173,15 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
             gold_rows = [data.doc_rows(ids) for ids in final["gold_ids"]]
             top_rows = [data.doc_rows(ids) for ids in final["top_ids"]]
             positives, negatives, fn_mask = auxiliary_batch(gold_rows, top_rows, config.aux_negatives)
-            with torch.no_grad():  # the rows the index just re-encoded with the current policy
-                fresh = index.embeddings.float()
-                positive_vectors = fresh[torch.as_tensor(positives, device=fresh.device)].to(embeddings.device)
-                negative_vectors = fresh[torch.as_tensor(negatives, device=fresh.device)].to(embeddings.device)
+            with torch.no_grad():  # the rows the index just re-encoded with the current policy (collective)
+                vectors = index.rows_embeddings(np.concatenate([positives, negatives])).to(embeddings.device)
+                positive_vectors, negative_vectors = vectors[:len(positives)], vectors[len(positives):]
             mask = rollout.reasoning_mask[:, 1:]
             losses = rl_losses(logprobs, ref_logprobs, advantages, mask, embeddings, positive_vectors, negative_vectors,
                                fn_mask.to(embeddings.device), config)
             total = losses["policy"] + config.kl_weight * losses.get("kl", 0) + config.aux_weight * losses.get("aux", 0)
 
-            # 6. one optimiser step: the policy's version goes up, the index's rows go stale
+            # 6. one optimiser step (DDP averages the gradients): the policy's version goes up, the index's rows go stale
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
@@ -181,7 +191,7 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
             # 7. logs, held-out evaluation, checkpoints
             ranks = np.asarray(final["rank"], dtype=np.float64)
             bar.set_postfix(reward=f"{rewards.mean():.3f}", rank=f"{ranks.mean():.1f}")
-            if done % config.log_every == 0 or done == config.steps:
+            if done % config.log_every == 0 or done == config.steps:  # means over the processes
                 scalars = {"charts/reward_mean": float(rewards.mean()), "charts/reward_std": float(rewards.std()),
                            "charts/rank_mean": float(ranks.mean()), "charts/rank_std": float(ranks.std()),
                            "charts/reasoning_length": float(rollout.reasoning_lengths.float().mean()),
@@ -191,20 +201,23 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
                            "index/stale_fraction": float(np.asarray(final["index"]["stale_fraction"])[0]),
                            **{f"time/{name}_s": b - a for name, a, b in
                               zip(("generation", "encoding", "scoring", "update"), clock, clock[1:])}}
-                for key, value in scalars.items():
-                    writer.add_scalar(key, value, done)
-            if heldout is not None and config.eval_every and (done % config.eval_every == 0 or done == config.steps):
+                write_scalars(writer, processes.mean(scalars), done)
+            if evaluate and (done % config.eval_every == 0 or done == config.steps):
                 policy.model.eval()
                 writer.add_scalar("eval/ndcg@10", heldout_ndcg(policy, heldout, config.max_new_tokens), done)
-            if stop.requested or done % config.save_every == 0 or done == config.steps:
-                save_checkpoint(output_dir, done, {
-                    "model": policy.model.state_dict(), "optimizer": optimizer.state_dict(), "version": policy.version,
-                    "index": index_state(index)})
-            if stop.requested:
+            stopping = processes.any(stop.requested)  # every process stops after the same step
+            if stopping or done % config.save_every == 0 or done == config.steps:
+                state = {"model": policy.model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "version": policy.version, "index": index_state(index, processes), **process_rng_states(processes)}
+                if processes.is_main:
+                    save_checkpoint(output_dir, done, state)
+            if stopping:
                 logger.warning("stopped after step %d; continue with --resume", done)
-                writer.close()
+                close_writer(writer)
                 return policy
-    writer.close()
+    close_writer(writer)
     policy.model.eval()
-    policy.save_pretrained(output_dir / "final")
+    if processes.is_main:
+        policy.save_pretrained(output_dir / "final")
+    processes.wait()
     return policy

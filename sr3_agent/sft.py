@@ -8,6 +8,8 @@ embedded; InfoNCE + triplet + the language-model loss on the answer template (+ 
 to the starting model); one optimiser step, after which the model's ``version`` goes up.
 
 The loop reads top to bottom (`train_sft`); batching, negative mining and masks are pure functions.
+Under ``accelerate launch`` every process takes its block of each step's batch and DDP averages
+the gradients (`sr3_agent.distributed`, docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import torch
 
 from sr3_agent.checkpoint import check_resumable, graceful_interrupt, load_latest, save_checkpoint, save_config
 from sr3_agent.config import SFTConfig
+from sr3_agent.distributed import (Processes, prepare_data_parallel, process_entropy, restore_process_rng,
+                                   process_rng_states, seed_process, shard_rows, start_processes, warn_if_uneven)
 from sr3_agent.embedder import ReasoningEmbedder
 from sr3_agent.losses import info_nce, kl_to_reference, lm_loss, triplet_margin
 from sr3_env import LazyIndex, RetrievalDataset, load_dataset
@@ -123,32 +127,55 @@ def add_lora(model: Any, config: SFTConfig) -> Any:
 
 
 def training_index(data: RetrievalDataset, embedder: ReasoningEmbedder, config: Any,
-                   saved: dict[str, Any] | None = None) -> LazyIndex:
+                   saved: dict[str, Any] | None = None, processes: Processes = Processes()) -> LazyIndex:
     """The lazily refreshed index over the training corpus, encoded by the model being trained;
-    ``saved`` (from a checkpoint) restores its rows and their versions instead of encoding them."""
+    ``saved`` (from a checkpoint) restores its rows and their versions instead of encoding them.
+    With several processes the rows are sharded: each holds and re-encodes a block of them, and
+    searches are collective (every process searches once per step)."""
     index = LazyIndex(data.documents, embedder, refresh=config.refresh, refresh_budget=config.refresh_budget,
                       refresh_every=config.refresh_every if config.refresh == "periodic" else None,
-                      device=embedder.device, embeddings=None if saved is None else saved["embeddings"])
+                      device=embedder.device, embeddings=None if saved is None else saved["embeddings"],
+                      process_group="world" if processes.distributed else None)
     if saved is not None:
-        index.row_versions[:] = saved["row_versions"]
+        index.row_versions[:] = saved["row_versions"][index.shard.start:index.shard.stop]
     return index
 
 
-def index_state(index: LazyIndex) -> dict[str, Any]:
-    """What a checkpoint keeps of the index: its rows and the model version that made each."""
-    return {"embeddings": index.embeddings.cpu(), "row_versions": index.row_versions.copy()}
+def index_state(index: LazyIndex, processes: Processes = Processes()) -> dict[str, Any] | None:
+    """What a checkpoint keeps of the index: all its rows and the model version that made each, in
+    one piece whatever the number of processes (collective: the main process gathers the shards and
+    gets the state; the others get None)."""
+    shards = processes.gather_to_main(index.state_dict())
+    if shards is None:
+        return None
+    return {"embeddings": torch.cat([shard["embeddings"] for shard in shards]),
+            "row_versions": np.concatenate([shard["row_versions"] for shard in shards])}
 
 
-def make_writer(output_dir: Path) -> Any:
+def make_writer(output_dir: Path, processes: Processes = Processes()) -> Any:
+    """A TensorBoard writer on the main process; None on the others (they write nothing)."""
+    if not processes.is_main:
+        return None
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(str(output_dir / "tensorboard"))
 
 
-def log_step(writer: Any, step: int, total: torch.Tensor, losses: dict[str, torch.Tensor], queries: torch.Tensor,
-             positives: torch.Tensor, negatives: torch.Tensor, found: Any, config: SFTConfig, *, lr: float,
-             seconds: tuple[float, float]) -> None:
-    """Write one step's TensorBoard scalars (keys explained in docs/metrics.md)."""
+def write_scalars(writer: Any, scalars: dict[str, float], step: int) -> None:
+    if writer is not None:
+        for key, value in scalars.items():
+            writer.add_scalar(key, value, step)
+
+
+def close_writer(writer: Any) -> None:
+    if writer is not None:
+        writer.close()
+
+
+def step_scalars(total: torch.Tensor, losses: dict[str, torch.Tensor], queries: torch.Tensor, positives: torch.Tensor,
+                 negatives: torch.Tensor, found: Any, config: SFTConfig, *, lr: float,
+                 seconds: tuple[float, float]) -> dict[str, float]:
+    """One step's TensorBoard scalars (keys explained in docs/metrics.md), of this process's block."""
     with torch.no_grad():
         cos_positive = (queries * positives).sum(-1).mean().item()
         cos_negative = (queries.unsqueeze(1) * negatives.view(len(queries), config.hard_negatives, -1)).sum(-1).mean().item() \
@@ -158,8 +185,7 @@ def log_step(writer: Any, step: int, total: torch.Tensor, losses: dict[str, torc
                "charts/cos_positive": cos_positive, "charts/cos_hard_negative": cos_negative,
                "index/rows_reencoded": found.stats.rows_reencoded, "index/stale_fraction": found.stats.stale_fraction,
                "time/mining_s": seconds[0], "time/step_s": seconds[1]}
-    for key, value in scalars.items():
-        writer.add_scalar(key, value, step)
+    return scalars
 
 
 # -- the loop -------------------------------------------------------------------------------------
@@ -173,13 +199,16 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
     from tqdm.auto import trange
 
     output_dir = Path(config.output_dir)
+    processes = start_processes(config.device)  # one process unless started by accelerate launch / torchrun
     torch.manual_seed(config.seed)
     data = dataset if dataset is not None else training_data(config)
     gold = [data.relevant_rows(q)[0] for q in data.query_ids]
-    embedder = embedder or ReasoningEmbedder.from_pretrained(config.model, device=config.device)
+    embedder = embedder or ReasoningEmbedder.from_pretrained(config.model, device=processes.device(config.device))
     embedder.max_length = config.max_length
     if config.lora:
         embedder.model = add_lora(embedder.model, config)
+    prepare_data_parallel(embedder, processes, head_in_loss=config.lm_weight > 0 or config.kl_weight > 0)
+    seed_process(config.seed, processes)
     reference = copy.deepcopy(embedder.model).eval().requires_grad_(False) if config.kl_weight > 0 else None
     parameters = [p for p in embedder.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -195,20 +224,24 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         embedder.version, start, index_rows = state["version"], state["step"], state["index"]
+        restore_process_rng(state, processes)
         logger.info("resuming from step %d", start)
-    else:
+    elif processes.is_main:
         save_config(output_dir, config)
 
-    index = training_index(data, embedder, config, index_rows)
-    writer = make_writer(output_dir)
+    index = training_index(data, embedder, config, index_rows, processes)
+    writer = make_writer(output_dir, processes)
     embedder.model.train()
+    warn_if_uneven(min(config.batch_size, len(data.query_ids)), processes)
 
-    bar = trange(start, config.steps, desc="sft", disable=not progress, initial=start, total=config.steps)
+    bar = trange(start, config.steps, desc="sft", disable=not (progress and processes.is_main), initial=start,
+                 total=config.steps)
     with graceful_interrupt() as stop:
         for step in bar:
             timer = time.perf_counter()
-            rng = np.random.default_rng([config.seed, step, 1])
-            rows = batch_query_rows(len(data.query_ids), config.batch_size, step, config.seed)
+            rng = np.random.default_rng(process_entropy([config.seed, step, 1], processes))
+            # the step's batch, the same on every process; each takes its block of it
+            rows = shard_rows(batch_query_rows(len(data.query_ids), config.batch_size, step, config.seed), processes)
             batch_gold = [gold[r] for r in rows]
 
             # 1. queries, embedded directly or after a reasoning the model writes (with gradients)
@@ -231,7 +264,7 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
             documents = embedder.pool(d_hidden, d_ids, d_mask)  # (B + B*H, D)
             positives, negatives = documents[:len(rows)], documents[len(rows):]
 
-            # 4. losses, one optimiser step (the model's version goes up)
+            # 4. losses, one optimiser step (the model's version goes up; DDP averages the gradients)
             losses = {"info_nce": info_nce(queries, positives, negatives, temperature=config.temperature,
                                            false_negative_mask=false_negative_mask(batch_gold, column_rows).to(queries.device))}
             if config.triplet_weight > 0:
@@ -255,21 +288,26 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
             schedule.step()
             done = step + 1
 
-            # 5. logs and checkpoints (a first Ctrl-C stops here, after a checkpoint)
+            # 5. logs and checkpoints, written by the main process (a first Ctrl-C stops here, after a checkpoint)
             bar.set_postfix(loss=f"{total.item():.3f}", rank=f"{np.mean([r.mean() for r in found.gold_ranks]):.1f}")
             if done % config.log_every == 0 or done == config.steps:
-                log_step(writer, done, total, losses, queries, positives, negatives, found, config,
-                         lr=schedule.get_last_lr()[0], seconds=(mined - timer, time.perf_counter() - timer))
-            if stop.requested or done % config.save_every == 0 or done == config.steps:
-                save_checkpoint(output_dir, done, {
-                    "model": embedder.model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(), "version": embedder.version,
-                    "index": index_state(index)})
-            if stop.requested:
+                scalars = step_scalars(total, losses, queries, positives, negatives, found, config,
+                                       lr=schedule.get_last_lr()[0], seconds=(mined - timer, time.perf_counter() - timer))
+                write_scalars(writer, processes.mean(scalars), done)
+            stopping = processes.any(stop.requested)  # every process stops after the same step
+            if stopping or done % config.save_every == 0 or done == config.steps:
+                state = {"model": embedder.model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "schedule": schedule.state_dict(), "version": embedder.version, "index": index_state(index, processes),
+                         **process_rng_states(processes)}
+                if processes.is_main:
+                    save_checkpoint(output_dir, done, state)
+            if stopping:
                 logger.warning("stopped after step %d; continue with --resume", done)
-                writer.close()
+                close_writer(writer)
                 return embedder
-    writer.close()
+    close_writer(writer)
     embedder.model.eval()
-    embedder.save_pretrained(output_dir / "final")
+    if processes.is_main:
+        embedder.save_pretrained(output_dir / "final")
+    processes.wait()
     return embedder
