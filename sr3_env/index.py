@@ -298,10 +298,13 @@ class LazyIndex:
             rows = torch.cat([rows, rows.new_full((rows.shape[0], pad), -1)], dim=1)
         return merge_top_k(self.shard.all_gather(values), self.shard.all_gather(rows), k)
 
-    def _rank_gold(self, scores: torch.Tensor, columns: torch.Tensor | None, gold: list[np.ndarray]
-                   ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def _rank_gold(self, scores: torch.Tensor, columns: torch.Tensor | None, top_values: torch.Tensor,
+                   gold: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Each gold row's score, and 1 + the number of rows scoring strictly higher, from the same
-        score matrix; with shards, the owner's score is shared and the counts are summed (all-reduce)."""
+        score matrix; with shards, the owner's score is shared and the counts are summed (all-reduce).
+
+        A gold scoring at least the k-th best score has every row above it in the top-K list, so
+        its rank is counted there; only the others need a pass over the whole score row."""
         batch = scores.shape[0]
         width = max((g.size for g in gold), default=0)
         width = int(self.shard.all_sum(torch.tensor([width], device=self.device)).item()) if self.shard.distributed \
@@ -321,10 +324,15 @@ class LazyIndex:
             owned = (padded >= 0) & (column_rows[position] == padded)
         gold_score = torch.gather(scores, 1, torch.as_tensor(position, device=scores.device))
         gold_score = self.shard.all_sum(gold_score * torch.as_tensor(owned, device=scores.device))  # (B, W)
-        counts = torch.empty((batch, width), dtype=torch.int64, device=scores.device)
-        for j in range(width):  # one pass over (B, N) per gold column; most queries have one gold
-            counts[:, j] = (scores > gold_score[:, j:j + 1]).sum(dim=1)
-        ranks_np = (self.shard.all_sum(counts) + 1).cpu().numpy()
+        in_top = gold_score >= top_values[:, -1:]  # (B, W); the same on every shard
+        counts = torch.zeros((batch, width), dtype=torch.int64, device=scores.device)
+        for j in range(width):  # a pass over (B', N) per gold column, for the B' golds below the top-K
+            below = (~in_top[:, j]).nonzero().flatten()
+            if below.numel():
+                counts[below, j] = (scores[below] > gold_score[below, j:j + 1]).sum(dim=1)
+        counts = self.shard.all_sum(counts)
+        top_counts = (top_values.unsqueeze(1) > gold_score.unsqueeze(2)).sum(dim=2)  # (B, W)
+        ranks_np = (torch.where(in_top, top_counts, counts) + 1).cpu().numpy()
         scores_np = gold_score.cpu().numpy()
         return [ranks_np[b, :g.size] for b, g in enumerate(gold)], [scores_np[b, :g.size] for b, g in enumerate(gold)]
 
@@ -402,7 +410,7 @@ class LazyIndex:
             if fresh.size or self.shard.distributed:  # (every shard merges again if any shard changed)
                 values, top = self._columns_top_k(scores, columns, q, k)
 
-        gold_ranks, gold_scores = self._rank_gold(scores, columns, gold)
+        gold_ranks, gold_scores = self._rank_gold(scores, columns, values, gold)
         if self.refresh_budget:
             reencoded += self.refresh_stalest(self.refresh_budget)
         stats = self.stats(reencoded)

@@ -527,3 +527,30 @@ def test_16_bit_storage_scores_in_fp32_and_moves_ranks_only_within_its_rounding(
     for b, g in enumerate(gold):
         near = np.abs(scores[b] - scores[b, g[0]]) <= margin
         assert abs(int(half.gold_ranks[b][0]) - int(full.gold_ranks[b][0])) <= near.sum() - 1
+
+
+def test_gold_ranks_are_exact_inside_and_below_the_top_k():
+    """Ranks of golds in the top-K list come from the list; the others from a pass over all rows."""
+    rng = np.random.default_rng(3)
+    corpus = rng.standard_normal((500, 16)).astype(np.float32)
+
+    class Fixed:
+        dim, version = 16, 0
+
+        def encode_documents(self, texts):
+            return corpus[[int(t) for t in texts]]
+
+    q = rng.standard_normal((20, 16)).astype(np.float32)
+    gold = [rng.choice(500, size=3, replace=False) for _ in range(20)]
+    scores = q @ corpus.T
+    best = np.argsort(-scores, axis=1)
+    for b in range(0, 20, 2):
+        gold[b][0] = best[b, b % 5]  # some golds inside the top-5, the rest mostly far below
+    found = LazyIndex([str(i) for i in range(500)], Fixed(), device="cpu").search(q, gold, k=5)
+    inside = outside = 0
+    for b, rows in enumerate(gold):
+        expected = 1 + (scores[b][None, :] > scores[b, rows][:, None]).sum(1)
+        np.testing.assert_array_equal(found.gold_ranks[b], expected)
+        inside += int((expected <= 5).sum())
+        outside += int((expected > 5).sum())
+    assert inside >= 10 and outside >= 10
