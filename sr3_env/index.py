@@ -340,9 +340,10 @@ class LazyIndex:
         if len(gold_rows) != batch:
             raise ValueError(f"gold_rows must hold one entry per query: {batch} queries, {len(gold_rows)} entries.")
         gold = [np.asarray(g, dtype=np.int64).reshape(-1) for g in gold_rows]
-        for g in gold:
-            if g.size and (g.min() < 0 or g.max() >= len(self)):
-                raise ValueError(f"gold row {int(g.min() if g.min() < 0 else g.max())} is outside the index (0..{len(self) - 1}).")
+        every = np.concatenate(gold) if gold else np.empty(0, np.int64)
+        if every.size and (every.min() < 0 or every.max() >= len(self)):
+            bad = int(every[(every < 0) | (every >= len(self))][0])
+            raise ValueError(f"gold row {bad} is outside the index (0..{len(self) - 1}).")
         return gold
 
     def _candidate_columns(self, queries: torch.Tensor, gold: list[np.ndarray], k: int) -> tuple[torch.Tensor | None, int]:
@@ -401,8 +402,9 @@ class LazyIndex:
             scores = _matmul_fp32(q, self.embeddings[columns - self.shard.start])
         values, top = self._columns_top_k(scores, columns, q, k)  # (B, k) candidates C
         if self._ivf is None and self.refresh_policy in ("lazy", "periodic"):
-            touched = np.unique(np.concatenate([top.cpu().numpy().reshape(-1), *gold]))
-            fresh = self.refresh_rows(touched)  # stale rows of C ∪ G held here, deduplicated across the batch
+            fresh = np.empty(0, np.int64)
+            if self.stale_mask().any():  # stale rows of C ∪ G held here, deduplicated across the batch
+                fresh = self.refresh_rows(np.concatenate([top.cpu().numpy().reshape(-1), *gold]))
             reencoded += int(fresh.size)
             if fresh.size:
                 local = torch.as_tensor(fresh - self.shard.start, device=self.device)
