@@ -151,3 +151,12 @@ def test_bench_sharded_runs_two_processes_and_checks_equality(load, tmp_path):
                                           "--top-k", "10", "--out", str(tmp_path / "sharded.json")])
     row = results["row"]
     assert row["results_equal"] and row["rows_per_process"] == [1500, 1500]
+
+
+def test_bench_precision_keeps_every_rank_move_within_the_rounding_bound(load, tmp_path):
+    results = load("bench_precision").main(["--n", "3000", "--dim", "32", "--batch", "16", "--clusters", "30",
+                                            "--noise", "2", "--out", str(tmp_path / "precision.json")])
+    assert [(r["corpus"], r["dtype"]) for r in results["rows"]] == [
+        ("random", "float16"), ("random", "bfloat16"), ("clustered", "float16"), ("clustered", "bfloat16")]
+    assert all(r["moves_within_near_ties"] for r in results["rows"])
+    assert all(0.0 <= r["ranks_equal"] <= 1.0 for r in results["rows"])
