@@ -92,8 +92,11 @@ class SFTConfig:
     """Continue from the latest checkpoint in output_dir (same config) instead of starting over."""
     device: str | None = None
     """cpu, cuda, cuda:1, ... (default: cuda when available)."""
+    precision: str = "auto"
+    """fp32, bf16 (mixed precision: bf16 compute, fp32 weights and optimiser) or auto (bf16 on a CUDA GPU that supports it, else fp32)."""
 
     def __post_init__(self) -> None:
+        _precision(self)
         _positive(self, "steps", "batch_size", "max_length", "save_every", "log_every", "mine_top_k", "lora_rank",
                   "refresh_every")
         _at_least(self, 0, "hard_negatives", "refresh_budget", "weight_decay", "triplet_weight", "lm_weight",
@@ -197,8 +200,11 @@ class RLConfig:
     """Continue from the latest checkpoint in output_dir (same config)."""
     device: str | None = None
     """cpu, cuda, ... (default: cuda when available)."""
+    precision: str = "auto"
+    """fp32, bf16 (mixed precision: bf16 compute, fp32 weights and optimiser) or auto (bf16 on a CUDA GPU that supports it, else fp32)."""
 
     def __post_init__(self) -> None:
+        _precision(self)
         _positive(self, "steps", "queries_per_step", "max_new_tokens", "top_k", "refresh_every", "max_length",
                   "lora_rank", "save_every", "log_every", "eval_queries", "eval_docs")
         _at_least(self, 0, "kl_weight", "aux_weight", "aux_negatives", "refresh_budget", "eval_every")
@@ -316,8 +322,11 @@ class TrainConfig:
     """Continue an interrupted run in output_dir: finished stages are kept, an interrupted one resumes."""
     device: str | None = None
     """cpu, cuda, ... (default: cuda when available)."""
+    precision: str = "auto"
+    """fp32, bf16 (mixed precision: bf16 compute, fp32 weights and optimiser) or auto (bf16 on a CUDA GPU that supports it, else fp32)."""
 
     def __post_init__(self) -> None:
+        _precision(self)
         _positive(self, "sft_steps", "sft_batch_size", "rl_steps", "queries_per_step", "reasoning_tokens",
                   "rl_eval_queries", "rl_eval_docs")
         _at_least(self, 0, "rl_eval_every")
@@ -329,6 +338,12 @@ class TrainConfig:
         if self.train_queries is not None and self.train_queries < max(self.sft_batch_size, self.queries_per_step):
             raise ConfigError(f"train_queries ({self.train_queries}) must be at least sft_batch_size "
                               f"({self.sft_batch_size}) and queries_per_step ({self.queries_per_step}).")
+
+
+def _precision(config: Any) -> None:
+    if config.precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"precision must be auto, fp32 or bf16, got {config.precision!r} (fp16 would need a loss "
+                          "scaler; bf16 mixed precision needs none).")
 
 
 def _positive(config: Any, *names: str) -> None:

@@ -64,6 +64,21 @@ class Rollout:
         return self.reasoning_mask.sum(dim=1)
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def autocast_dtype_for(precision: str, device: str | torch.device) -> torch.dtype | None:
+    """The autocast dtype of a ``precision`` setting on ``device``: ``"fp32"`` -> None (off);
+    ``"bf16"`` -> bfloat16 mixed precision (fp32 weights, optimiser and losses); ``"auto"`` -> bf16 on
+    a CUDA device that supports it, else fp32. (fp16 would need a loss scaler: use bf16.)"""
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}; choose one of {list(PRECISIONS)}.")
+    device = torch.device(device)
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return torch.bfloat16 if precision == "bf16" else None
+
+
 def _add_token_rows(model: Any, size: int) -> None:
     """Grow the vocabulary to ``size``; new rows start at the mean of the old ones (deterministic, so
     the same base model always gives the same embedder)."""
@@ -96,6 +111,7 @@ class ReasoningEmbedder:
     #: a DDP-wrapped `sr3_agent.distributed.HiddenStates` of ``model``, set by ``prepare_data_parallel``:
     #: `hidden_states` goes through it when gradients are on, so that they are averaged across processes
     parallel_forward: Any = None
+    autocast_dtype: torch.dtype | None = None  #: bf16 mixed precision of the decoder (`autocast_dtype_for`); None: off
 
     def __init__(self, model: Any, tokenizer: Any, *, prompts: Prompts | None = None, max_length: int = 256,
                  batch_size: int = 16, name: str | None = None) -> None:
@@ -257,13 +273,24 @@ class ReasoningEmbedder:
         model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         return model.get_decoder()
 
+    def _autocast(self, device: torch.device) -> Any:
+        """Mixed precision for the decoder when `autocast_dtype` is set (weights stay as they are)."""
+        return torch.autocast(device_type=device.type, dtype=self.autocast_dtype or torch.float32,
+                              enabled=self.autocast_dtype is not None)
+
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T, hidden) final-layer hidden states (after the final norm), without the LM head."""
+        """(B, T, hidden) final-layer hidden states (after the final norm), without the LM head.
+
+        With `autocast_dtype` (bf16 mixed precision) the decoder runs under autocast and the
+        states come back in fp32, so the LM head and the losses run in fp32."""
         position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # count from the first real token
-        if self.parallel_forward is not None and torch.is_grad_enabled():
-            return self.parallel_forward(input_ids, attention_mask, position_ids)
-        return self._decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                               use_cache=False).last_hidden_state
+        with self._autocast(input_ids.device):
+            if self.parallel_forward is not None and torch.is_grad_enabled():
+                hidden = self.parallel_forward(input_ids, attention_mask, position_ids)
+            else:
+                hidden = self._decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                         use_cache=False).last_hidden_state
+        return hidden.float() if self.autocast_dtype is not None else hidden
 
     def embed_positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B,) index of the last embed token of each row (any padding side)."""
@@ -317,9 +344,10 @@ class ReasoningEmbedder:
         sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
         was_training = self.model.training
         self.model.eval()
-        generated = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                        eos_token_id=self.stop_token_ids, pad_token_id=self.pad_token_id,
-                                        top_k=None, **sampling)[:, ids.shape[1]:].cpu()
+        with self._autocast(ids.device):
+            generated = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                            eos_token_id=self.stop_token_ids, pad_token_id=self.pad_token_id,
+                                            top_k=None, **sampling)[:, ids.shape[1]:].cpu()
         self.model.train(was_training)
         sequences, generated_counts, emitted, reasoning = [], [], [], []
         for prompt, new in zip(prompts, generated.tolist()):

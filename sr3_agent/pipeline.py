@@ -33,13 +33,14 @@ def stage_configs(config: TrainConfig) -> tuple[SFTConfig, RLConfig, EvalConfig]
     sft = SFTConfig(model=config.model, dataset=config.dataset, num_queries=config.train_queries,
                     corpus_docs=config.corpus_docs, steps=config.sft_steps, batch_size=config.sft_batch_size,
                     reasoning_tokens=config.reasoning_tokens, seed=config.seed, output_dir=str(out / "sft"),
-                    save_every=max(1, config.sft_steps // 3), device=config.device)
+                    save_every=max(1, config.sft_steps // 3), device=config.device,
+                    precision=config.precision)
     rl = RLConfig(model=str(out / "sft" / "final"), dataset=config.dataset, num_queries=config.train_queries,
                   corpus_docs=config.corpus_docs, steps=config.rl_steps, queries_per_step=config.queries_per_step,
                   group_size=config.group_size, max_new_tokens=config.reasoning_tokens,
                   eval_every=config.rl_eval_every, eval_queries=config.rl_eval_queries, eval_docs=config.rl_eval_docs,
                   seed=config.seed, output_dir=str(out / "rl"), save_every=max(1, config.rl_steps // 3),
-                  device=config.device)
+                  device=config.device, precision=config.precision)
     evaluation = EvalConfig(models=["base", str(out / "sft" / "final"), str(out / "rl" / "final")],
                             base_model=config.model, datasets=[config.dataset], num_queries=config.eval_queries,
                             corpus_docs=config.eval_docs, reasoning=True, max_new_tokens=config.reasoning_tokens,

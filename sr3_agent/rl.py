@@ -33,7 +33,7 @@ from sr3_agent.checkpoint import check_resumable, graceful_interrupt, load_lates
 from sr3_agent.config import RLConfig
 from sr3_agent.distributed import (prepare_data_parallel, process_rng_states, restore_process_rng, seed_process,
                                    shard_rows, start_processes, warn_if_uneven)
-from sr3_agent.embedder import ReasoningEmbedder, Rollout
+from sr3_agent.embedder import ReasoningEmbedder, Rollout, autocast_dtype_for
 from sr3_agent.evaluate import dense_run, ir_metrics
 from sr3_agent.losses import clipped_policy_loss, group_advantages, info_nce, kl_penalty_k3, token_logprobs
 from sr3_agent.sft import (add_lora, batch_query_rows, close_writer, false_negative_mask, index_state, make_writer,
@@ -108,6 +108,7 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
                                                                    num_docs=config.eval_docs, seed=config.seed)
     policy = policy or ReasoningEmbedder.from_pretrained(config.model, device=processes.device(config.device))
     policy.max_length = config.max_length
+    policy.autocast_dtype = autocast_dtype_for(config.precision, policy.device)  # bf16 mixed precision, or None
     if config.lora:
         policy.model = add_lora(policy.model, config)
     prepare_data_parallel(policy, processes)
@@ -116,6 +117,7 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
     if config.kl_weight > 0:
         reference = ReasoningEmbedder(copy.deepcopy(policy.model).eval().requires_grad_(False), policy.tokenizer,
                                       prompts=policy.prompts, max_length=policy.max_length)
+        reference.autocast_dtype = policy.autocast_dtype
     optimizer = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=config.learning_rate)
     policy.attach_optimizer(optimizer)
 

@@ -27,7 +27,7 @@ from sr3_agent.checkpoint import check_resumable, graceful_interrupt, load_lates
 from sr3_agent.config import SFTConfig
 from sr3_agent.distributed import (Processes, prepare_data_parallel, process_entropy, restore_process_rng,
                                    process_rng_states, seed_process, shard_rows, start_processes, warn_if_uneven)
-from sr3_agent.embedder import ReasoningEmbedder
+from sr3_agent.embedder import ReasoningEmbedder, autocast_dtype_for
 from sr3_agent.losses import info_nce, kl_to_reference, lm_loss, triplet_margin
 from sr3_env import LazyIndex, RetrievalDataset, load_dataset
 
@@ -205,6 +205,7 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
     gold = [data.relevant_rows(q)[0] for q in data.query_ids]
     embedder = embedder or ReasoningEmbedder.from_pretrained(config.model, device=processes.device(config.device))
     embedder.max_length = config.max_length
+    embedder.autocast_dtype = autocast_dtype_for(config.precision, embedder.device)  # bf16 mixed precision, or None
     if config.lora:
         embedder.model = add_lora(embedder.model, config)
     prepare_data_parallel(embedder, processes, head_in_loss=config.lm_weight > 0 or config.kl_weight > 0)

@@ -76,13 +76,14 @@ def test_faiss_gpu_candidates_equal_the_torch_ones():
     np.testing.assert_array_equal(a.top_rows[:, :5], b.top_rows[:, :5])
 
 
-def test_the_policy_encodes_generates_and_trains_on_cuda_in_bf16(tiny_embedder, tmp_path):
+def test_the_policy_encodes_generates_and_trains_on_cuda_in_bf16_mixed_precision(tiny_embedder, tmp_path):
     from sr3_agent.config import RLConfig, SFTConfig
     from sr3_agent.rl import train_rl
     from sr3_agent.sft import train_sft
 
     embedder = copy.deepcopy(tiny_embedder)
-    embedder.model.to("cuda", torch.bfloat16)
+    embedder.model.to("cuda")
+    embedder.autocast_dtype = torch.bfloat16
     data = load_dataset("semanlink").subset(num_queries=8, num_docs=30, seed=0)
     vectors = embedder.encode_documents(data.documents[:4])
     assert vectors.dtype == np.float32 and np.isfinite(vectors).all()
@@ -90,10 +91,11 @@ def test_the_policy_encodes_generates_and_trains_on_cuda_in_bf16(tiny_embedder, 
     assert rollout.input_ids.is_cuda
     before = [p.detach().clone() for p in embedder.model.parameters()]
     sft = train_sft(SFTConfig(steps=2, batch_size=4, num_queries=None, corpus_docs=None, mine_top_k=4, hard_negatives=1,
-                              reasoning_tokens=4, output_dir=str(tmp_path / "sft"), device="cuda"),
+                              reasoning_tokens=4, output_dir=str(tmp_path / "sft"), device="cuda", precision="auto"),
                     embedder=embedder, dataset=data, progress=False)
     rl = train_rl(RLConfig(steps=2, queries_per_step=2, group_size=2, max_new_tokens=4, eval_every=0, num_queries=None,
-                           corpus_docs=None, output_dir=str(tmp_path / "rl"), device="cuda"),
+                           corpus_docs=None, output_dir=str(tmp_path / "rl"), device="cuda", precision="auto"),
                   policy=sft, dataset=data, progress=False)
     assert rl.device.type == "cuda"
+    assert rl.autocast_dtype is (torch.bfloat16 if torch.cuda.is_bf16_supported() else None)
     assert any(not torch.equal(a, b) for a, b in zip(before, rl.model.parameters()))
