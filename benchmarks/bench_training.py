@@ -27,7 +27,7 @@ child only observes them:
   the same steps.
 
 Usage: ``python benchmarks/bench_training.py`` (CPU, fp32; about 3 min on 2 cores), or
-``--device cuda --dtype bf16``. ``--quick`` only checks that the script works. Prints Markdown
+``--device cuda`` (bf16 mixed precision by default there; ``--precision fp32`` to turn it off). ``--quick`` only checks that the script works. Prints Markdown
 tables and writes JSON (default benchmarks/results/bench_training.json).
 """
 
@@ -120,7 +120,7 @@ def run_job(args: argparse.Namespace) -> dict:
     output_dir = Path(args.work_dir) / args.job
     dtype = DTYPES[args.dtype]
     common = {"dataset": args.dataset, "num_queries": args.queries, "corpus_docs": args.corpus_docs,
-              "seed": args.seed, "output_dir": str(output_dir), "device": args.device}
+              "seed": args.seed, "output_dir": str(output_dir), "device": args.device, "precision": args.precision}
     if args.job == "sft":
         config = SFTConfig(model=args.model, steps=args.sft_steps, batch_size=args.sft_batch, save_every=args.sft_steps,
                            reasoning_tokens=args.reasoning_tokens, **common)
@@ -143,7 +143,7 @@ def run_job(args: argparse.Namespace) -> dict:
     steps = per_step(meter.snapshots)
     scalars = read_scalars(output_dir / "tensorboard", tags=PHASES[args.job])
     result = {
-        "job": args.job, "model": embedder.name, "device": args.device, "dtype": args.dtype,
+        "job": args.job, "model": embedder.name, "device": args.device, "dtype": args.dtype, "precision": args.precision,
         "parameters": sum(p.numel() for p in embedder.model.parameters()),
         "config": {key: value for key, value in vars(config).items() if key != "output_dir"},
         "steps_run": len(meter.snapshots), "steps_timed": len(steps), "run_s": time.perf_counter() - start,
@@ -178,7 +178,7 @@ def child_command(args: argparse.Namespace, job: str, work_dir: str, result: Pat
     command = [sys.executable, str(Path(__file__).resolve()), "--job", job, "--work-dir", work_dir,
                "--result", str(result)]
     for name in ("model", "rl_model", "dataset", "queries", "corpus_docs", "sft_steps", "sft_batch", "rl_steps",
-                 "rl_queries", "group_size", "reasoning_tokens", "device", "dtype", "seed"):
+                 "rl_queries", "group_size", "reasoning_tokens", "device", "dtype", "precision", "seed"):
         value = getattr(args, name)
         if value is not None or name in ("queries", "corpus_docs"):  # None there means 'all', not 'the default'
             command += ["--" + name.replace("_", "-"), "none" if value is None else str(value)]
@@ -188,7 +188,7 @@ def child_command(args: argparse.Namespace, job: str, work_dir: str, result: Pat
 def report(results: dict) -> None:
     env, jobs = results["environment"], results["jobs"]
     first = next(iter(jobs.values()))
-    print(f"\n{first['model']} ({first['parameters'] / 1e6:.0f}M parameters), {first['device']}, {first['dtype']} | "
+    print(f"\n{first['model']} ({first['parameters'] / 1e6:.0f}M parameters), {first['device']}, {first['dtype']} weights, precision {first['precision']} | "
           f"torch {env['torch']}, {env['threads']} threads, {env.get('gpu') or env['cpu']}\n")
     print("| job | batch | steps timed | s/step (mean) | median | grad tokens/step | grad tok/s | no-grad tokens/step "
           "| generated tokens/step | all tok/s | peak RSS MiB | RSS after model load MiB | peak CUDA MiB |")
@@ -230,8 +230,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--group-size", type=int, default=4, help="RL reasonings per query (G)")
     parser.add_argument("--reasoning-tokens", type=int, default=24, help="longest reasoning (SFT and RL)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", choices=DTYPES, default=None,
-                        help="weights' dtype (default: fp32 on a CPU, bf16 on CUDA; fp16 only on CUDA)")
+    parser.add_argument("--dtype", choices=DTYPES, default="fp32",
+                        help="weights' dtype (pure 16-bit weights, no loss scaling: a speed figure only; fp16 only on CUDA)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="the loops' --precision: bf16 mixed precision with fp32 weights (auto: bf16 on CUDA)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a tiny run that only checks the script works")
     parser.add_argument("--out", default="benchmarks/results/bench_training.json")
@@ -242,7 +244,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.quick:
         args = parser.parse_args(QUICK + argv)
-    args.dtype = args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
     if args.dtype == "fp16" and not args.device.startswith("cuda"):
         parser.error("--dtype fp16 needs --device cuda (CPU kernels for fp16 training are slow or missing); use fp32 or bf16.")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
