@@ -15,7 +15,8 @@ of ``read``. The grid (``--sizes`` x ``--dims`` at ``--batch``) answers how cost
 the batch sweep (``--batches`` at ``--sweep-size``, ``--sweep-dim``) how it grows with the batch.
 
 Usage: ``python benchmarks/bench_scoring.py`` (about 10 min on 2 CPU cores; ``--device cuda
---dtype float16`` on a GPU). Prints Markdown tables and writes benchmarks/results/bench_scoring.json.
+--dtype float16`` on a GPU). Prints Markdown tables and writes benchmarks/results/bench_scoring.json
+and a plot of the time per batch against N and B beside it (bench_scoring.png).
 """
 
 from __future__ import annotations
@@ -146,6 +147,36 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def plot(grid: list[dict], sweep: list[dict], path: Path) -> None:
+    """Time per batch against corpus size (one line per d) and against batch size: index and references."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for d in sorted({r["d"] for r in grid}):
+        rows = [r for r in grid if r["d"] == d]
+        sizes = [r["n"] for r in rows]
+        line, = left.plot(sizes, [r["timings"]["index"]["median_ms"] for r in rows], "o-", label=f"index, d={d}")
+        left.plot(sizes, [r["timings"]["matmul"]["median_ms"] for r in rows], "--", color=line.get_color(),
+                  label=f"bare Q@E.T, d={d}")
+    left.set(xscale="log", yscale="log", xlabel="corpus rows N", ylabel="ms per batch",
+             title=f"Scoring a batch of {grid[0]['batch']} queries")
+    left.legend(fontsize=7)
+    if sweep:
+        batches = [r["batch"] for r in sweep]
+        for name, style in (("index", "o-"), ("matmul", "--"), ("faiss", ":"), ("read", "-.")):
+            if all(name in r["timings"] for r in sweep):
+                right.plot(batches, [r["timings"][name]["median_ms"] for r in sweep], style, label=name)
+        right.set(xscale="log", yscale="log", xlabel="queries per batch B", ylabel="ms per batch",
+                  title=f"N = {sweep[0]['n']:,}, d = {sweep[0]['d']}")
+        right.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
@@ -185,6 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
                "target": target, "worst": worst}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
+    plot(grid, sweep, Path(args.out).with_suffix(".png"))
     return results
 
 

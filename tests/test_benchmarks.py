@@ -134,6 +134,7 @@ def test_bench_scoring_measures_the_index_beside_its_references(load, tmp_path, 
         assert set(row["timings"]) >= {"read", "matmul", "bare", "index"}
         assert row["index_over_bare"] == pytest.approx(row["timings"]["index"]["median_ms"] / row["timings"]["bare"]["median_ms"])
     assert json.loads((tmp_path / "scoring.json").read_text())["target"] == "index/bare <= 1.2"
+    assert (tmp_path / "scoring.png").stat().st_size > 10_000
     assert "| index/bare |" in capsys.readouterr().out
 
 
