@@ -25,7 +25,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# The performance suite (docs/performance.md): about 20 min on 2 CPU cores.
 bench: $(STAMP)
+	$(PY) benchmarks/bench_scoring.py
+	$(PY) benchmarks/bench_refresh.py
+	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_ann.py
+	$(PY) benchmarks/bench_sharded.py
+	$(PY) benchmarks/bench_precision.py
 	$(PY) benchmarks/bench_index.py
 
 clean:
