@@ -555,3 +555,16 @@ def test_gold_ranks_are_exact_inside_and_below_the_top_k():
         inside += int((expected <= 5).sum())
         outside += int((expected > 5).sum())
     assert inside >= 10 and outside >= 10
+
+
+@pytest.mark.parametrize("batch,n,k", [(4, 100_003, 10), (3, 5000, 100), (2, 20_000, 50), (5, 64 * 400, 100)])
+def test_block_top_k_equals_torch_top_k(batch, n, k):
+    from sr3_env.index import top_k
+
+    scores = torch.randn(batch, n, generator=torch.Generator().manual_seed(n))
+    scores[0, -1] = 100.0  # the best score in the last, partial block
+    scores[1, :64] = 50.0 + torch.arange(64.0)  # one block holding many of the best
+    expected = torch.topk(scores, k, dim=1)
+    values, columns = top_k(scores, k)
+    torch.testing.assert_close(values, expected.values, rtol=0, atol=0)
+    torch.testing.assert_close(columns, expected.indices, rtol=0, atol=0)
