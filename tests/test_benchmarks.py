@@ -139,7 +139,7 @@ def test_bench_scoring_measures_the_index_beside_its_references(load, tmp_path, 
 
 
 def test_bench_ann_reports_recall_and_rank_agreement(load, tmp_path):
-    results = load("bench_ann").main(["--sizes", "4000", "--dim", "16", "--clusters", "40", "--batch", "8", "--batches", "2",
+    results = load("bench_ann").main(["--sizes", "4000", "--dim", "16", "--rows-per-cluster", "100", "--batch", "8", "--batches", "2",
                                       "--top-k", "10", "--probes", "1", "1000", "--candidates", "100", "--lists", "20",
                                       "--out", str(tmp_path / "ann.json")])
     few, every = results["rows"]
