@@ -91,7 +91,10 @@ def check_resumable(output_dir: str | Path, config: Any) -> None:
         raise FileNotFoundError(f"--resume: {path} is missing; it is written when a run starts. Start without --resume.")
     saved = json.loads(path.read_text())
     current = dataclasses.asdict(config)
-    changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
+    # a setting added after the run started was, in effect, at its default value then
+    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+    saved = {k: saved.get(k, defaults.get(k)) for k in current}
+    changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved[k] != current[k])
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
         raise ConfigError(f"--resume with a different config ({details}). Use the saved values "

@@ -223,3 +223,18 @@ def test_an_interrupted_run_saves_and_resumes(tiny_embedder, toy_set, tmp_path, 
     resumed = train_sft(_config(tmp_path, steps=4, save_every=100, resume=True), embedder=copy.deepcopy(tiny_embedder),
                         dataset=toy_set, progress=False)
     assert resumed.version == 4 and (tmp_path / "run" / "final").is_dir()
+
+
+def test_resume_accepts_a_run_saved_before_a_setting_existed(tmp_path):
+    import dataclasses
+    import json
+
+    from sr3_agent.checkpoint import check_resumable
+
+    config = SFTConfig(output_dir=str(tmp_path))
+    saved = dataclasses.asdict(config)
+    del saved["precision"]  # a run started by a version without --precision
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    check_resumable(tmp_path, config)  # the new setting at its default: the same experiment
+    with pytest.raises(ConfigError, match="precision: 'auto' -> 'bf16'"):
+        check_resumable(tmp_path, dataclasses.replace(config, precision="bf16"))
