@@ -6,6 +6,7 @@ import these with ``from _common import ...``.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -113,6 +114,24 @@ class RandomWalkEncoder:
         if self.seconds_per_row:
             time.sleep(len(texts) * self.seconds_per_row)
         return self.current[row_ids(texts)]
+
+
+class FixedEncoder:
+    """The encoder of a corpus that never changes (nothing is ever stale, nothing re-encoded)."""
+
+    version = 0
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def encode_documents(self, texts):
+        raise RuntimeError("the benchmark's corpus is fixed; nothing should be re-encoded")
+
+
+def write_json(path: str | Path, results: dict) -> None:
+    """Write a benchmark's results, creating the folder."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(results, indent=2))
 
 
 def timed(fn, repeats: int, warmup: int) -> list[float]:

@@ -19,26 +19,15 @@ writes benchmarks/results/bench_ann.json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from _common import environment
+from _common import FixedEncoder, environment, write_json
 
 from sr3_env.index import LazyIndex
 
-
-class FixedEncoder:
-    version = 0
-
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
-
-    def encode_documents(self, texts):
-        raise RuntimeError("the benchmark's corpus is fixed; nothing should be re-encoded")
 
 
 def clustered_corpus(n: int, d: int, clusters: int, spread: float, seed: int) -> torch.Tensor:
@@ -129,8 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
                      f"{r['rank_abs_error_mean']:.1f} | {r['build_s']:.1f} |")
     print("\n" + "\n".join(lines))
     results = {"config": vars(args), "environment": environment(), "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
+    write_json(args.out, results)
     return results
 
 

@@ -16,13 +16,11 @@ table and writes benchmarks/results/bench_precision.json.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
-from _common import environment
-from bench_ann import FixedEncoder, clustered_corpus
+from _common import FixedEncoder, environment, write_json
+from bench_ann import clustered_corpus
 
 from sr3_env.index import LazyIndex
 
@@ -81,8 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
                      f"{'yes' if r['moves_within_near_ties'] else 'NO'} | {r['near_ties_mean']:.1f} | {r['top_k_overlap']:.3f} |")
     print(f"\nN = {args.n:,}, d = {args.dim}, on {args.device}\n\n" + "\n".join(lines))
     results = {"config": vars(args), "environment": environment(), "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
+    write_json(args.out, results)
     return results
 
 

@@ -22,30 +22,18 @@ and a plot of the time per batch against N and B beside it (bench_scoring.png).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import environment
+from _common import FixedEncoder, environment, write_json
 
 from sr3_env.index import LazyIndex
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
-
-class FixedEncoder:
-    """The encoder of a corpus that never changes (nothing is ever stale, nothing re-encoded)."""
-
-    version = 0
-
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
-
-    def encode_documents(self, texts):
-        raise RuntimeError("the benchmark's corpus is fixed; nothing should be re-encoded")
 
 
 def clock(fn, device: torch.device, budget_s: float, min_repeats: int, max_repeats: int, warmup: int = 2) -> dict:
@@ -128,7 +116,6 @@ def measure(n: int, d: int, batch: int, k: int, args: argparse.Namespace, device
         if name in timings:
             row[f"index_over_{name}"] = timings["index"]["median_ms"] / timings[name]["median_ms"]
     row["index_over_read"] = timings["index"]["median_ms"] / timings["read"]["median_ms"]
-    del index, E, pool
     return row
 
 
@@ -214,8 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\nTarget {target}: worst {worst:.2f} -> {'PASS' if worst <= (1.2 if device.type == 'cpu' else 2.0) else 'MISS'}")
     results = {"config": vars(args), "environment": environment(args.dtype), "grid": grid, "batch_sweep": sweep,
                "target": target, "worst": worst}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
+    write_json(args.out, results)
     plot(grid, sweep, Path(args.out).with_suffix(".png"))
     return results
 

@@ -30,19 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import environment
+from _common import FixedEncoder, environment, write_json
 
 from sr3_env.index import LazyIndex
 
-
-class FixedEncoder:
-    version = 0
-
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
-
-    def encode_documents(self, texts):
-        raise RuntimeError("the benchmark's corpus is fixed; nothing should be re-encoded")
 
 
 def data(n: int, d: int, batch: int, batches: int, seed: int):
@@ -147,8 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"| {args.n:,} | {args.dim} | {args.batch} | {args.processes} | {args.threads} | {row['single_ms']:.0f} | "
           f"{row['sharded_ms']:.0f} | {row['ratio']:.2f} | {'yes' if equal else 'NO'} | {row['top_k_rows_equal']:.5f} |")
     results = {"config": {k: v for k, v in vars(args).items() if k != "worker_out"}, "environment": environment(), "row": row}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
+    write_json(args.out, results)
     return results
 
 

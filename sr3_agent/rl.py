@@ -24,7 +24,6 @@ import copy
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
