@@ -30,13 +30,12 @@ benchmarks/results/bench_refresh.json).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RandomWalkEncoder, environment, unit_rows
+from _common import RandomWalkEncoder, environment, unit_rows, write_json
 
 from sr3_env.index import LazyIndex
 
@@ -212,8 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["wall_s"] = time.perf_counter() - start
     report(results)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out, results)
     print(f"\nwrote {out} ({results['wall_s']:.0f} s)")
     return results
 

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import environment
+from _common import environment, write_json
 
 JOBS = ("sft", "rl")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -272,8 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"[{job}] {outcome['steps_run']} steps in {outcome['process_s']:.0f} s (process)", flush=True)
     report(results)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out, results)
     print(f"\nwrote {out}")
     return results
 
