@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from sr3_agent.checkpoint import stop_exit_code
 from sr3_agent.config import (ConfigError, EvalConfig, RLConfig, SFTConfig, TrainConfig, config_from_args,
                               dataclass_arguments)
 from sr3_agent.distributed import is_main_process, launched_world_size
@@ -29,6 +30,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def stopped(command: str, config: object) -> bool:
+    """True when a training command returned early (a first Ctrl-C or SIGTERM: it saved a checkpoint,
+    but no final model); prints how to continue."""
+    from sr3_agent.pipeline import stage_state
+
+    if stage_state(Path(config.output_dir)) == "done":
+        return False
+    if is_main_process():
+        print(f"stopped after saving a checkpoint; continue with: sr3 {command} --resume --output-dir {config.output_dir} "
+              "(and the same other options)")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -46,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             if "interrupted" in result:
                 print(f"stopped during {result['interrupted']}; continue with: sr3 train --resume "
                       f"--output-dir {config.output_dir}")
-                return 130
+                return stop_exit_code()
             print(result["table"])
             print(f"wrote {result['results']} and {result['plot']}; TensorBoard: tensorboard --logdir {config.output_dir}")
             print(f"sr3 train finished in {(time.perf_counter() - start) / 60:.1f} min")
@@ -54,12 +68,16 @@ def main(argv: list[str] | None = None) -> int:
             from sr3_agent.sft import train_sft
 
             train_sft(config)
+            if stopped(args.command, config):
+                return stop_exit_code()
             if is_main_process():
                 print(f"saved the trained embedder to {Path(config.output_dir) / 'final'}")
         elif args.command == "rl":
             from sr3_agent.rl import train_rl
 
             train_rl(config)
+            if stopped(args.command, config):
+                return stop_exit_code()
             if is_main_process():
                 print(f"saved the trained policy to {Path(config.output_dir) / 'final'}")
         elif args.command == "eval":

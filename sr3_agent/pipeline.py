@@ -22,6 +22,7 @@ from typing import Any
 from sr3_agent.config import EvalConfig, RLConfig, SFTConfig, TrainConfig
 from sr3_agent.embedder import CONFIG_FILE, ReasoningEmbedder
 from sr3_agent.evaluate import markdown_table, write_results
+from sr3_agent.runlock import holds_run_lock
 
 #: TensorBoard tags of the RL run drawn in rl_curves.png.
 CURVES = ("charts/reward_mean", "eval/ndcg@10")
@@ -86,6 +87,7 @@ def plot_rl_curves(scalars: dict[str, list[tuple[int, float]]], path: Path) -> P
     return path
 
 
+@holds_run_lock  # one run per output folder; each stage also locks its own subfolder
 def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     """SFT, RL, evaluation; returns the table's rows, the stage timings and the output paths."""
     from sr3_agent.compare import run_eval

@@ -35,6 +35,7 @@ from sr3_agent.distributed import (prepare_data_parallel, process_rng_states, re
 from sr3_agent.embedder import ReasoningEmbedder, Rollout, autocast_dtype_for
 from sr3_agent.evaluate import dense_run, ir_metrics
 from sr3_agent.losses import clipped_policy_loss, group_advantages, info_nce, kl_penalty_k3, token_logprobs
+from sr3_agent.runlock import holds_run_lock
 from sr3_agent.sft import (add_lora, batch_query_rows, close_writer, false_negative_mask, index_state, make_writer,
                            training_data, training_index, write_scalars)
 from sr3_env import RetrievalDataset, load_dataset
@@ -90,6 +91,7 @@ def heldout_ndcg(policy: ReasoningEmbedder, dataset: RetrievalDataset, max_new_t
 
 # -- the loop -------------------------------------------------------------------------------------
 
+@holds_run_lock  # one run per output folder (sr3_agent.runlock)
 def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, dataset: RetrievalDataset | None = None,
              heldout: RetrievalDataset | None = None, progress: bool = True) -> ReasoningEmbedder:
     """Run RL as configured; returns the trained policy (also saved to ``output_dir/final``).

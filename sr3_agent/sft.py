@@ -29,6 +29,7 @@ from sr3_agent.distributed import (Processes, prepare_data_parallel, process_ent
                                    process_rng_states, seed_process, shard_rows, start_processes, warn_if_uneven)
 from sr3_agent.embedder import ReasoningEmbedder, autocast_dtype_for
 from sr3_agent.losses import info_nce, kl_to_reference, lm_loss, triplet_margin
+from sr3_agent.runlock import holds_run_lock
 from sr3_env import LazyIndex, RetrievalDataset, load_dataset
 
 logger = logging.getLogger(__name__)
@@ -190,6 +191,7 @@ def step_scalars(total: torch.Tensor, losses: dict[str, torch.Tensor], queries: 
 
 # -- the loop -------------------------------------------------------------------------------------
 
+@holds_run_lock  # one run per output folder (sr3_agent.runlock)
 def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
               dataset: RetrievalDataset | None = None, progress: bool = True) -> ReasoningEmbedder:
     """Run SFT as configured; returns the trained embedder (also saved to ``output_dir/final``).

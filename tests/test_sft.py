@@ -120,7 +120,7 @@ def test_sft_learns_the_toy_set(tiny_embedder, toy_set, tmp_path):
     assert after_mrr > before_mrr + 0.3, (before_mrr, after_mrr)
     assert after_margin > 0 and after_margin > before_margin
     assert (tmp_path / "run" / "final" / "config.json").is_file()
-    assert len(list_checkpoints(tmp_path / "run")) == 1  # only the newest is kept
+    assert len(list_checkpoints(tmp_path / "run")) == 2  # the newest and its predecessor are kept
 
 
 def _toy_infonce(embedder, dataset):
