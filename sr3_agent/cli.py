@@ -1,4 +1,4 @@
-"""The ``sr3`` command: ``sr3 train`` (the main job), ``sr3 sft``, ``sr3 rl`` and ``sr3 eval``. Options and help come from the config dataclasses.
+"""The ``sr3`` command: ``sr3 train`` (the main job), ``sr3 sft``, ``sr3 rl``, ``sr3 eval``, ``sr3 export`` and ``sr3 serve``. Options and help come from the config dataclasses.
 
 ``sr3 sft`` and ``sr3 rl`` also run data-parallel under ``accelerate launch`` (docs/scaling.md)."""
 
@@ -11,12 +11,13 @@ import time
 from pathlib import Path
 
 from sr3_agent.checkpoint import stop_exit_code
-from sr3_agent.config import (ConfigError, EvalConfig, RLConfig, SFTConfig, TrainConfig, config_from_args,
-                              dataclass_arguments)
+from sr3_agent.config import (ConfigError, EvalConfig, ExportConfig, RLConfig, ServeConfig, SFTConfig, TrainConfig,
+                              config_from_args, dataclass_arguments)
 from sr3_agent.distributed import is_main_process, launched_world_size
 from sr3_env.errors import Sr3Error
 
-COMMANDS = {"train": TrainConfig, "sft": SFTConfig, "rl": RLConfig, "eval": EvalConfig}
+COMMANDS = {"train": TrainConfig, "sft": SFTConfig, "rl": RLConfig, "eval": EvalConfig, "export": ExportConfig,
+            "serve": ServeConfig}
 DATA_PARALLEL = ("sft", "rl")  #: the commands that run under accelerate launch with several processes
 
 
@@ -43,20 +44,33 @@ def stopped(command: str, config: object) -> bool:
     return True
 
 
+def train_with_log(config: TrainConfig) -> dict:
+    """``sr3 train``, its log (INFO and above, with times) also written to OUTPUT_DIR/train.log."""
+    from sr3_agent.logs import log_file
+    from sr3_agent.pipeline import run_train
+
+    with log_file(Path(config.output_dir) / "train.log"):
+        result = run_train(config)
+        if "table" in result:
+            logging.getLogger("sr3_agent.pipeline").info("results:\n%s", result["table"])
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from sr3_agent.logs import progress_for_logs, setup_logging
+
+    progress_for_logs()  # one line per refresh, every 30 s at most, when stderr is not a terminal
+    setup_logging(args.verbose)
     try:
         config = config_from_args(COMMANDS[args.command], args)
         if launched_world_size() > 1 and args.command not in DATA_PARALLEL:
             raise ConfigError(f"sr3 {args.command} runs in one process; with accelerate launch run `sr3 sft` and "
                               f"`sr3 rl` (docs/scaling.md), or start sr3 {args.command} without a launcher.")
         if args.command == "train":
-            from sr3_agent.pipeline import run_train
-
             start = time.perf_counter()
-            result = run_train(config)
+            result = train_with_log(config)
             if "interrupted" in result:
                 print(f"stopped during {result['interrupted']}; continue with: sr3 train --resume "
                       f"--output-dir {config.output_dir}")
@@ -87,6 +101,20 @@ def main(argv: list[str] | None = None) -> int:
             rows = run_eval(config)
             print(markdown_table(rows))
             print(f"wrote {write_results(rows, config.output)}")
+        elif args.command == "export":
+            from sr3_agent.export import run_export
+
+            result = run_export(config)
+            check = result["check"]
+            if check:
+                print(f"checked against ReasoningEmbedder on {check['query_texts']} queries and {check['document_texts']} "
+                      f"documents of {check['dataset']}: largest absolute difference {check['query_max_abs_diff']:.2e} "
+                      f"(queries), {check['document_max_abs_diff']:.2e} (documents)")
+            print(f"wrote {result['output']}; load it with SentenceTransformer({str(result['output'])!r})")
+        elif args.command == "serve":
+            from sr3_agent.server.run import serve
+
+            serve(config)
     except (ConfigError, Sr3Error, FileNotFoundError, FileExistsError) as error:
         parser.exit(2, f"sr3 {args.command}: error: {error}\n")
     return 0

@@ -340,6 +340,96 @@ class TrainConfig:
                               f"({self.sft_batch_size}) and queries_per_step ({self.queries_per_step}).")
 
 
+
+@dataclass
+class ExportConfig:
+    """Export an embedder as a sentence-transformers folder with a model card (``sr3 export``)."""
+
+    model: str = "base"
+    """What to export: 'base' (the bundled SmolLM2, or --base-model) or a folder written by sr3 (e.g. runs/train/rl/final)."""
+    output: str = "runs/export"
+    """The folder to write (must be empty or absent, unless --overwrite)."""
+    base_model: str | None = None
+    """What 'base' means: a Hugging Face causal LM name or folder (default: bundled SmolLM2-135M-Instruct)."""
+    max_length: int | None = None
+    """Prompt tokens kept per text (default: the model's own setting, saved with it)."""
+    results: str | None = None
+    """A results.json of sr3 eval / sr3 train for the card's evaluation table (default: the one sr3 train wrote next to the model, if any)."""
+    check_dataset: str = "semanlink"
+    """Dataset whose real queries and documents the export is checked on (a bundled name or a BEIR folder)."""
+    check_texts: int = 16
+    """Queries and documents each on which the folder, loaded by sentence-transformers, must equal the embedder (0: no check)."""
+    tolerance: float = 1e-4
+    """Largest absolute difference of any embedding coordinate allowed by the check."""
+    overwrite: bool = False
+    """Replace a non-empty output folder."""
+    device: str | None = None
+    """cpu, cuda, ... (default: cuda when available)."""
+
+    def __post_init__(self) -> None:
+        _at_least(self, 0, "check_texts")
+        if self.max_length is not None and self.max_length < 8:
+            raise ConfigError(f"max_length must be at least 8 tokens (the chat template alone takes several), got {self.max_length}.")
+        if self.tolerance <= 0:
+            raise ConfigError(f"tolerance must be > 0, got {self.tolerance}.")
+
+
+@dataclass
+class ServeConfig:
+    """Serve an embedder over HTTP: OpenAI-style /v1/embeddings, Search-R1-style /retrieve (``sr3 serve``)."""
+
+    model: str = "base"
+    """What to serve: 'base' (the bundled SmolLM2, or --base-model) or a folder written by sr3 or sr3 export."""
+    base_model: str | None = None
+    """What 'base' means: a Hugging Face causal LM name or folder (default: bundled SmolLM2-135M-Instruct)."""
+    corpus: str | None = None
+    """Dataset whose corpus /retrieve searches (a bundled name, BEIR folder or Hugging Face dataset folder); none: no /retrieve."""
+    corpus_docs: int | None = None
+    """Documents of the corpus to index: a seeded sub-corpus that keeps every relevant document (None: all)."""
+    split: str = "test"
+    """Qrels split read with the corpus (it decides which documents a sub-corpus keeps)."""
+    host: str = "127.0.0.1"
+    """Address to listen on (0.0.0.0: every interface)."""
+    port: int = 8000
+    """Port to listen on."""
+    served_name: str | None = None
+    """The model name clients send and see (default: the model folder's name)."""
+    default_input_type: str = "query"
+    """How /v1/embeddings embeds texts when a request gives no input_type: query or document."""
+    topk: int = 3
+    """Documents per query that /retrieve returns when a request gives no topk."""
+    max_topk: int = 100
+    """Largest topk a request may ask for."""
+    reasoning_tokens: int = 32
+    """Longest reasoning written before a query embedding, in tokens (a request may ask for fewer)."""
+    max_inputs: int = 256
+    """Most texts in one request."""
+    max_chars: int = 20000
+    """Most characters in one text (longer texts are refused; texts are also cut to max_length tokens)."""
+    max_batch: int = 32
+    """Most texts in one forward pass; texts of concurrent requests are batched together up to this."""
+    batch_wait_ms: float = 5.0
+    """How long the batcher waits for more requests before running a batch, in milliseconds."""
+    max_length: int | None = None
+    """Prompt tokens kept per text (default: the model's own setting)."""
+    device: str | None = None
+    """cpu, cuda, ... (default: cuda when available)."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "topk", "max_topk", "reasoning_tokens", "max_inputs", "max_chars", "max_batch")
+        if self.topk > self.max_topk:
+            raise ConfigError(f"topk ({self.topk}) must be <= max_topk ({self.max_topk}).")
+        if self.default_input_type not in ("query", "document"):
+            raise ConfigError(f"default_input_type must be query or document, got {self.default_input_type!r}.")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be in 0..65535 (0: any free port), got {self.port}.")
+        if self.batch_wait_ms < 0:
+            raise ConfigError(f"batch_wait_ms must be >= 0, got {self.batch_wait_ms}.")
+        if self.corpus_docs is not None and self.corpus_docs < 1:
+            raise ConfigError(f"corpus_docs must be >= 1 or none (all), got {self.corpus_docs}.")
+        if self.max_length is not None and self.max_length < 8:
+            raise ConfigError(f"max_length must be at least 8 tokens, got {self.max_length}.")
+
 def _precision(config: Any) -> None:
     if config.precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"precision must be auto, fp32 or bf16, got {config.precision!r} (fp16 would need a loss "

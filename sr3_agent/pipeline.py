@@ -15,6 +15,7 @@ interrupted one continues from its latest checkpoint.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,14 @@ from sr3_agent.runlock import holds_run_lock
 
 #: TensorBoard tags of the RL run drawn in rl_curves.png.
 CURVES = ("charts/reward_mean", "eval/ndcg@10")
+
+logger = logging.getLogger(__name__)
+
+
+def announce(message: str) -> None:
+    """A stage line: printed, and logged (so that `sr3 train`'s train.log holds it too)."""
+    print(message)
+    logger.info(message)
 
 
 def stage_configs(config: TrainConfig) -> tuple[SFTConfig, RLConfig, EvalConfig]:
@@ -104,9 +113,9 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
             raise FileExistsError(f"{folder} holds an earlier run ({state}). Continue it with --resume, or choose "
                                   "another --output-dir.")
         if state == "done":
-            print(f"[{name}] kept the finished stage in {folder}")
+            announce(f"[{name}] kept the finished stage in {folder}")
             continue
-        print(f"[{name}] training, output in {folder}")
+        announce(f"[{name}] training, output in {folder}")
         stage_config.resume = state == "interrupted"
         start = time.perf_counter()
         train(stage_config, progress=progress)
@@ -114,7 +123,7 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         if stage_state(folder) != "done":  # Ctrl-C: the stage saved a checkpoint and returned
             return {"interrupted": name, "seconds": seconds}
 
-    print("[eval] base, SFT and SFT+RL, each direct and with reasoning" + (", BM25, MiniLM" if config.baselines else ""))
+    announce("[eval] base, SFT and SFT+RL, each direct and with reasoning" + (", BM25, MiniLM" if config.baselines else ""))
     start = time.perf_counter()
     sources = {"base": config.model, "SFT": out / "sft" / "final", "SFT+RL": out / "rl" / "final"}
     embedders = [(label, ReasoningEmbedder.from_pretrained(source, device=config.device))
