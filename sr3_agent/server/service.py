@@ -1,0 +1,111 @@
+"""`EmbeddingService`: what the HTTP endpoints call. It owns the embedder (through the batcher's one
+worker thread), the optional corpus index, and the served model's name.
+
+Kinds of work the batcher groups texts by:
+
+- ``("direct", "query")`` / ``("direct", "document")``: the embedder's direct embeddings;
+- ``("reasoning", max_new_tokens)``: greedy reasoning, then the embedding at the embed token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sr3_agent.server.batcher import MicroBatcher
+from sr3_agent.server.corpus import CorpusIndex
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Embedded:
+    """One text's embedding, the tokens read and written for it, and its reasoning (if any)."""
+
+    vector: np.ndarray  # (dim,) float32, L2-normalised
+    prompt_tokens: int
+    reasoning_tokens: int = 0
+    reasoning: str | None = None
+
+
+class EmbeddingService:
+    """Embedding and retrieval over one embedder (see the module docstring).
+
+    Args:
+        embedder: a `ReasoningEmbedder`; only the batcher's worker thread uses it once serving starts.
+        name: the model name clients send and see.
+        index: the corpus for ``/retrieve`` (None: no corpus).
+        max_batch, max_wait: the batcher's settings.
+    """
+
+    def __init__(self, embedder: Any, name: str, *, index: CorpusIndex | None = None, max_batch: int = 32,
+                 max_wait: float = 0.005) -> None:
+        self.embedder = embedder
+        self.name = name
+        self.index = index
+        self.batcher = MicroBatcher(self._run, max_batch=max_batch, max_wait=max_wait)
+
+    @property
+    def dim(self) -> int:
+        return int(self.embedder.dim)
+
+    def start(self) -> None:
+        self.batcher.start()
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    # -- on the worker thread ---------------------------------------------------------------------
+
+    def _run(self, kind: Hashable, texts: list[str]) -> list[Embedded]:
+        mode, option = kind  # type: ignore[misc]
+        if mode == "direct":
+            return self._direct(texts, option)
+        if mode == "reasoning":
+            return self._reasoning(texts, int(option))
+        raise ValueError(f"unknown kind of work {kind!r}")
+
+    def _direct(self, texts: list[str], input_type: str) -> list[Embedded]:
+        embedder = self.embedder
+        if input_type == "query":
+            vectors, instruction = embedder.encode_queries(texts), embedder.prompts.query
+        else:
+            vectors, instruction = embedder.encode_documents(texts), embedder.prompts.document
+        counts = [len(ids) + 1 for ids in embedder.prompt_ids(texts, instruction)]  # + the embed token
+        return [Embedded(vector, count) for vector, count in zip(vectors, counts)]
+
+    def _reasoning(self, texts: list[str], max_new_tokens: int) -> list[Embedded]:
+        import torch
+
+        embedder = self.embedder
+        out: list[Embedded] = []
+        for start in range(0, len(texts), embedder.batch_size):
+            rollout = embedder.generate_reasoning(texts[start:start + embedder.batch_size], max_new_tokens=max_new_tokens)
+            with torch.inference_mode():
+                vectors = embedder.embed(rollout.input_ids, rollout.attention_mask).float().cpu().numpy()
+            lengths = rollout.attention_mask.sum(dim=1).tolist()
+            written = rollout.reasoning_lengths.tolist()
+            out += [Embedded(v, int(n - w), int(w), text) for v, n, w, text in zip(vectors, lengths, written, rollout.reasoning)]
+        return out
+
+    # -- for the endpoints (event loop) -------------------------------------------------------------
+
+    async def embed(self, texts: list[str], input_type: str, reasoning_tokens: int | None = None) -> list[Embedded]:
+        """Embed texts directly (``reasoning_tokens`` None) or queries after reasoning."""
+        kind = ("direct", input_type) if reasoning_tokens is None else ("reasoning", int(reasoning_tokens))
+        return await asyncio.wrap_future(self.batcher.submit(kind, texts))
+
+    async def retrieve(self, queries: list[str], k: int, reasoning_tokens: int | None = None
+                       ) -> list[list[tuple[dict[str, str], float]]]:
+        """The ``k`` best documents of each query with their scores."""
+        if self.index is None:
+            raise RuntimeError("no corpus is loaded")
+        embedded = await self.embed(queries, "query", reasoning_tokens)
+        matrix = np.stack([item.vector for item in embedded])
+        scores, rows = await asyncio.to_thread(self.index.search, matrix, k)
+        return [[(self.index.document(int(r)), float(s)) for r, s in zip(row, score)] for row, score in zip(rows, scores)]
