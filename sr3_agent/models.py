@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from sr3_env.errors import DependencyNotInstalled
+from sr3_env.errors import DependencyNotInstalled, Sr3Error
 from sr3_env.task import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -84,4 +84,48 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> str:
         if not (folder / "config.json").is_file():
             convert_gguf(bundled_gguf_path(), folder)
         return str(folder)
-    return str(name_or_path)
+    source = str(name_or_path)
+    path = Path(source).expanduser()
+    if path.exists() or _looks_like_path(source):
+        if not path.is_dir():
+            raise ModelError(f"No model folder {source}: {'it is a file' if path.exists() else 'it does not exist'}. "
+                             f"Pass a folder written by save_pretrained (sr3 sft and sr3 rl write OUTPUT_DIR/final), a "
+                             f"Hugging Face model name, or nothing for the bundled {DEFAULT_MODEL}.")
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{source} holds no config.json, so it is not a Hugging Face model folder. Pass a folder "
+                             "written by save_pretrained (sr3 sft and sr3 rl write OUTPUT_DIR/final).")
+        source = str(path)
+    check_causal_lm(source)
+    return source
+
+
+class ModelError(Sr3Error):
+    """A model name or folder that cannot be loaded as a causal language model (the message says why)."""
+
+
+def _looks_like_path(name: str) -> bool:
+    """A hub name is ``name`` or ``org/name``; anything else with a separator is meant as a folder."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name or name.endswith("/")
+
+
+def check_causal_lm(source: str) -> None:
+    """Read ``source``'s config (a folder, or the Hugging Face cache/hub) and check that it is a causal
+    LM, which sr3 needs (a decoder that writes the reasoning and holds the embed token's state)."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(f"Cannot load a model config from {source!r}: {first}. Pass a local model folder, a Hugging "
+                         f"Face model name available offline (in the local cache), or nothing for the bundled "
+                         f"{DEFAULT_MODEL}.") from None
+    causal = {name for names in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()
+              for name in ((names,) if isinstance(names, str) else names)}
+    architectures = list(getattr(config, "architectures", None) or [])
+    if (architectures and not causal.intersection(architectures)) or config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        kinds = ", ".join(architectures or [config.model_type])
+        raise ModelError(f"{source} is a {config.model_type} model ({kinds}), not a causal language model: sr3 trains a "
+                         "decoder that writes text (SmolLM2, Qwen2.5, Llama...). An encoder such as a sentence-transformers "
+                         "model can serve as RetrievalEmbed-v0's frozen encoder instead (encoder=...).")
