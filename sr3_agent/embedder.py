@@ -26,6 +26,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from sr3_agent.kvcache import (cache_argument, common_prefix_length, continue_forward, expanded_cache, key_values, pad_rests,
+                               positions_after, repeat_rows, returned_cache)
 from sr3_agent.models import resolve_model
 from sr3_env.errors import EncoderError
 
@@ -58,6 +60,11 @@ class Rollout:
     reasoning_mask: torch.Tensor  # (B, T) bool
     emitted: torch.Tensor  # (B,) bool: the model wrote the embed token itself
     reasoning: list[str]  # (B,) the decoded reasoning texts
+    #: (B, D) L2-normalised embeddings read from the generation's cache (no gradients), or None when
+    #: the rollout was generated without prefix reuse (then `ReasoningEmbedder.embed` gives them)
+    embeddings: torch.Tensor | None = None
+    num_samples: int = 1  #: consecutive rows that share one prompt
+    prompt_lengths: torch.Tensor | None = None  #: (B,) int64 prompt tokens of each row (before its reasoning)
 
     @property
     def reasoning_lengths(self) -> torch.Tensor:
@@ -112,6 +119,10 @@ class ReasoningEmbedder:
     #: `hidden_states` goes through it when gradients are on, so that they are averaged across processes
     parallel_forward: Any = None
     autocast_dtype: torch.dtype | None = None  #: bf16 mixed precision of the decoder (`autocast_dtype_for`); None: off
+    #: compute each instruction's shared prompt prefix once per model version and continue every text from
+    #: its key/value cache; read reasoning embeddings from the generation's cache. False: the plain path
+    #: (every prompt computed whole; a second pass after reasoning), kept as the reference for tests and benchmarks
+    reuse_prefix: bool = True
 
     def __init__(self, model: Any, tokenizer: Any, *, prompts: Prompts | None = None, max_length: int = 256,
                  batch_size: int = 16, name: str | None = None) -> None:
@@ -131,6 +142,8 @@ class ReasoningEmbedder:
         self.pad_token_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
         end_ids = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")} - {None, tokenizer.unk_token_id}
         self.stop_token_ids = [self.embed_token_id, *sorted(int(i) for i in end_ids)]
+        self._prefix_ids: dict[str, list[int]] = {}  #: per instruction (depends on the tokenizer only)
+        self._prefixes: dict[str, tuple[tuple, list[int], list[tuple[torch.Tensor, torch.Tensor]]]] = {}
         self.version = 0
         self.missing_embed_token = 0  #: reasoning rollouts in which the model never wrote the token
         self.reasoning_rollouts = 0  #: reasoning rollouts so far
@@ -198,6 +211,16 @@ class ReasoningEmbedder:
             digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
         return digest.hexdigest()[:16]
 
+    @property
+    def version(self) -> int:
+        """Goes up whenever the weights change; cached prompt prefixes are recomputed when it does."""
+        return self._version
+
+    @version.setter
+    def version(self, value: int) -> None:
+        self._version = int(value)
+        self._prefixes.clear()
+
     def bump_version(self) -> None:
         """Mark the weights as changed (index rows made before become stale)."""
         self.version += 1
@@ -223,8 +246,11 @@ class ReasoningEmbedder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start, chunk in _batches(list(texts), self.batch_size):
             rollout = self.generate_reasoning(chunk, max_new_tokens=max_new_tokens, temperature=temperature)
-            with torch.inference_mode():
-                out[start:start + len(chunk)] = self.embed(rollout.input_ids, rollout.attention_mask).float().cpu().numpy()
+            vectors = rollout.embeddings
+            if vectors is None:  # the plain path: a second pass over the whole sequences
+                with torch.inference_mode():
+                    vectors = self.embed(rollout.input_ids, rollout.attention_mask)
+            out[start:start + len(chunk)] = vectors.float().cpu().numpy()
         return out
 
     @property
@@ -269,9 +295,12 @@ class ReasoningEmbedder:
 
     # -- forward passes -------------------------------------------------------------------------
 
+    def _causal_lm(self) -> Any:
+        """The transformers model under a peft wrapper (the same object without one)."""
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
     def _decoder(self) -> Any:
-        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        return model.get_decoder()
+        return self._causal_lm().get_decoder()
 
     def _autocast(self, device: torch.device) -> Any:
         """Mixed precision for the decoder when `autocast_dtype` is set (weights stay as they are)."""
@@ -312,20 +341,123 @@ class ReasoningEmbedder:
         """(B, hidden) embeddings of token sequences that contain the embed token (keeps gradients)."""
         return self.pool(self.hidden_states(input_ids, attention_mask), input_ids, attention_mask)
 
+    def grouped_hidden_states(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The final hidden states a training pass over ``rollout`` needs, each prompt computed once.
+
+        The shared prefix of the reasoning prompt runs once, each query's rest of the prompt once for
+        its `Rollout.num_samples` samples, and each sample's continuation (reasoning + embed token,
+        right-padded) after it; gradients flow through every part (the shared keys and values sum
+        the gradients of the rows that read them), so losses and gradients equal those of
+        `hidden_states` over the whole sequences.
+
+        Returns ``(last, states, mask)``: (N, H) the prompt's last position (it predicts the first
+        continuation token), (N, L, H) the continuation's positions, (N, L) int64 its real tokens;
+        or None when it does not apply (prefix reuse off, data-parallel training, no prompt lengths,
+        or prompts that do not start with the prefix): use `hidden_states`.
+        """
+        G = rollout.num_samples
+        if rollout.prompt_lengths is None or self.parallel_forward is not None or rollout.input_ids.shape[0] % G:
+            return None
+        rows = [seq[mask.bool()].tolist() for seq, mask in zip(rollout.input_ids.cpu(), rollout.attention_mask.cpu())]
+        lengths = rollout.prompt_lengths.tolist()
+        prompts = [rows[i][:lengths[i]] for i in range(0, len(rows), G)]
+        continuations = [row[length:] for row, length in zip(rows, lengths)]
+        if any(rows[i][:lengths[i]] != prompts[i // G] for i in range(len(rows))):
+            raise EncoderError("grouped_hidden_states: the rollout's consecutive samples do not share their prompt; "
+                               "build it with generate_reasoning(num_samples=G).")
+        split = self._split_prefix(prompts, self.prompts.reasoning, cached=False)  # computed here, with gradients
+        if split is None:
+            return None
+        prefix_ids, _, rests = split
+        decoder, config = self._decoder(), self._decoder().config
+        with self._autocast(self.device):
+            prefix = decoder(input_ids=torch.tensor([prefix_ids], device=self.device), use_cache=True)  # with gradients
+            hidden, cache, prompt_mask = self._continue_prefix(key_values(returned_cache(prefix)), len(prefix_ids), rests)
+            cache = repeat_rows(key_values(cache), G, config)
+            prompt_mask = prompt_mask.repeat_interleave(G, dim=0)  # (N, P + S)
+            width = max(len(c) for c in continuations)
+            ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for row, tokens in enumerate(continuations):  # right-padded: position k is token k of every row
+                ids[row, :len(tokens)] = torch.as_tensor(tokens)
+                mask[row, :len(tokens)] = 1
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            positions = prompt_mask.sum(dim=1, keepdim=True) + torch.arange(width, device=self.device)
+            states, _ = continue_forward(decoder, ids, torch.cat([prompt_mask, mask], dim=1), positions, cache)
+        last = hidden[:, -1].repeat_interleave(G, dim=0)
+        if self.autocast_dtype is not None:
+            last, states = last.float(), states.float()
+        return last, states, mask
+
+    # -- the shared prompt prefix (sr3_agent.kvcache) ----------------------------------------------
+
+    def prefix_ids(self, instruction: str) -> list[int]:
+        """The tokens every prompt of ``instruction`` starts with (the chat markup and system message
+        before the user's text); empty when prompts share nothing."""
+        if instruction not in self._prefix_ids:
+            probes = self.prompt_ids(["a", "b"], instruction)  # two texts that differ in their first token
+            self._prefix_ids[instruction] = probes[0][:min(common_prefix_length(probes), len(probes[0]) - 1)]
+        return self._prefix_ids[instruction]
+
+    def prefix(self, instruction: str) -> tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]]]:
+        """`prefix_ids` and their per-layer (keys, values) (batch 1, no gradients), computed once per
+        model version (and model object, device and precision)."""
+        key = (self.version, id(self.model), self.autocast_dtype, str(self.device))
+        cached = self._prefixes.get(instruction)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        ids = self.prefix_ids(instruction)
+        layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if ids:
+            with torch.no_grad(), self._autocast(self.device):
+                output = self._decoder()(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
+            layers = key_values(returned_cache(output))
+        self._prefixes[instruction] = (key, ids, layers)
+        return ids, layers
+
+    def _split_prefix(self, prompts: Sequence[Sequence[int]], instruction: str, *, cached: bool = True
+                      ) -> tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]] | None, list[list[int]]] | None:
+        """(prefix ids, their cached keys/values or None when not ``cached``, each prompt's rest), or
+        None when prefix reuse is off or a prompt does not start with the prefix (the first token of
+        its text merged with the markup before it)."""
+        if not self.reuse_prefix:
+            return None
+        ids = self.prefix_ids(instruction)
+        if not ids or any(list(p[:len(ids)]) != ids or len(p) <= len(ids) for p in prompts):
+            return None
+        return ids, self.prefix(instruction)[1] if cached else None, [list(p[len(ids):]) for p in prompts]
+
+    def _continue_prefix(self, layers: list[tuple[torch.Tensor, torch.Tensor]], prefix_length: int,
+                         rests: Sequence[Sequence[int]]) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """Run the left-padded ``rests`` after the cached prefix: (B, S, H) hidden states of the rests,
+        the grown cache, and the (B, P + S) attention mask of the whole layout."""
+        ids, mask = (t.to(self.device) for t in pad_rests(rests, self.pad_token_id))
+        full_mask = torch.cat([mask.new_ones(len(rests), prefix_length), mask], dim=1)
+        cache = expanded_cache(layers, len(rests), self._decoder().config)
+        with self._autocast(self.device):
+            hidden, cache = continue_forward(self._decoder(), ids, full_mask, positions_after(prefix_length, mask), cache)
+        return hidden, cache, full_mask
+
     def _encode_direct(self, texts: Sequence[str], instruction: str) -> np.ndarray:
         texts = list(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        prompts = self.prompt_ids(texts, instruction)
+        prompts = [ids + [self.embed_token_id] for ids in self.prompt_ids(texts, instruction)]
         order = np.argsort([len(p) for p in prompts], kind="stable")  # similar lengths together: less padding
         from tqdm.auto import tqdm
 
         with torch.inference_mode(), tqdm(total=len(texts), desc="embedding", unit="text", leave=False,
                                           disable=len(texts) < self.progress_min_texts) as bar:
             for _, rows in _batches(order, self.batch_size):
-                ids, mask = self.pad_left([prompts[i] + [self.embed_token_id] for i in rows])
-                out[rows] = self.embed(ids, mask).cpu().numpy()
+                batch = [prompts[i] for i in rows]
+                split = self._split_prefix(batch, instruction)
+                if split is None:  # the plain path: every prompt whole
+                    out[rows] = self.embed(*self.pad_left(batch)).cpu().numpy()
+                else:  # each prompt's rest after the shared prefix; every rest ends with the token
+                    prefix_ids, layers, rests = split
+                    hidden, _, _ = self._continue_prefix(layers, len(prefix_ids), rests)
+                    out[rows] = torch.nn.functional.normalize(hidden[:, -1].float(), dim=-1).cpu().numpy()
                 bar.update(len(rows))
         return out
 
@@ -334,28 +466,42 @@ class ReasoningEmbedder:
     @torch.no_grad()
     def generate_reasoning(self, texts: Sequence[str], *, max_new_tokens: int = 64, temperature: float = 0.0,
                            top_p: float = 1.0, num_samples: int = 1) -> Rollout:
-        """Write a reasoning for each text (``num_samples`` each, consecutive), ending with the token."""
+        """Write a reasoning for each text (``num_samples`` each, consecutive), ending with the token.
+
+        With `reuse_prefix`, each prompt is computed once for its samples (after the shared prefix)
+        and the embeddings are read from the generation's cache with one more decoder step
+        (`Rollout.embeddings`), instead of a second pass over the whole sequences."""
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}.")
-        prompts = [p for p in self.prompt_ids(texts, self.prompts.reasoning) for _ in range(num_samples)]
-        ids, mask = self.pad_left(prompts)
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+        unique = self.prompt_ids(texts, self.prompts.reasoning)
+        prompts = [p for p in unique for _ in range(num_samples)]
         sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+        sampling.update(max_new_tokens=max_new_tokens, eos_token_id=self.stop_token_ids, pad_token_id=self.pad_token_id,
+                        top_k=None)
         was_training = self.model.training
         self.model.eval()
-        with self._autocast(ids.device):
-            generated = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                            eos_token_id=self.stop_token_ids, pad_token_id=self.pad_token_id,
-                                            top_k=None, **sampling)[:, ids.shape[1]:].cpu()
-        self.model.train(was_training)
-        sequences, generated_counts, emitted, reasoning = [], [], [], []
-        for prompt, new in zip(prompts, generated.tolist()):
+        try:
+            split = self._split_prefix(unique, self.prompts.reasoning)
+            if split is None:
+                ids, mask = self.pad_left(prompts)
+                with self._autocast(ids.device):
+                    generated = self.model.generate(input_ids=ids, attention_mask=mask, **sampling)[:, ids.shape[1]:]
+                read_embeddings = None
+            else:
+                generated, read_embeddings = self._generate_after_prefix(*split, num_samples, sampling)
+        finally:
+            self.model.train(was_training)
+        sequences, counts, emitted, reasoning = [], [], [], []
+        for prompt, new in zip(prompts, generated.cpu().tolist()):
             stop = next((i for i, t in enumerate(new) if t in self.stop_token_ids), len(new))
             wrote_token = stop < len(new) and new[stop] == self.embed_token_id
             text_ids = new[:stop]
             sequences.append(prompt + text_ids + [self.embed_token_id])
-            generated_counts.append(len(text_ids) + int(wrote_token))
+            counts.append(len(text_ids))
             emitted.append(wrote_token)
             reasoning.append(self.tokenizer.decode(text_ids, skip_special_tokens=True))
         self.reasoning_rollouts += len(sequences)
@@ -363,8 +509,53 @@ class ReasoningEmbedder:
         input_ids, attention_mask = self.pad_left(sequences)
         width = input_ids.shape[1]
         reasoning_mask = torch.zeros_like(input_ids, dtype=torch.bool)
-        for row, (seq, count) in enumerate(zip(sequences, generated_counts)):
-            end = width - (0 if emitted[row] else 1)  # an appended token is not the model's doing
+        for row, count in enumerate(counts):
+            count += int(emitted[row])  # the token is the model's doing only when it wrote it
+            end = width - (0 if emitted[row] else 1)
             reasoning_mask[row, end - count:end] = True
+        embeddings = read_embeddings(torch.as_tensor(counts)) if read_embeddings is not None else None
         return Rollout(input_ids=input_ids, attention_mask=attention_mask, reasoning_mask=reasoning_mask,
-                       emitted=torch.as_tensor(emitted), reasoning=reasoning)
+                       emitted=torch.as_tensor(emitted), reasoning=reasoning, embeddings=embeddings,
+                       num_samples=num_samples, prompt_lengths=torch.as_tensor([len(p) for p in prompts]))
+
+    def _generate_after_prefix(self, prefix_ids: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]],
+                               rests: list[list[int]], num_samples: int, sampling: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+        """Generate after the cached prefix, each prompt's rest computed once for its ``num_samples``.
+
+        Returns the (N, n) generated tokens and a function of each row's reasoning length (tokens
+        before the stop) that gives the (N, D) embeddings: one decoder step over [last generated
+        token, embed token] continues the generation's cache (the last token is the only one ``generate``
+        did not feed back), with the tokens after each row's reasoning masked out."""
+        P = len(prefix_ids)
+        decoder, config = self._decoder(), self._decoder().config
+        ids, mask = (t.to(self.device) for t in pad_rests(rests, self.pad_token_id))  # (B, S)
+        cache = expanded_cache(layers, len(rests), config)
+        full_mask = torch.cat([mask.new_ones(len(rests), P), mask], dim=1)  # (B, P + S)
+        if ids.shape[1] > 1:  # every prompt token but the last (generate needs one to start from)
+            with self._autocast(self.device):
+                _, cache = continue_forward(decoder, ids[:, :-1], full_mask[:, :-1],
+                                            positions_after(P, mask)[:, :-1], cache)
+        cache = repeat_rows(key_values(cache), num_samples, config)
+        full_ids = torch.cat([torch.tensor([prefix_ids], device=self.device).expand(len(rests), -1), ids], dim=1)
+        full_ids, full_mask = full_ids.repeat_interleave(num_samples, 0), full_mask.repeat_interleave(num_samples, 0)
+        with self._autocast(self.device):
+            output = self.model.generate(input_ids=full_ids, attention_mask=full_mask, return_dict_in_generate=True,
+                                         **{cache_argument(self._causal_lm()): cache}, **sampling)
+        generated, cache = output.sequences[:, full_ids.shape[1]:], returned_cache(output)
+        n = generated.shape[1]
+        if cache.get_seq_length() != full_ids.shape[1] + n - 1:
+            raise RuntimeError(f"generate returned a cache of {cache.get_seq_length()} tokens for {full_ids.shape[1]} "
+                               f"prompt and {n} generated tokens; expected {full_ids.shape[1] + n - 1}.")
+
+        def read_embeddings(lengths: torch.Tensor) -> torch.Tensor:
+            lengths = lengths.to(self.device).view(-1, 1)  # (N, 1) reasoning tokens kept per row
+            kept = torch.arange(n, device=self.device).view(1, -1) < lengths  # (N, n)
+            step_mask = torch.cat([full_mask, kept.long(), full_mask.new_ones(len(kept), 1)], dim=1)
+            inputs = torch.stack([generated[:, -1], torch.full_like(generated[:, -1], self.embed_token_id)], dim=1)
+            prompt_lengths = full_mask.sum(dim=1, keepdim=True)
+            positions = torch.cat([prompt_lengths + n - 1, prompt_lengths + lengths], dim=1)
+            with torch.no_grad(), self._autocast(self.device):
+                hidden, _ = continue_forward(decoder, inputs, step_mask, positions, cache)
+            return torch.nn.functional.normalize(hidden[:, -1].float(), dim=-1)
+
+        return generated, read_embeddings

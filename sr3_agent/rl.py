@@ -46,13 +46,53 @@ logger = logging.getLogger(__name__)
 
 # -- pure pieces ----------------------------------------------------------------------------------
 
-def policy_forward(policy: ReasoningEmbedder, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+def policy_forward(policy: ReasoningEmbedder, rollout: Rollout, *, grouped: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward pass: (N, T-1) log-probability of each token given the ones before it, and
-    (N, D) embeddings at the embed token. Column t of the log-probs scores token t+1."""
-    hidden = policy.hidden_states(rollout.input_ids, rollout.attention_mask)  # (N, T, H)
-    logits = policy.model.get_output_embeddings()(hidden[:, :-1]).float()  # (N, T-1, V)
-    logprobs = token_logprobs(logits, rollout.input_ids[:, 1:])
-    return logprobs, policy.pool(hidden, rollout.input_ids, rollout.attention_mask)
+    (N, D) embeddings at the embed token. Column t of the log-probs scores token t+1.
+
+    With ``grouped`` (and where `ReasoningEmbedder.grouped_hidden_states` applies), each prompt is
+    computed once for its G samples and the LM head runs only on the reasoning; the log-probs are
+    then filled in for the reasoning and embed-token columns only (the ones `rollout.reasoning_mask`
+    can mark) and are 0 elsewhere. Losses and gradients equal the plain pass's (a test checks it)."""
+    parts = policy.grouped_hidden_states(rollout) if grouped else None
+    if parts is None:
+        hidden = policy.hidden_states(rollout.input_ids, rollout.attention_mask)  # (N, T, H)
+        logits = policy.model.get_output_embeddings()(hidden[:, :-1]).float()  # (N, T-1, V)
+        logprobs = token_logprobs(logits, rollout.input_ids[:, 1:])
+        return logprobs, policy.pool(hidden, rollout.input_ids, rollout.attention_mask)
+    last, states, mask = parts  # (N, H), (N, L, H), (N, L): the continuation, right-padded
+    N, L = mask.shape
+    predictors = torch.cat([last[:, None], states[:, :-1]], dim=1)  # (N, L, H): position k predicts token k
+    tokens = rollout_continuations(rollout, L)  # (N, L)
+    continuation_logprobs = token_logprobs(policy.model.get_output_embeddings()(predictors).float(), tokens)
+    lengths = mask.sum(dim=1)  # (N,) reasoning + embed token
+    embeddings = torch.nn.functional.normalize(states[torch.arange(N, device=states.device), lengths - 1].float(), dim=-1)
+    # into the plain layout: sequences are left-padded to T and end with the token, so continuation
+    # token k of row n is column T - len_n + k, scored in log-prob column T - len_n + k - 1
+    T = rollout.input_ids.shape[1]
+    steps = torch.arange(L, device=mask.device)
+    columns = torch.where(steps < lengths[:, None], T - lengths[:, None] - 1 + steps, T - 1 + steps)  # spare columns
+    logprobs = torch.zeros(N, T - 1 + L, device=states.device).scatter(1, columns, continuation_logprobs)[:, :T - 1]
+    return logprobs, embeddings
+
+
+@torch.no_grad()
+def reference_logprobs(policy: ReasoningEmbedder, reference: ReasoningEmbedder | None, rollout: Rollout) -> torch.Tensor:
+    """(N, T-1) log-probs of the starting model: the frozen copy ``reference``, or, when it is None (LoRA),
+    the policy with its adapters disabled, which is the starting model without a second copy."""
+    if reference is not None:
+        return policy_forward(reference, rollout)[0]
+    with policy.model.disable_adapter():
+        return policy_forward(policy, rollout)[0]
+
+
+def rollout_continuations(rollout: Rollout, width: int) -> torch.Tensor:
+    """(N, width) each row's tokens after its prompt (reasoning + embed token), right-padded with the token."""
+    rows = []
+    for seq, mask, length in zip(rollout.input_ids, rollout.attention_mask, rollout.prompt_lengths.tolist()):
+        tokens = seq[mask.bool()][length:]
+        rows.append(torch.nn.functional.pad(tokens, (0, width - len(tokens)), value=int(tokens[-1])))
+    return torch.stack(rows)
 
 
 def auxiliary_batch(gold_rows: list[np.ndarray], top_rows: list[np.ndarray], negatives_per_query: int
@@ -114,8 +154,8 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
         policy.model = add_lora(policy.model, config)
     prepare_data_parallel(policy, processes)
     seed_process(config.seed, processes)
-    reference = None
-    if config.kl_weight > 0:
+    reference = None  # the starting model; with LoRA it is the policy with its adapters disabled (no copy)
+    if config.kl_weight > 0 and not config.lora:
         reference = ReasoningEmbedder(copy.deepcopy(policy.model).eval().requires_grad_(False), policy.tokenizer,
                                       prompts=policy.prompts, max_length=policy.max_length)
         reference.autocast_dtype = policy.autocast_dtype
@@ -160,10 +200,7 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
             # 3. log-probs and embeddings in one pass (kept for the update); the reference's log-probs
             policy.model.train()
             logprobs, embeddings = policy_forward(policy, rollout)
-            ref_logprobs = None
-            if reference is not None:
-                with torch.no_grad():
-                    ref_logprobs, _ = policy_forward(reference, rollout)
+            ref_logprobs = reference_logprobs(policy, reference, rollout) if config.kl_weight > 0 else None
             clock.append(time.perf_counter())
 
             # 4. the environment scores all B*G embeddings in one call (re-encoding the stale rows it touches)

@@ -16,7 +16,7 @@ from sr3_env import load_dataset
 
 def test_policy_forward_scores_each_token_given_the_ones_before(tiny_embedder):
     rollout = tiny_embedder.generate_reasoning(["a cat", "rain"], max_new_tokens=4, temperature=1.0)
-    logprobs, embeddings = policy_forward(tiny_embedder, rollout)
+    logprobs, embeddings = policy_forward(tiny_embedder, rollout, grouped=False)  # grouped: tests/test_prefix_reuse.py
     assert logprobs.shape == (2, rollout.input_ids.shape[1] - 1) and embeddings.shape == (2, tiny_embedder.dim)
     with torch.no_grad():  # the plain HF forward of the first row alone, without padding
         row = rollout.input_ids[0][rollout.attention_mask[0].bool()].unsqueeze(0)

@@ -1,0 +1,199 @@
+"""Prefix reuse and cache reads give what the plain forward gives (tiny random-weight model, real texts).
+
+The plain path (`ReasoningEmbedder.reuse_prefix = False`) computes every prompt whole and embeds a
+reasoning with a second pass; the optimised one continues a shared prefix's key/value cache, computes
+each RL prompt once for its G samples, and reads a reasoning's embedding from the generation's cache.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from sr3_agent.config import RLConfig
+from sr3_agent.rl import policy_forward, reference_logprobs, rl_losses
+from sr3_agent.sft import add_lora
+from sr3_env import load_dataset
+
+ATOL = 1e-4  # the issue's bound for fp32; the tiny model agrees to about 1e-6
+
+
+@pytest.fixture(scope="module")
+def real_texts() -> list[str]:
+    data = load_dataset("wordnet-revdict")
+    return [*data.documents[:10], *data.query_texts[:6]]
+
+
+def varied_lengths(embedder, texts: list[str]) -> list[str]:
+    """Real texts plus a one-token text and one cut to `max_length` (the longest a prompt can be)."""
+    return ["x", *texts, " ".join(texts) * 4]
+
+
+def plain(embedder):
+    twin = copy.copy(embedder)
+    twin.reuse_prefix = False
+    return twin
+
+
+def one_by_one(embedder, texts, instruction, right_padded: bool = False) -> np.ndarray:
+    """Each text's prompt alone through the plain forward, laid out left- or right-padded in a batch."""
+    rows = [ids + [embedder.embed_token_id] for ids in embedder.prompt_ids(texts, instruction)]
+    ids, mask = embedder.pad_left(rows)
+    if right_padded:
+        ids, mask = ids.clone(), mask.clone()
+        for row, seq in enumerate(rows):
+            ids[row] = embedder.pad_token_id
+            mask[row] = 0
+            ids[row, :len(seq)] = torch.as_tensor(seq)
+            mask[row, :len(seq)] = 1
+    with torch.no_grad():
+        return embedder.embed(ids, mask).numpy()
+
+
+@pytest.mark.parametrize("kind", ["document", "query"])
+def test_prefix_reuse_equals_the_plain_forward(tiny_embedder, real_texts, kind):
+    texts = varied_lengths(tiny_embedder, real_texts)
+    instruction = getattr(tiny_embedder.prompts, kind)
+    lengths = [len(p) for p in tiny_embedder.prompt_ids(texts, instruction)]
+    assert min(lengths) - len(tiny_embedder.prefix_ids(instruction)) <= 8 and max(lengths) == tiny_embedder.max_length
+    encode = tiny_embedder.encode_documents if kind == "document" else tiny_embedder.encode_queries
+    tiny_embedder.batch_size = 5  # batches that mix lengths
+    fast = encode(texts)
+    np.testing.assert_allclose(fast, one_by_one(tiny_embedder, texts, instruction), atol=ATOL)
+    np.testing.assert_allclose(fast, one_by_one(tiny_embedder, texts, instruction, right_padded=True), atol=ATOL)
+    slow = (plain(tiny_embedder).encode_documents if kind == "document" else plain(tiny_embedder).encode_queries)(texts)
+    np.testing.assert_allclose(fast, slow, atol=ATOL)
+
+
+def test_the_prefix_is_the_markup_before_the_text(tiny_embedder):
+    instruction = tiny_embedder.prompts.document
+    prefix = tiny_embedder.prefix_ids(instruction)
+    text = tiny_embedder.tokenizer.decode(prefix)
+    assert instruction in text and text.endswith("user\n")
+    assert all(p[:len(prefix)] == prefix for p in tiny_embedder.prompt_ids(["dog", "a long text"], instruction))
+
+
+def test_a_text_whose_tokens_merge_with_the_markup_takes_the_plain_path(tiny_embedder):
+    texts = ["\n\nstarts with blank lines", "plain text"]
+    prefix = tiny_embedder.prefix_ids(tiny_embedder.prompts.document)
+    assert tiny_embedder.prompt_ids(texts[:1], tiny_embedder.prompts.document)[0][:len(prefix)] != prefix
+    np.testing.assert_allclose(tiny_embedder.encode_documents(texts),
+                               one_by_one(tiny_embedder, texts, tiny_embedder.prompts.document), atol=ATOL)
+
+
+def test_the_prefix_is_recomputed_when_the_version_changes(tiny_embedder, real_texts):
+    texts = real_texts[:4]
+    before = tiny_embedder.encode_documents(texts)
+    with torch.no_grad():
+        for parameter in tiny_embedder.model.parameters():
+            parameter.mul_(1.1)
+    stale = tiny_embedder.encode_documents(texts)  # weights changed behind the embedder's back: cache not renewed
+    tiny_embedder.bump_version()
+    fresh = tiny_embedder.encode_documents(texts)
+    expected = one_by_one(tiny_embedder, texts, tiny_embedder.prompts.document)
+    np.testing.assert_allclose(fresh, expected, atol=ATOL)
+    assert np.abs(stale - expected).max() > 1e-3 and np.abs(before - expected).max() > 1e-3
+
+
+@pytest.mark.parametrize("temperature, samples", [(0.0, 1), (1.0, 3)])
+def test_reasoning_embeddings_read_from_the_cache_equal_a_second_pass(tiny_embedder, real_texts, temperature, samples):
+    torch.manual_seed(0)
+    rollout = tiny_embedder.generate_reasoning(real_texts[10:14], max_new_tokens=7, temperature=temperature,
+                                               num_samples=samples)
+    assert rollout.embeddings is not None and rollout.num_samples == samples
+    with torch.no_grad():
+        second_pass = tiny_embedder.embed(rollout.input_ids, rollout.attention_mask)
+    torch.testing.assert_close(rollout.embeddings, second_pass, atol=ATOL, rtol=0)
+
+
+def test_an_emitted_token_is_read_where_the_model_wrote_it(tiny_embedder, real_texts):
+    """Make the model write the token early for some rows (a bias on its logit), so the cache holds
+    tokens after it that the read must ignore."""
+    head = tiny_embedder.model.get_output_embeddings()
+    with torch.no_grad():
+        head.weight[tiny_embedder.embed_token_id] *= 0  # shared with the input embeddings (tied)
+    bias = torch.zeros(head.weight.shape[0])
+    bias[tiny_embedder.embed_token_id] = 9.0  # about 1 in 6 per step against 49k near-uniform logits
+    head.bias = torch.nn.Parameter(bias)
+    torch.manual_seed(1)
+    rollout = tiny_embedder.generate_reasoning(real_texts[10:16], max_new_tokens=10, temperature=1.0, num_samples=2)
+    assert rollout.emitted.any() and (rollout.reasoning_lengths > rollout.reasoning_lengths.min()).any()
+    with torch.no_grad():
+        second_pass = tiny_embedder.embed(rollout.input_ids, rollout.attention_mask)
+    torch.testing.assert_close(rollout.embeddings, second_pass, atol=ATOL, rtol=0)
+
+
+def test_greedy_reasoning_is_the_same_with_and_without_prefix_reuse(tiny_embedder, real_texts):
+    texts = real_texts[10:14]
+    fast = tiny_embedder.generate_reasoning(texts, max_new_tokens=6)
+    slow = plain(tiny_embedder).generate_reasoning(texts, max_new_tokens=6)
+    assert slow.embeddings is None
+    assert torch.equal(fast.input_ids, slow.input_ids) and torch.equal(fast.reasoning_mask, slow.reasoning_mask)
+    np.testing.assert_allclose(tiny_embedder.encode_queries(texts, reasoning=True, max_new_tokens=6),
+                               plain(tiny_embedder).encode_queries(texts, reasoning=True, max_new_tokens=6), atol=ATOL)
+
+
+def rl_step_losses(policy, rollout, grouped: bool):
+    """The RL update's losses on a fixed rollout (advantages and auxiliary targets made up, fixed)."""
+    config = RLConfig(aux_weight=0.5, kl_weight=0.1)
+    generator = torch.Generator().manual_seed(0)
+    N, D = rollout.input_ids.shape[0], policy.dim
+    advantages = torch.randn(N, generator=generator)
+    positives = torch.nn.functional.normalize(torch.randn(N, D, generator=generator), dim=-1)
+    negatives = torch.nn.functional.normalize(torch.randn(3, D, generator=generator), dim=-1)
+    reference = copy.deepcopy(policy)
+    reference.model.requires_grad_(False)
+    ref = reference_logprobs(policy, reference, rollout)
+    logprobs, embeddings = policy_forward(policy, rollout, grouped=grouped)
+    losses = rl_losses(logprobs, ref, advantages, rollout.reasoning_mask[:, 1:], embeddings, positives, negatives,
+                       torch.zeros(N, N + 3, dtype=torch.bool), config)
+    return losses, embeddings
+
+
+def test_the_grouped_rl_forward_gives_the_plain_losses_and_gradients(tiny_embedder, real_texts):
+    torch.manual_seed(0)
+    rollout = tiny_embedder.generate_reasoning(real_texts[10:13], max_new_tokens=6, temperature=1.0, num_samples=3)
+    results = {}
+    for grouped in (False, True):
+        tiny_embedder.model.zero_grad(set_to_none=True)
+        losses, embeddings = rl_step_losses(tiny_embedder, rollout, grouped)
+        sum(losses.values()).backward()
+        results[grouped] = (losses, embeddings, {n: p.grad.clone() for n, p in tiny_embedder.model.named_parameters()})
+    (plain_losses, plain_embeddings, plain_grads), (losses, embeddings, grads) = results[False], results[True]
+    for name in plain_losses:
+        torch.testing.assert_close(losses[name], plain_losses[name], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(embeddings, plain_embeddings, atol=1e-5, rtol=0)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(grads[name], grad, atol=1e-5, rtol=1e-3, msg=f"gradient of {name}")
+    assert any(g.abs().max() > 0 for g in grads.values())
+
+
+def test_grouped_log_probs_fill_the_reasoning_columns(tiny_embedder, real_texts):
+    torch.manual_seed(0)
+    rollout = tiny_embedder.generate_reasoning(real_texts[10:12], max_new_tokens=5, temperature=1.0, num_samples=2)
+    with torch.no_grad():
+        full, _ = policy_forward(tiny_embedder, rollout, grouped=False)
+        grouped, _ = policy_forward(tiny_embedder, rollout, grouped=True)
+    mask = rollout.reasoning_mask[:, 1:]
+    torch.testing.assert_close(grouped[mask], full[mask], atol=1e-5, rtol=0)
+    assert (grouped[~rollout.attention_mask[:, 1:].bool()] == 0).all()
+
+
+def test_with_lora_the_reference_is_the_policy_with_adapters_disabled(tiny_embedder, real_texts):
+    torch.manual_seed(0)
+    frozen = copy.deepcopy(tiny_embedder)
+    tiny_embedder.model = add_lora(tiny_embedder.model, RLConfig(lora=True, lora_rank=4))
+    with torch.no_grad():  # move the adapters away from zero, as training would
+        for name, parameter in tiny_embedder.model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    rollout = tiny_embedder.generate_reasoning(real_texts[10:12], max_new_tokens=5, temperature=1.0, num_samples=2)
+    mask = rollout.reasoning_mask[:, 1:]
+    without_copy = reference_logprobs(tiny_embedder, None, rollout)
+    with_copy = reference_logprobs(tiny_embedder, frozen, rollout)
+    torch.testing.assert_close(without_copy[mask], with_copy[mask], atol=1e-5, rtol=0)
+    policy_now, _ = policy_forward(tiny_embedder, rollout)
+    assert (policy_now.detach()[mask] - with_copy[mask]).abs().max() > 1e-3  # the adapters do change the policy
