@@ -183,7 +183,7 @@ def test_the_cli_trains_sft_then_rl_and_resumes_on_two_processes(tiny_model, tin
           "--output-dir", str(tmp_path / "rl")]
     launch("-m", "sr3_agent.cli", *rl, "--steps", "1")
     launch("-m", "sr3_agent.cli", *rl, "--steps", "2", "--resume")
-    assert [p.name for p in (tmp_path / "rl").glob("checkpoint-*")] == ["checkpoint-0000002"]
+    assert sorted(p.name for p in (tmp_path / "rl").glob("checkpoint-*")) == ["checkpoint-0000001", "checkpoint-0000002"]
     from sr3_agent.embedder import ReasoningEmbedder
 
     ReasoningEmbedder.from_pretrained(tmp_path / "rl" / "final", device="cpu")  # the final model loads
