@@ -48,6 +48,14 @@ def test_sharded_env_runs_in_a_group_of_one(capsys):
     assert "holds rows 0..314 of 314" in capsys.readouterr().out
 
 
+def test_export_and_serve_runs_at_a_tiny_budget(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SR3_CACHE_DIR", str(tmp_path / "cache"))
+    result = load("export_and_serve").main(["--queries", "2", "--docs", "8", "--output-dir", str(tmp_path / "run")])
+    assert (result["folder"] / "modules.json").is_file() and result["check"]["query_max_abs_diff"] <= 1e-4
+    assert len(result["hits"]) == 2 and all(len(row) == 3 for row in result["hits"])
+    assert "/retrieve" in capsys.readouterr().out
+
+
 def test_every_example_is_tested():
-    tested = {"quickstart", "sb3_demo", "embed_and_finetune", "grpo_with_trl", "sharded_env"}
+    tested = {"quickstart", "sb3_demo", "embed_and_finetune", "grpo_with_trl", "sharded_env", "export_and_serve"}
     assert {path.stem for path in EXAMPLES.glob("*.py")} == tested

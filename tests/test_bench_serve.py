@@ -1,0 +1,27 @@
+"""benchmarks/bench_serve.py runs at a tiny size against a real `sr3 serve` process (the tiny model)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_bench_serve_runs_at_a_tiny_size(tiny_embedder, tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.setenv("SR3_CACHE_DIR", str(tmp_path / "cache"))
+    spec = importlib.util.spec_from_file_location("bench_serve", BENCHMARKS / "bench_serve.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model = tiny_embedder.save_pretrained(tmp_path / "model")
+    out = tmp_path / "bench_serve.json"
+    result = bench.main(["--model", str(model), "--clients", "1", "3", "--requests", "6", "--reasoning-requests", "3",
+                         "--max-new-tokens", "2", "--no-baseline", "--output", str(out)])
+    levels = result["levels"]
+    assert [(r["mode"].split()[0], r["clients"]) for r in levels] == [("direct", 1), ("direct", 3), ("reasoning", 1),
+                                                                     ("reasoning", 3)]
+    assert all(r["requests_per_s"] > 0 and r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] for r in levels)
+    assert json.loads(out.read_text())["levels"] == levels
+    assert "| direct | 3 |" in capsys.readouterr().out
