@@ -96,6 +96,24 @@ def _add_token_rows(model: Any, size: int) -> None:
             matrix.weight[old:] = matrix.weight[:old].mean(dim=0)
 
 
+def length_batches(lengths: Sequence[int], size: int, max_padding: float = 0.2) -> list[np.ndarray]:
+    """Rows in batches of similar length: sorted by length, at most ``size`` rows a batch, and a batch
+    is closed early where the next (longer) row would make padding more than ``max_padding`` of its
+    tokens. Every row appears once."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    batches: list[list[int]] = []
+    total = 0
+    for row in order:
+        width = lengths[row]
+        if batches and len(batches[-1]) < size and (len(batches[-1]) + 1) * width * (1 - max_padding) <= total + width:
+            batches[-1].append(int(row))
+            total += width
+        else:
+            batches.append([int(row)])
+            total = width
+    return [np.asarray(batch) for batch in batches]
+
+
 def _batches(items: Sequence[Any], size: int) -> Iterator[tuple[int, Sequence[Any]]]:
     for start in range(0, len(items), size):
         yield start, items[start:start + size]
@@ -444,12 +462,12 @@ class ReasoningEmbedder:
         if not texts:
             return out
         prompts = [ids + [self.embed_token_id] for ids in self.prompt_ids(texts, instruction)]
-        order = np.argsort([len(p) for p in prompts], kind="stable")  # similar lengths together: less padding
+        shared = len(self.prefix_ids(instruction)) if self.reuse_prefix else 0  # tokens not computed per text
         from tqdm.auto import tqdm
 
         with torch.inference_mode(), tqdm(total=len(texts), desc="embedding", unit="text", leave=False,
                                           disable=len(texts) < self.progress_min_texts) as bar:
-            for _, rows in _batches(order, self.batch_size):
+            for rows in length_batches([len(p) - shared for p in prompts], self.batch_size):
                 batch = [prompts[i] for i in rows]
                 split = self._split_prefix(batch, instruction)
                 if split is None:  # the plain path: every prompt whole

@@ -197,3 +197,17 @@ def test_with_lora_the_reference_is_the_policy_with_adapters_disabled(tiny_embed
     torch.testing.assert_close(without_copy[mask], with_copy[mask], atol=1e-5, rtol=0)
     policy_now, _ = policy_forward(tiny_embedder, rollout)
     assert (policy_now.detach()[mask] - with_copy[mask]).abs().max() > 1e-3  # the adapters do change the policy
+
+
+def test_length_batches_keep_every_row_once_and_bound_the_padding():
+    from sr3_agent.embedder import length_batches
+
+    rng = np.random.default_rng(0)
+    lengths = [int(x) for x in rng.integers(3, 40, size=300)] + [120]  # one outlier
+    batches = length_batches(lengths, size=32, max_padding=0.2)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    assert max(len(b) for b in batches) <= 32
+    for batch in batches:
+        width = max(lengths[i] for i in batch)
+        assert len(batch) == 1 or len(batch) * width * 0.8 <= sum(lengths[i] for i in batch)
+    assert [len(b) for b in batches if 120 in [lengths[i] for i in b]] == [1]  # the outlier pads nobody
