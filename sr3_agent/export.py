@@ -109,14 +109,20 @@ def write_sentence_transformers_files(embedder: ReasoningEmbedder, directory: Pa
     (directory / "config_sentence_transformers.json").write_text(json.dumps(settings, indent=2) + "\n")
 
 
-def prepare_output(directory: str | Path, overwrite: bool) -> Path:
-    """An empty output folder: a non-empty one is an error unless ``overwrite``."""
+def check_output(directory: str | Path, overwrite: bool) -> Path:
+    """``directory`` as a Path, if it can be written: absent, empty, or ``overwrite``."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ExportError(f"{directory} is a file; give --output a folder path.")
+    if directory.is_dir() and any(directory.iterdir()) and not overwrite:
+        raise ExportError(f"{directory} is not empty; choose another --output, or pass --overwrite to replace it.")
+    return directory
+
+
+def prepare_output(directory: str | Path, overwrite: bool) -> Path:
+    """An empty output folder: a non-empty one is an error unless ``overwrite`` (then it is emptied)."""
+    directory = check_output(directory, overwrite)
     if directory.is_dir() and any(directory.iterdir()):
-        if not overwrite:
-            raise ExportError(f"{directory} is not empty; choose another --output, or pass --overwrite to replace it.")
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
     return directory
@@ -189,18 +195,22 @@ def run_export(config: "ExportConfig") -> dict[str, Any]:
     from sr3_agent.models import DEFAULT_MODEL
 
     source = config.base_model if config.model == "base" else config.model
-    if config.model != "base" and not Path(config.model).is_dir():
+    model_dir = Path(config.model) if config.model != "base" else None
+    if model_dir is not None and not model_dir.is_dir():
         raise ExportError(f"--model {config.model!r} is not a folder; give 'base' or a folder written by sr3 "
                           "(sr3 sft / rl / train write OUTPUT_DIR/final).")
+    check_output(config.output, config.overwrite)  # fail before the slow part
+    results_path, labels = (Path(config.results), ()) if config.results else (
+        find_results(model_dir) if model_dir else (None, ()))
+    try:
+        rows, own = load_results(results_path, labels, config.model) if results_path else ([], ())
+        stages = training_settings(model_dir) if model_dir else []
+    except ValueError as error:  # a results.json or config.json that is not sr3's (JSON errors are ValueErrors)
+        raise ExportError(f"Cannot read the model card's sources: {error}. Pass --results with a results.json "
+                          "written by sr3 eval or sr3 train.") from error
     settings = {"max_length": config.max_length} if config.max_length is not None else {}
     embedder = ReasoningEmbedder.from_pretrained(source, device=config.device, **settings)
     directory = export_embedder(embedder, config.output, overwrite=config.overwrite)
-
-    model_dir = Path(config.model) if config.model != "base" else None
-    results_path, labels = (Path(config.results), ()) if config.results else (
-        find_results(model_dir) if model_dir else (None, ()))
-    rows, own = load_results(results_path, labels, config.model) if results_path else ([], ())
-    stages = training_settings(model_dir) if model_dir else []
     start_model = stages[-1][1].get("model") if stages else (config.base_model if config.model == "base" else None)
     facts = CardFacts(name=directory.name, source=config.model, base_model=str(start_model or DEFAULT_MODEL),
                       dim=embedder.dim, max_length=embedder.max_length, prompts=prompts_of(embedder), results=rows,

@@ -123,6 +123,10 @@ def test_sr3_export_refuses_what_it_cannot_do(tiny_embedder, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["export", "--model", str(tmp_path / "missing"), "--output", str(tmp_path / "x")])
     assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text('{"not": "rows"}')
+    with pytest.raises(SystemExit):
+        main(["export", "--model", str(final), "--output", str(tmp_path / "y"), "--results", str(tmp_path / "bad.json")])
+    assert "not a results.json of sr3 eval" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", "--check-texts", "-1"])
     assert "check_texts must be >= 0" in capsys.readouterr().err

@@ -246,3 +246,22 @@ def test_batcher_routes_results_and_errors_per_kind():
     assert queued.result(5) == ["a:6"]  # queued before close: still answered
     with pytest.raises(BatcherClosed):
         batcher.submit("a", ["7"])
+
+
+def test_a_failure_inside_the_model_is_a_json_500_and_the_server_lives_on(tiny_embedder, monkeypatch):
+    config = ServeConfig(served_name=NAME)
+    service = build_service(config, embedder=tiny_embedder)
+    calls = {"n": 0}
+    real = tiny_embedder.encode_queries
+
+    def flaky(texts, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("out of memory (simulated)")
+        return real(texts, *args, **kwargs)
+
+    monkeypatch.setattr(tiny_embedder, "encode_queries", flaky)
+    with ServerThread(create_app_for(config, service)) as server:
+        failed = httpx.post(f"{server.url}/v1/embeddings", json={"model": NAME, "input": "a"}, timeout=30)
+        assert failed.status_code == 500 and "out of memory (simulated)" in failed.json()["error"]["message"]
+        assert httpx.post(f"{server.url}/v1/embeddings", json={"model": NAME, "input": "a"}, timeout=30).status_code == 200

@@ -97,6 +97,12 @@ def create_app(service: EmbeddingService, *, limits: Limits | None = None, defau
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(error_body(str(error.detail), code=str(error.status_code)), status_code=error.status_code)
 
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, error: Exception) -> JSONResponse:  # a fault of the server, not of the request
+        logger.error("request failed: %s: %s", type(error).__name__, error)
+        return JSONResponse(error_body(f"The server failed: {type(error).__name__}: {error}", "server_error"),
+                            status_code=500)
+
     @app.exception_handler(BatcherClosed)
     async def _closing(_: Request, error: BatcherClosed) -> JSONResponse:
         return JSONResponse(error_body(str(error), "server_shutting_down"), status_code=503)
