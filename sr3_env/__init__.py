@@ -9,7 +9,7 @@ from gymnasium.envs.registration import register
 from sr3_env.data import BUNDLED_DATASETS, RetrievalDataset, load_dataset
 from sr3_env.encoders import CallableEncoder, Encoder, HashingEncoder, MiniLMEncoder, make_encoder
 from sr3_env.errors import (DataError, DatasetNotFoundError, DependencyNotInstalled, EncoderError, InvalidActionError,
-                            ResetNeeded, Sr3Error, UnknownIdError)
+                            InvalidOptionError, ResetNeeded, Sr3Error, UnknownIdError)
 from sr3_env.index import REFRESH_POLICIES, IndexStats, LazyIndex, SearchResult
 
 __version__ = "0.1.0"
@@ -22,6 +22,6 @@ register(
 
 __all__ = [
     "BUNDLED_DATASETS", "REFRESH_POLICIES", "CallableEncoder", "DataError", "DatasetNotFoundError", "DependencyNotInstalled",
-    "Encoder", "EncoderError", "HashingEncoder", "IndexStats", "InvalidActionError", "LazyIndex", "MiniLMEncoder",
+    "Encoder", "EncoderError", "HashingEncoder", "IndexStats", "InvalidActionError", "InvalidOptionError", "LazyIndex", "MiniLMEncoder",
     "ResetNeeded", "RetrievalDataset", "SearchResult", "Sr3Error", "UnknownIdError", "load_dataset", "make_encoder",
 ]

@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import logging
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -81,7 +82,7 @@ class RetrievalDataset:
     def _query(self, query_id: str) -> int:
         try:
             return self.query_row[query_id]
-        except KeyError:
+        except (KeyError, TypeError):  # TypeError: an unhashable id (a list, a dict...)
             close = difflib.get_close_matches(str(query_id), self.query_ids, n=3)
             hint = f" Did you mean one of {close}?" if close else ""
             raise UnknownIdError(f"Query id {query_id!r} is not in the {self.split!r} split of {self.name!r}.{hint}") from None
@@ -195,25 +196,72 @@ def _find(folder: Path, filename: str) -> Path | None:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
+    # utf-8-sig: a byte-order mark at the start of a file (some Windows editors write one) is skipped
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig")
+
+
+#: What reading a damaged file raises: a truncated or corrupt gzip stream, bytes that are not UTF-8, a disk error.
+_UNREADABLE = (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error)
+
+
+def _first_non_utf8_line(path: Path) -> int | None:
+    """The number of the first line that is not valid UTF-8 (read again as bytes, on the error path only)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            for lineno, raw in enumerate(handle, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return lineno
+    except (OSError, EOFError, zlib.error):
+        return None
+    return None
+
+
+def _unreadable(path: Path, lineno: int, error: BaseException) -> DataError:
+    where = f"after line {lineno}" if lineno else "from its start"
+    if isinstance(error, UnicodeDecodeError):
+        bad = _first_non_utf8_line(path)
+        where = f"at line {bad}" if bad else where
+        what = f"bytes that are not UTF-8 ({error.reason}: {error.object[error.start:error.start + 4]!r})"
+        fix = "Save the file as UTF-8."
+    elif isinstance(error, csv.Error):
+        what, fix = f"a line the TSV reader rejects ({error})", "Check that line (a NUL byte, a very long field?)."
+    else:
+        what = f"{type(error).__name__}: {error}"
+        fix = "The file is truncated or corrupt (a .gz file cut short?): copy or download it again."
+    return DataError(f"{path}: cannot be read {where}: {what}. {fix}")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of a text file; a damaged file raises `DataError` naming it and the line."""
+    lineno = 0
+    try:
+        with _open_text(path) as lines:
+            for lineno, line in enumerate(lines, start=1):
+                yield lineno, line
+    except _UNREADABLE as error:
+        raise _unreadable(path, lineno, error) from None
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield ``(location, record)`` for every non-blank line; location is ``file:line``."""
-    with _open_text(path) as lines:
-        for lineno, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{where}: malformed JSON ({error.msg} at column {error.colno}). Each line must hold one JSON object.") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}.")
-            yield where, record
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{where}: malformed JSON ({error.msg} at column {error.colno}). Each line must hold one JSON object.") from None
+        except RecursionError:
+            raise DataError(f"{where}: JSON nested too deeply to read. Each line must hold one flat JSON object.") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}.")
+        yield where, record
 
 
 def _string_field(record: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> str:
@@ -288,16 +336,20 @@ def _grade(raw: Any, where: str) -> int:
 
 
 def _read_qrels_tsv(path: Path) -> Iterator[tuple[str, list[str]]]:
-    with _open_text(path) as lines:
-        reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None:
-            return
-        if [h.strip().lower() for h in header] != ["query-id", "corpus-id", "score"]:
-            raise DataError(f"{path}:1: expected the header 'query-id<TAB>corpus-id<TAB>score', got {header!r}.")
-        for lineno, row in enumerate(reader, start=2):
-            if row and any(cell.strip() for cell in row):
-                yield f"{path}:{lineno}", row
+    lineno = 0
+    try:
+        with _open_text(path) as lines:
+            reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
+            header = next(reader, None)
+            if header is None:
+                return
+            if [h.strip().lower() for h in header] != ["query-id", "corpus-id", "score"]:
+                raise DataError(f"{path}:1: expected the header 'query-id<TAB>corpus-id<TAB>score', got {header!r}.")
+            for lineno, row in enumerate(reader, start=2):
+                if row and any(cell.strip() for cell in row):
+                    yield f"{path}:{lineno}", row
+    except _UNREADABLE as error:
+        raise _unreadable(path, lineno, error) from None
 
 
 def _assemble(name: str, split: str, corpus: tuple[list[str], list[str], list[str]], queries: dict[str, str],

@@ -6,19 +6,33 @@ The full description (spaces, rewards, arguments, version history) is in ``docs/
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sr3_env.errors import ResetNeeded
+from sr3_env.errors import InvalidOptionError, ResetNeeded
 from sr3_env.task import RetrievalTask, query_charset, validate_actions
 
 
 def query_space(task: RetrievalTask) -> spaces.Text:
     lengths = [len(text) for text in task.dataset.query_texts]
     return spaces.Text(max_length=max(lengths), min_length=min(lengths), charset=query_charset(task.dataset))
+
+
+def check_options(options: Any, known: str) -> Mapping[str, Any]:
+    """``reset``'s options as a mapping whose only key may be ``known``; `InvalidOptionError` otherwise."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise InvalidOptionError(f"reset(options=...) takes a dict such as {{{known!r}: ...}} or None, got "
+                                 f"{type(options).__name__}.")
+    unknown = [key for key in options if key != known]
+    if unknown:
+        raise InvalidOptionError(f"Unknown reset option(s) {sorted(map(repr, unknown))}; the only option is {known!r}.")
+    return options
 
 
 class RetrievalEmbedEnv(gym.Env[str, np.ndarray]):
@@ -88,10 +102,7 @@ class RetrievalEmbedEnv(gym.Env[str, np.ndarray]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
-        options = options or {}
-        unknown = set(options) - {"query_id"}
-        if unknown:
-            raise ValueError(f"Unknown reset option(s) {sorted(unknown)}; the only option is 'query_id'.")
+        options = check_options(options, "query_id")
         if "query_id" in options:
             self.dataset.query_text(options["query_id"])  # raises UnknownIdError with suggestions
             self._query_row = self.dataset.query_row[options["query_id"]]

@@ -30,6 +30,10 @@ class EncoderError(Sr3Error, ValueError):
     """An encoder broke the `Encoder` protocol (wrong output shape, NaN, ...)."""
 
 
+class InvalidOptionError(Sr3Error, ValueError):
+    """A ``reset`` option the environment does not know, or one of the wrong type."""
+
+
 class ResetNeeded(Sr3Error, RuntimeError):
     """`step` was called before `reset` or after the episode ended."""
 

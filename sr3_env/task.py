@@ -58,14 +58,27 @@ def _cached_corpus_embeddings(dataset: RetrievalDataset, encoder: Encoder) -> np
 
 
 def validate_actions(actions: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """Check actions and return them L2-normalised as float32 of ``shape``."""
-    if hasattr(actions, "detach"):
-        actions = actions.detach().cpu().numpy()
-    if np.iscomplexobj(actions):
+    """Check actions and return them L2-normalised as float32 of ``shape``.
+
+    Only the direction counts: the norm is taken in float64 after scaling by the largest value, so
+    huge (1e300) and subnormal (1e-310) embeddings normalise like any other."""
+    if hasattr(actions, "detach"):  # a torch tensor (any device, any dtype: bf16 has no numpy twin)
+        actions = actions.detach().cpu()
+        if actions.is_complex():
+            raise InvalidActionError(f"The action must be real-valued, got a complex tensor; expected shape {shape}.")
+        actions = actions.double().numpy()
+    if isinstance(actions, np.ndarray) and actions.dtype.kind in "mMSUV":  # dates, durations, text, records
+        raise InvalidActionError(f"The action must hold numbers, got an array of dtype {actions.dtype}, which cannot be "
+                                 f"cast to float32 meaningfully; expected a float array of shape {shape}.")
+    try:
+        complex_values = np.iscomplexobj(actions)
+    except (TypeError, ValueError, OverflowError):  # a ragged or odd object: the cast below says what is wrong
+        complex_values = False
+    if complex_values:
         raise InvalidActionError(f"The action must be real-valued, got a complex array; expected shape {shape}.")
     try:
-        array = np.asarray(actions, dtype=np.float32)
-    except (TypeError, ValueError):
+        array = np.asarray(actions, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
         raise InvalidActionError(f"The action must be a numeric array of shape {shape} (a query embedding), "
                                  f"got {type(actions).__name__} that cannot be cast to float32.") from None
     if array.shape != shape:
@@ -76,11 +89,12 @@ def validate_actions(actions: Any, shape: tuple[int, ...]) -> np.ndarray:
     if bad.any():
         raise InvalidActionError(f"The action holds NaN or inf (in {int(bad.sum())} of {len(rows)} embeddings, first at index "
                                  f"{int(np.argmax(bad))}); every value must be finite.")
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise InvalidActionError(f"The action is the zero vector (embedding {int(np.argmax(norms[:, 0] == 0))}), "
+    scale = np.abs(rows).max(axis=1, keepdims=True)
+    if (scale == 0).any():
+        raise InvalidActionError(f"The action is the zero vector (embedding {int(np.argmax(scale[:, 0] == 0))}), "
                                  "which has no direction to rank documents by.")
-    return (rows / norms).reshape(shape).astype(np.float32)
+    rows = rows / scale  # largest value 1: the norm below can neither overflow nor underflow
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).reshape(shape).astype(np.float32)
 
 
 class RetrievalTask:

@@ -8,6 +8,7 @@ queries and infos are in ``infos["final_obs"]`` and ``infos["final_info"]``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,8 +16,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from sr3_env.env import query_space
-from sr3_env.errors import ResetNeeded
+from sr3_env.env import check_options, query_space
+from sr3_env.errors import InvalidOptionError, ResetNeeded
 from sr3_env.task import RetrievalTask, validate_actions
 
 
@@ -63,14 +64,15 @@ class RetrievalEmbedVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[tuple[str, ...], dict[str, Any]]:
         super().reset(seed=seed)
-        options = options or {}
-        unknown = set(options) - {"query_ids"}
-        if unknown:
-            raise ValueError(f"Unknown reset option(s) {sorted(unknown)}; the only option is 'query_ids' (one id per sub-environment).")
+        options = check_options(options, "query_ids")
         if "query_ids" in options:
-            ids = list(options["query_ids"])
+            given = options["query_ids"]
+            if isinstance(given, (str, bytes)) or not isinstance(given, (Sequence, np.ndarray)):
+                raise InvalidOptionError(f"options['query_ids'] must be a list of {self.num_envs} query ids (one per "
+                                         f"sub-environment), got {type(given).__name__}.")
+            ids = list(given)
             if len(ids) != self.num_envs:
-                raise ValueError(f"options['query_ids'] must hold {self.num_envs} ids (one per sub-environment), got {len(ids)}.")
+                raise InvalidOptionError(f"options['query_ids'] must hold {self.num_envs} ids (one per sub-environment), got {len(ids)}.")
             for query_id in ids:
                 self.dataset.query_text(query_id)  # raises UnknownIdError with suggestions
             self._query_rows = np.asarray([self.dataset.query_row[q] for q in ids], dtype=np.int64)
