@@ -160,3 +160,16 @@ def test_bench_precision_keeps_every_rank_move_within_the_rounding_bound(load, t
         ("random", "float16"), ("random", "bfloat16"), ("clustered", "float16"), ("clustered", "bfloat16")]
     assert all(r["moves_within_near_ties"] for r in results["rows"])
     assert all(0.0 <= r["ranks_equal"] <= 1.0 for r in results["rows"])
+
+
+def test_bench_soak_runs_short_and_keeps_its_invariants(load, tmp_path, capsys):
+    results = load("bench_soak").main(["--steps", "300", "--n-docs", "3000", "--dim", "32", "--batch", "16",
+                                       "--n-queries", "200", "--top-k", "10", "--refresh-budget", "16", "--warmup", "100",
+                                       "--sample-every", "20", "--check-every", "100", "--out", str(tmp_path / "soak.json")])
+    assert results["invariant_checks"]["passed"] == 3  # steps 100, 200, 300: each raises if an invariant fails
+    rows = results["rows_reencoded"]
+    assert rows["equal"] and rows["total_reported"] == rows["sum_of_steps"] and rows["per_step_mean"] > 16
+    assert len(results["memory"]["samples"]) == 1 + 300 // 20 and results["memory"]["rss_final_mb"] > 0
+    assert results["step_ms"]["median"] > 0 and results["final_stale_fraction"] > 0.5  # most rows age: lazy refresh
+    assert json.loads((tmp_path / "soak.json").read_text())["settings"]["steps"] == 300
+    assert "| env.step |" in capsys.readouterr().out
