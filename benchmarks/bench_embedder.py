@@ -37,15 +37,22 @@ from sr3_env import load_dataset
 WORDNET_DOCS = 82115
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
-    """fp32 matrix-product rate of this CPU with torch's threads (the FLOP floor's reference)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_gflops(size: int = 2048, repeats: int = 10, device: str = "cpu") -> float:
+    """fp32 matrix-product rate of this device (torch's threads on a CPU): the FLOP floor's reference."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     for _ in range(3):
         a @ b
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    synchronize(device)
     return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def synchronize(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def flops_per_token(embedder: ReasoningEmbedder, context: int) -> float:
@@ -117,6 +124,7 @@ def reasoning_rows(embedder, texts: list[str], max_new_tokens: int, batch_size: 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="causal LM name or folder (default: the bundled SmolLM2-135M-Instruct)")
     parser.add_argument("--docs", type=int, default=256, help="wordnet-revdict documents per measurement")
     parser.add_argument("--queries", type=int, default=128, help="direct queries per measurement")
     parser.add_argument("--reasoning-queries", type=int, default=64, help="reasoning queries per measurement")
@@ -125,12 +133,15 @@ def main(argv: list[str] | None = None) -> dict:
                         "(`sr3 eval`'s default)")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--max-new-tokens", type=int, default=24, help="reasoning cap (the main job's)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (on CUDA the FLOP floor uses the fp32 matmul rate there)")
     parser.add_argument("--full-corpus", action="store_true", help="also encode all 82,115 wordnet-revdict documents")
     parser.add_argument("--output", default="benchmarks/results/bench_embedder.json")
     args = parser.parse_args(argv)
 
-    gflops = matmul_gflops()
-    embedder = ReasoningEmbedder.from_pretrained(device="cpu", max_length=args.max_length)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda, but torch sees no CUDA device; use --device cpu.")
+    gflops = matmul_gflops(device=args.device)
+    embedder = ReasoningEmbedder.from_pretrained(args.model, device=args.device, max_length=args.max_length)
     wordnet = load_dataset("wordnet-revdict")
     floor = flops_per_token(embedder, context=32) / (gflops * 1e9)  # seconds per token at the matmul rate
     rows = direct_rows(embedder, "documents (wordnet-revdict)", wordnet.documents[:args.docs], embedder.prompts.document,
@@ -151,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
         seconds, vectors = timed(embedder.encode_documents, load_dataset("wordnet-revdict").documents)
         full.update(measured_minutes=round(seconds / 60, 1), documents=len(vectors), batch_size=embedder.batch_size)
 
-    print(f"fp32 matmul on this CPU: {gflops:.0f} GFLOP/s ({torch.get_num_threads()} threads); "
+    print(f"fp32 matmul on {args.device}: {gflops:.0f} GFLOP/s ({torch.get_num_threads()} CPU threads); "
           f"model: {flops_per_token(embedder, 32) / 1e6:.0f} MFLOP per token\n")
     print("| what | path | batch | texts | text tokens/text | computed tokens/text | seconds | texts/s | speed-up | "
           "time / FLOP floor | max abs diff vs plain |")
@@ -161,10 +172,10 @@ def main(argv: list[str] | None = None) -> dict:
                  r["computed_tokens_per_text"] or "", r["seconds"], r["texts_per_s"], f"{r['speedup']}x",
                  r["flop_floor_ratio"] or "", f"{r['max_abs_diff']:.1e}"]
         print("| " + " | ".join(str(c) for c in cells) + " |")
-    print(f"\nwhole wordnet-revdict corpus ({WORDNET_DOCS:,} documents), prefix path: projected "
+    print(f"\n{embedder.name}; whole wordnet-revdict corpus ({WORDNET_DOCS:,} documents), prefix path: projected "
           f"{full['projected_minutes']} min at {best} docs/s"
           + (f"; encoded for real in {full['measured_minutes']} min (batch {full['batch_size']})" if args.full_corpus else ""))
-    result = {"environment": environment(dtype="fp32"), "matmul_gflops": round(gflops, 1),
+    result = {"environment": {**environment(dtype="fp32"), "device": args.device}, "matmul_gflops": round(gflops, 1),
               "flops_per_token": flops_per_token(embedder, 32), "settings": vars(args), "rows": rows,
               "wordnet_full_corpus": full}
     write_json(Path(args.output), result)

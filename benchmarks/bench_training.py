@@ -10,8 +10,14 @@ child only observes them:
   every ``optimizer.step()``. Seconds per step are the times between consecutive optimiser steps,
   so step 1 (warm-up, and the only step whose index is still fresh) is left out. Checkpoints and
   held-out evaluations are kept out of the timed steps (``save_every`` = steps, ``eval_every`` = 0).
-- **tokens**: ``ReasoningEmbedder.hidden_states`` (every forward pass of the policy) and
-  ``generate_reasoning`` (every sampled reasoning) are wrapped to count non-padding tokens:
+- **paths**: each job runs once per ``--paths`` entry: ``prefix`` (the default embedder: shared prompt
+  prefixes reused, each RL prompt computed once for its G samples, embeddings read from the
+  generation's cache) and ``plain`` (``ReasoningEmbedder.reuse_prefix = False``: every prompt computed
+  whole, a second pass after reasoning), so the two are measured side by side in one run.
+- **tokens**: ``ReasoningEmbedder.hidden_states`` (forward passes over whole sequences), the decoder
+  steps that continue a key/value cache (``continue_forward``: the new tokens only) and
+  ``generate_reasoning`` (every sampled reasoning) are wrapped to count the non-padding tokens
+  computed (a shared prefix, computed once per model version, is not counted):
     * ``grad tokens``: tokens of forward passes run with gradients (the ones backward goes through:
       SFT queries, positives and negatives; RL rollouts);
     * ``no-grad tokens``: tokens of forward passes without gradients (the index re-encoding stale
@@ -47,6 +53,7 @@ import torch
 from _common import environment, write_json
 
 JOBS = ("sft", "rl")
+PATHS = ("plain", "prefix")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PHASES = {"sft": ("time/mining_s", "time/step_s", "index/rows_reencoded"),
           "rl": ("time/generation_s", "time/encoding_s", "time/scoring_s", "time/update_s", "index/rows_reencoded")}
@@ -90,9 +97,19 @@ class Meter:
             bump(embedder)
             meter.snapshot()
 
+        import sr3_agent.embedder as embedder_module
+
+        continue_forward = embedder_module.continue_forward
+
+        def counted_continue_forward(decoder, input_ids, attention_mask, position_ids, cache):
+            kind = "grad_tokens" if torch.is_grad_enabled() else "nograd_tokens"
+            meter.pending[kind].append(attention_mask[:, -input_ids.shape[1]:].sum())
+            return continue_forward(decoder, input_ids, attention_mask, position_ids, cache)
+
         embedder_class.hidden_states = counted_hidden_states
         embedder_class.generate_reasoning = counted_generate
         embedder_class.bump_version = counted_bump
+        embedder_module.continue_forward = counted_continue_forward
 
     def snapshot(self) -> None:
         if torch.cuda.is_available():
@@ -117,7 +134,7 @@ def run_job(args: argparse.Namespace) -> dict:
     from sr3_agent.rl import train_rl
     from sr3_agent.sft import train_sft
 
-    output_dir = Path(args.work_dir) / args.job
+    output_dir = Path(args.work_dir) / f"{args.job}-{args.path}"
     dtype = DTYPES[args.dtype]
     common = {"dataset": args.dataset, "num_queries": args.queries, "corpus_docs": args.corpus_docs,
               "seed": args.seed, "output_dir": str(output_dir), "device": args.device, "precision": args.precision}
@@ -129,6 +146,7 @@ def run_job(args: argparse.Namespace) -> dict:
         model = args.rl_model or args.model
         config = RLConfig(model=model, steps=args.rl_steps, queries_per_step=args.rl_queries, group_size=args.group_size,
                           max_new_tokens=args.reasoning_tokens, eval_every=0, save_every=args.rl_steps, **common)
+    ReasoningEmbedder.reuse_prefix = args.path != "plain"
     embedder = ReasoningEmbedder.from_pretrained(model, device=args.device, dtype=dtype)
     meter = Meter(ReasoningEmbedder)
     rss_loaded = rss_mib()
@@ -143,7 +161,7 @@ def run_job(args: argparse.Namespace) -> dict:
     steps = per_step(meter.snapshots)
     scalars = read_scalars(output_dir / "tensorboard", tags=PHASES[args.job])
     result = {
-        "job": args.job, "model": embedder.name, "device": args.device, "dtype": args.dtype, "precision": args.precision,
+        "job": args.job, "path": args.path, "model": embedder.name, "device": args.device, "dtype": args.dtype, "precision": args.precision,
         "parameters": sum(p.numel() for p in embedder.model.parameters()),
         "config": {key: value for key, value in vars(config).items() if key != "output_dir"},
         "steps_run": len(meter.snapshots), "steps_timed": len(steps), "run_s": time.perf_counter() - start,
@@ -174,8 +192,8 @@ def summarise(job: dict) -> dict:
             "tensorboard_means": {tag: float(np.mean(values)) for tag, values in job["tensorboard"].items() if values}}
 
 
-def child_command(args: argparse.Namespace, job: str, work_dir: str, result: Path) -> list[str]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--job", job, "--work-dir", work_dir,
+def child_command(args: argparse.Namespace, job: str, path: str, work_dir: str, result: Path) -> list[str]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--job", job, "--path", path, "--work-dir", work_dir,
                "--result", str(result)]
     for name in ("model", "rl_model", "dataset", "queries", "corpus_docs", "sft_steps", "sft_batch", "rl_steps",
                  "rl_queries", "group_size", "reasoning_tokens", "device", "dtype", "precision", "seed"):
@@ -190,12 +208,12 @@ def report(results: dict) -> None:
     first = next(iter(jobs.values()))
     print(f"\n{first['model']} ({first['parameters'] / 1e6:.0f}M parameters), {first['device']}, {first['dtype']} weights, precision {first['precision']} | "
           f"torch {env['torch']}, {env['threads']} threads, {env.get('gpu') or env['cpu']}\n")
-    print("| job | batch | steps timed | s/step (mean) | median | grad tokens/step | grad tok/s | no-grad tokens/step "
+    print("| job (path) | batch | steps timed | s/step (mean) | median | grad tokens/step | grad tok/s | no-grad tokens/step "
           "| generated tokens/step | all tok/s | peak RSS MiB | RSS after model load MiB | peak CUDA MiB |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, job in jobs.items():
         s, c = job["summary"], job["config"]
-        batch = f"{c['batch_size']} queries" if name == "sft" else f"{c['queries_per_step']}×{c['group_size']} rollouts"
+        batch = f"{c['batch_size']} queries" if job["job"] == "sft" else f"{c['queries_per_step']}×{c['group_size']} rollouts"
         cuda = f"{job['cuda_peak_mib']:.0f}" if "cuda_peak_mib" in job else "–"
         print(f"| {name} | {batch} | {job['steps_timed']} | {s['s_per_step']:.2f} | {s['s_per_step_median']:.2f} | "
               f"{s['grad_tokens_per_step']:.0f} | {s['grad_tokens_per_s']:.0f} | {s['nograd_tokens_per_step']:.0f} | "
@@ -205,11 +223,21 @@ def report(results: dict) -> None:
           "forward passes with gradients (what backward goes through); no-grad = forward passes without (index "
           "re-encoding, RL reference model); generated = sampled reasoning tokens kept. all tok/s counts the three.")
     print("\nPer-phase times the loops log to TensorBoard (mean over the same steps; docs/metrics.md):\n")
-    print("| job | key | mean |")
+    print("| job (path) | key | mean |")
     print("|---|---|---:|")
     for name, job in jobs.items():
         for tag, value in job["summary"]["tensorboard_means"].items():
             print(f"| {name} | `{tag}` | {value:.0f} |" if tag.startswith("index/") else f"| {name} | `{tag}` | {value:.2f} s |")
+
+
+def report_speedups(jobs: dict) -> None:
+    """Seconds per step of each job's plain path over its prefix path (when both ran)."""
+    for job in JOBS:
+        plain, prefix = jobs.get(f"{job} (plain)"), jobs.get(f"{job} (prefix)")
+        if plain and prefix:
+            ratio = plain["summary"]["s_per_step"] / prefix["summary"]["s_per_step"]
+            prefix["summary"]["speedup_vs_plain"] = ratio
+            print(f"[{job}] prefix path: {ratio:.2f}x the plain path's steps per second", flush=True)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -218,6 +246,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rl-model", default=None, help="model the RL job starts from, e.g. an `sr3 sft` folder "
                         "(default: --model; a base model may write longer reasonings than an SFT one)")
     parser.add_argument("--jobs", nargs="+", default=list(JOBS), choices=JOBS)
+    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS,
+                        help="prefix: the default embedder; plain: every prompt computed whole (the reference)")
     parser.add_argument("--dataset", default="wordnet-revdict")
     parser.add_argument("--queries", type=lambda t: None if t == "none" else int(t), default=1000,
                         help="training queries (the main job's 1000; 'none': all)")
@@ -238,6 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="a tiny run that only checks the script works")
     parser.add_argument("--out", default="benchmarks/results/bench_training.json")
     parser.add_argument("--job", choices=JOBS, help=argparse.SUPPRESS)  # internal: run one job (the child)
+    parser.add_argument("--path", choices=PATHS, default="prefix", help=argparse.SUPPRESS)
     parser.add_argument("--work-dir", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -259,17 +290,20 @@ def main(argv: list[str] | None = None) -> dict:
         results["environment"]["gpu"] = torch.cuda.get_device_name()
     with tempfile.TemporaryDirectory(prefix="bench_training.") as work_dir:
         for job in args.jobs:
-            result_file = Path(work_dir) / f"{job}.json"
-            start = time.perf_counter()
-            print(f"[{job}] running ...", flush=True)
-            completed = subprocess.run(child_command(args, job, work_dir, result_file))
-            if completed.returncode != 0:
-                raise SystemExit(f"the {job} job failed (exit status {completed.returncode}); its error is above.")
-            outcome = json.loads(result_file.read_text())
-            outcome["process_s"] = time.perf_counter() - start  # with the interpreter start, model load and index build
-            outcome["summary"] = summarise(outcome)
-            results["jobs"][job] = outcome
-            print(f"[{job}] {outcome['steps_run']} steps in {outcome['process_s']:.0f} s (process)", flush=True)
+            for path in args.paths:
+                name = f"{job} ({path})"
+                result_file = Path(work_dir) / f"{job}-{path}.json"
+                start = time.perf_counter()
+                print(f"[{name}] running ...", flush=True)
+                completed = subprocess.run(child_command(args, job, path, work_dir, result_file))
+                if completed.returncode != 0:
+                    raise SystemExit(f"the {name} job failed (exit status {completed.returncode}); its error is above.")
+                outcome = json.loads(result_file.read_text())
+                outcome["process_s"] = time.perf_counter() - start  # with the interpreter start, model load and index build
+                outcome["summary"] = summarise(outcome)
+                results["jobs"][name] = outcome
+                print(f"[{name}] {outcome['steps_run']} steps in {outcome['process_s']:.0f} s (process)", flush=True)
+        report_speedups(results["jobs"])
     report(results)
     out = Path(args.out)
     write_json(out, results)

@@ -90,7 +90,8 @@ def test_bench_training_observes_the_real_loops(load, tiny_embedder, tmp_path, m
     results = load("bench_training").main(["--quick", "--model", str(tmp_path / "model"), "--dataset", str(data),
                                            "--queries", "none", "--corpus-docs", "none", "--device", "cpu",
                                            "--out", str(tmp_path / "training.json")])
-    assert json.loads((tmp_path / "training.json").read_text())["jobs"].keys() == {"sft", "rl"}
+    names = {"sft (plain)", "sft (prefix)", "rl (plain)", "rl (prefix)"}
+    assert json.loads((tmp_path / "training.json").read_text())["jobs"].keys() == names
     for name, job in results["jobs"].items():
         summary = job["summary"]
         assert job["steps_run"] == 2 and job["steps_timed"] == 1 and job["dtype"] == "fp32"
@@ -98,13 +99,36 @@ def test_bench_training_observes_the_real_loops(load, tiny_embedder, tmp_path, m
         assert summary["grad_tokens_per_s"] == pytest.approx(summary["grad_tokens_per_step"] / summary["s_per_step"])
         assert summary["nograd_tokens_per_step"] > 0  # the index re-encodes the rows the step made stale
         assert job["peak_rss_mib"] >= job["rss_after_model_load_mib"] > 0
-    sft, rl = results["jobs"]["sft"], results["jobs"]["rl"]
+    sft, rl = results["jobs"]["sft (prefix)"], results["jobs"]["rl (prefix)"]
     assert rl["summary"]["generated_tokens_per_step"] > 0  # 2 x 2 sampled reasonings
+    assert rl["summary"]["speedup_vs_plain"] > 0
+    # the prefix path computes fewer tokens for the same step: each prompt once for its samples, no shared prefix
+    plain_rl = results["jobs"]["rl (plain)"]["summary"]
+    assert rl["summary"]["grad_tokens_per_step"] < plain_rl["grad_tokens_per_step"]
     # the loops' own timers lie inside the measured step
     assert sft["summary"]["tensorboard_means"]["time/step_s"] <= sft["summary"]["s_per_step"] + 0.05
     phases = sum(v for tag, v in rl["summary"]["tensorboard_means"].items() if tag.startswith("time/"))
     assert phases <= rl["summary"]["s_per_step"] + 0.05
-    assert np.isfinite(phases) and "| sft |" in capsys.readouterr().out
+    assert np.isfinite(phases) and "| sft (prefix) |" in capsys.readouterr().out
+
+
+def test_bench_embedder_compares_the_two_paths(load, tiny_embedder, tmp_path, capsys):
+    tiny_embedder.save_pretrained(tmp_path / "model")
+    results = load("bench_embedder").main(["--model", str(tmp_path / "model"), "--docs", "12", "--queries", "6",
+                                           "--reasoning-queries", "3", "--batch-sizes", "4", "--reasoning-batch", "3",
+                                           "--max-new-tokens", "3", "--output", str(tmp_path / "embedder.json")])
+    rows = results["rows"]
+    assert {(r["what"].split(" (")[0].split(",")[0], r["path"]) for r in rows} >= {("documents", "plain"),
+                                                                                   ("documents", "prefix"),
+                                                                                   ("queries", "prefix")}
+    for row in rows:
+        assert row["max_abs_diff"] <= 1e-4 and row["seconds"] > 0  # the same vectors on both paths
+        if row["computed_tokens_per_text"] and row["path"] == "prefix":
+            plain = next(r for r in rows if r["what"] == row["what"] and r["path"] == "plain")
+            assert row["computed_tokens_per_text"] < plain["computed_tokens_per_text"]
+    assert results["wordnet_full_corpus"]["projected_minutes"] > 0
+    assert json.loads((tmp_path / "embedder.json").read_text())["rows"] == rows
+    assert "| documents (wordnet-revdict) | prefix |" in capsys.readouterr().out
 
 
 def test_bench_training_refuses_fp16_on_a_cpu(load, capsys):
