@@ -14,7 +14,7 @@ Usage::
 
     python scripts/mteb_check.py --model base --dataset wordnet-revdict --num-queries 100 --corpus-docs 500
 
-Needs ``pip install mteb`` (not a dependency of sr3). Prints both nDCG@10 values and their difference.
+Needs ``pip install -e ".[mteb]"`` (mteb is not a dependency of sr3 itself). Prints both nDCG@10 values and their difference.
 """
 
 from __future__ import annotations
