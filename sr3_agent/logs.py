@@ -37,15 +37,22 @@ class LineProgressStream(io.TextIOBase):
     def __init__(self, stream: TextIO) -> None:
         super().__init__()
         self.stream = stream
+        self._last_status: str | None = None  #: the status line just written (None after other output)
 
     def write(self, text: str) -> int:
         if text.startswith("\r"):
             status = text.strip("\r").rstrip()
-            if status:
+            if status and status != self._last_status:  # tqdm repeats the final status when it closes
                 self.stream.write(status + "\n")
-        else:
+            self._last_status = status or self._last_status
+            return len(text)
+        written = len(text)
+        if self._last_status is not None and text.startswith("\n"):
+            text = text[1:]  # the newline tqdm ends a bar with: the status line already has one
+        if text:
+            self._last_status = None
             self.stream.write(text)
-        return len(text)
+        return written
 
     def flush(self) -> None:
         self.stream.flush()
