@@ -359,6 +359,35 @@ class ReasoningEmbedder:
         """(B, hidden) embeddings of token sequences that contain the embed token (keeps gradients)."""
         return self.pool(self.hidden_states(input_ids, attention_mask), input_ids, attention_mask)
 
+    def hidden_states_after_prefix(self, sequences: Sequence[Sequence[int]], instruction: str
+                                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Final hidden states of token sequences that start with ``instruction``'s shared prefix,
+        computed after it: the prefix runs once for the batch (with gradients when they are on, so
+        losses and gradients equal `hidden_states`'s; else from the per-version cache).
+
+        Returns ``(hidden, ids, mask)`` of the part after the prefix, left-padded: (B, S, H),
+        (B, S), (B, S); `pool` and the answer-template loss read them as they read whole sequences.
+        None when it does not apply (prefix reuse off, data-parallel training, or a sequence that
+        does not start with the prefix): use `hidden_states`."""
+        training = torch.is_grad_enabled()
+        if training and self.parallel_forward is not None:  # DDP must see the whole forward
+            return None
+        split = self._split_prefix(sequences, instruction, cached=not training)
+        if split is None:
+            return None
+        prefix_ids, layers, rests = split
+        if layers is None:
+            layers = self._prefix_with_gradients(prefix_ids)
+        hidden, _, _ = self._continue_prefix(layers, len(prefix_ids), rests)
+        ids, mask = (t.to(self.device) for t in pad_rests(rests, self.pad_token_id))
+        return (hidden.float() if self.autocast_dtype is not None else hidden), ids, mask
+
+    def _prefix_with_gradients(self, prefix_ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The prefix's per-layer keys and values computed now, in the autograd graph."""
+        with self._autocast(self.device):
+            output = self._decoder()(input_ids=torch.tensor([prefix_ids], device=self.device), use_cache=True)
+        return key_values(returned_cache(output))
+
     def grouped_hidden_states(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """The final hidden states a training pass over ``rollout`` needs, each prompt computed once.
 
@@ -389,8 +418,7 @@ class ReasoningEmbedder:
         prefix_ids, _, rests = split
         decoder, config = self._decoder(), self._decoder().config
         with self._autocast(self.device):
-            prefix = decoder(input_ids=torch.tensor([prefix_ids], device=self.device), use_cache=True)  # with gradients
-            hidden, cache, prompt_mask = self._continue_prefix(key_values(returned_cache(prefix)), len(prefix_ids), rests)
+            hidden, cache, prompt_mask = self._continue_prefix(self._prefix_with_gradients(prefix_ids), len(prefix_ids), rests)
             cache = repeat_rows(key_values(cache), G, config)
             prompt_mask = prompt_mask.repeat_interleave(G, dim=0)  # (N, P + S)
             width = max(len(c) for c in continuations)

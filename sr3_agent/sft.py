@@ -91,6 +91,32 @@ def query_sequences(embedder: ReasoningEmbedder, texts: list[str], reason: np.nd
     return sequences
 
 
+def training_embeddings(embedder: ReasoningEmbedder, sequences: list[list[int]], instructions: list[str], *,
+                        whole: bool = False) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    """(B, D) embeddings and the answer-template LM loss of token sequences that end with the token,
+    with gradients, each row prompted by its entry of ``instructions``.
+
+    The rows of each instruction run after its shared prefix, computed once
+    (`ReasoningEmbedder.hidden_states_after_prefix`): the same losses and gradients as whole
+    sequences, for fewer tokens. With ``whole`` (the KL to a reference needs every position), or
+    where that does not apply, the sequences are computed whole and ``(hidden, ids, mask)`` is
+    returned as the third item (else None)."""
+    groups = {instruction: [i for i, own in enumerate(instructions) if own == instruction]
+              for instruction in dict.fromkeys(instructions)}
+    parts = None if whole else [embedder.hidden_states_after_prefix([sequences[i] for i in rows], instruction)
+                                for instruction, rows in groups.items()]
+    if parts is None or any(part is None for part in parts):
+        ids, mask = embedder.pad_left(sequences)
+        hidden = embedder.hidden_states(ids, mask)
+        return embedder.pool(hidden, ids, mask), answer_template_loss(embedder, hidden, ids), (hidden, ids, mask)
+    embeddings, lm = [], 0.0
+    for (hidden, ids, mask), rows in zip(parts, groups.values()):
+        embeddings.append(embedder.pool(hidden, ids, mask))
+        lm = lm + answer_template_loss(embedder, hidden, ids) * len(rows) / len(sequences)  # one label per row
+    order = torch.as_tensor([i for rows in groups.values() for i in rows], device=embedder.device)
+    return torch.cat(embeddings)[torch.argsort(order)], lm, None
+
+
 def answer_template_loss(embedder: ReasoningEmbedder, hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """Language-model loss of the answer template: the embed token after each prompt.
 
@@ -249,10 +275,11 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
 
             # 1. queries, embedded directly or after a reasoning the model writes (with gradients)
             reason = rng.random(len(rows)) < config.reasoning_fraction
-            q_ids, q_mask = embedder.pad_left(query_sequences(embedder, [data.query_texts[r] for r in rows], reason,
-                                                              config.reasoning_tokens, config.reasoning_temperature))
-            q_hidden = embedder.hidden_states(q_ids, q_mask)
-            queries = embedder.pool(q_hidden, q_ids, q_mask)  # (B, D)
+            q_sequences = query_sequences(embedder, [data.query_texts[r] for r in rows], reason,
+                                          config.reasoning_tokens, config.reasoning_temperature)
+            q_instructions = [embedder.prompts.reasoning if r else embedder.prompts.query for r in reason]
+            queries, q_lm, q_whole = training_embeddings(embedder, q_sequences, q_instructions,
+                                                         whole=reference is not None)  # (B, D)
 
             # 2. hard negatives under the current model (the index re-encodes the stale rows it touches)
             found = index.search(queries.detach(), batch_gold, k=config.mine_top_k)
@@ -262,9 +289,10 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
 
             # 3. positives then negatives, embedded as documents (with gradients)
             column_rows = np.concatenate([positives_rows, negative_rows.reshape(-1)])
-            d_ids, d_mask = embedder.direct_batch([data.documents[r] for r in column_rows], embedder.prompts.document)
-            d_hidden = embedder.hidden_states(d_ids, d_mask)
-            documents = embedder.pool(d_hidden, d_ids, d_mask)  # (B + B*H, D)
+            d_sequences = [ids + [embedder.embed_token_id] for ids in
+                           embedder.prompt_ids([data.documents[r] for r in column_rows], embedder.prompts.document)]
+            documents, d_lm, _ = training_embeddings(embedder, d_sequences, [embedder.prompts.document] * len(d_sequences))
+            # documents: (B + B*H, D)
             positives, negatives = documents[:len(rows)], documents[len(rows):]
 
             # 4. losses, one optimiser step (the model's version goes up; DDP averages the gradients)
@@ -274,9 +302,9 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
                 losses["triplet"] = triplet_margin(queries, positives, negatives.view(len(rows), config.hard_negatives, -1),
                                                    margin=config.margin)
             if config.lm_weight > 0:
-                losses["lm"] = 0.5 * (answer_template_loss(embedder, q_hidden, q_ids)
-                                      + answer_template_loss(embedder, d_hidden, d_ids))
-            if reference is not None:
+                losses["lm"] = 0.5 * (q_lm + d_lm)
+            if reference is not None:  # every query position: computed whole
+                q_hidden, q_ids, q_mask = q_whole
                 head = embedder.model.get_output_embeddings()
                 with torch.no_grad():
                     ref_logits = reference(input_ids=q_ids, attention_mask=q_mask,

@@ -211,3 +211,29 @@ def test_length_batches_keep_every_row_once_and_bound_the_padding():
         width = max(lengths[i] for i in batch)
         assert len(batch) == 1 or len(batch) * width * 0.8 <= sum(lengths[i] for i in batch)
     assert [len(b) for b in batches if 120 in [lengths[i] for i in b]] == [1]  # the outlier pads nobody
+
+
+def test_sft_embeddings_after_the_prefix_give_the_whole_sequences_losses_and_gradients(tiny_embedder, real_texts):
+    from sr3_agent.sft import query_sequences, training_embeddings
+
+    torch.manual_seed(0)
+    texts = real_texts[10:16]
+    reason = np.array([True, False, True, False, False, True])  # two instructions in one batch
+    sequences = query_sequences(tiny_embedder, texts, reason, max_new_tokens=4, temperature=1.0)
+    instructions = [tiny_embedder.prompts.reasoning if r else tiny_embedder.prompts.query for r in reason]
+    documents = [ids + [tiny_embedder.embed_token_id]
+                 for ids in tiny_embedder.prompt_ids(real_texts[:6], tiny_embedder.prompts.document)]
+    results = {}
+    for whole in (True, False):
+        tiny_embedder.model.zero_grad(set_to_none=True)
+        queries, q_lm, q_whole = training_embeddings(tiny_embedder, sequences, instructions, whole=whole)
+        docs, d_lm, _ = training_embeddings(tiny_embedder, documents, [tiny_embedder.prompts.document] * 6, whole=whole)
+        assert (q_whole is None) != whole
+        loss = (queries * docs).sum() + q_lm + d_lm
+        loss.backward()
+        results[whole] = (queries.detach(), q_lm.detach(), d_lm.detach(),
+                          {n: p.grad.clone() for n, p in tiny_embedder.model.named_parameters()})
+    for a, b in zip(results[True][:3], results[False][:3]):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+    for name, grad in results[True][3].items():
+        torch.testing.assert_close(results[False][3][name], grad, atol=1e-5, rtol=1e-3, msg=f"gradient of {name}")
