@@ -21,8 +21,10 @@ each query's relevant document. For S steps of B queries (defaults: 10,000 steps
   count equals the rows whose version is old. The rank error against a corpus fully re-encoded by
   the current version (rows outside the candidates may be stale: not an invariant) is recorded beside.
 
-Usage: ``python benchmarks/bench_soak.py`` (about 5 minutes on 2 cores). Prints Markdown tables and
-writes JSON (default benchmarks/results/bench_soak.json). tests/test_benchmarks.py runs a short version.
+Usage: ``python benchmarks/bench_soak.py [--progress]`` (defaults: N=10,000, d=64, B=64, top-K 20, budget
+64; 14.8 minutes on a 2-core machine shared with other jobs, about 10 ms per step while it was quiet).
+Prints Markdown tables and writes JSON (default benchmarks/results/bench_soak.json).
+tests/test_benchmarks.py runs a short version.
 """
 
 from __future__ import annotations

@@ -380,7 +380,8 @@ def stop_exit_code() -> int:
 @contextlib.contextmanager
 def graceful_interrupt():
     """The first Ctrl-C (SIGINT) or SIGTERM asks the training loop to stop after the current step (it
-    then saves a checkpoint); a second one interrupts at once. Outside the main thread it changes nothing."""
+    then saves a checkpoint); a Ctrl-C after that interrupts at once, a repeated SIGTERM does not (a
+    launcher may forward the one the scheduler sent). Outside the main thread it changes nothing."""
     flag = StopFlag()
     if threading.current_thread() is not threading.main_thread():
         yield flag
@@ -388,10 +389,15 @@ def graceful_interrupt():
 
     def handler(signum: int, frame: Any) -> None:
         if flag.requested:
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:  # a second Ctrl-C: the user means it
+                raise KeyboardInterrupt
+            # SIGTERM again: launchers forward the scheduler's SIGTERM to processes that got it already
+            # (torchrun does); the scheduler's SIGKILL, not a second SIGTERM, is the hard stop
+            logger.warning("SIGTERM again: still finishing this step (Ctrl-C aborts at once)")
+            return
         flag.requested, flag.signal = True, signum
         _last_stop.append(signum)
-        logger.warning("%s: finishing this step and saving a checkpoint (send it again to abort at once)",
+        logger.warning("%s: finishing this step and saving a checkpoint (Ctrl-C to abort at once)",
                        signal.Signals(signum).name)
 
     previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}

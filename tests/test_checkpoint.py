@@ -185,8 +185,10 @@ def test_sigterm_is_a_first_ctrl_c():
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.requested and stop.signal == signal.SIGTERM  # noted, not fatal: the loop finishes its step
         assert stop_exit_code() == 128 + signal.SIGTERM
+        os.kill(os.getpid(), signal.SIGTERM)  # the same SIGTERM forwarded by a launcher (torchrun): still finishing
+        assert stop.requested and stop.signal == signal.SIGTERM
         with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGTERM)  # a second one aborts
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C after it aborts at once
     assert {s: signal.getsignal(s) for s in before} == before  # the caller's handlers are back
 
 
