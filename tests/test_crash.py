@@ -220,3 +220,32 @@ def test_resource_and_name_errors_are_one_clear_line(case, expected, tmp_path):
         out = str(tmp_path / "a-file" / "run")
     code, _, stderr = run("sft", "--model", model, "--dataset", dataset, "--split", "test", "--output-dir", out)
     assert code == 2 and expected in stderr and "Traceback" not in stderr, stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_sigterm_under_accelerate_stops_every_process_after_the_same_step(tiny_model, tmp_path):
+    """A scheduler's SIGTERM reaches the whole job (launcher and both workers; torchrun forwards it a
+    second time): each process finishes the same step, the checkpoint holds both processes' random
+    states, and nothing is left half-written."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "run"
+    command = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+               str(port), "-m", "sr3_agent.cli", "sft", "--model", str(tiny_model), *ARGS["sft"], "--steps", "500",
+               "--save-every", "1000", "--output-dir", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    process = subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    wait_for_training(process, out)
+    os.killpg(process.pid, signal.SIGTERM)  # like Slurm: every process of the job
+    _, stdout, stderr = finish(process)
+    [checkpoint] = list_checkpoints(out)
+    assert verify_checkpoint(checkpoint) is None, stderr[-3000:]
+    state = torch.load(checkpoint / "state.pt", weights_only=True)
+    assert len(state["process_rng"]) == 2 and state["step"] == int(checkpoint.name.split("-")[1])
+    assert stdout.count("sr3 sft --resume") >= 1 and not (out / "final").exists()
+    assert not list(out.glob(".*.partial"))
