@@ -95,6 +95,7 @@ def embedder_speed(model: str, texts: list[str], max_new_tokens: int) -> list[di
 
     embedder = ReasoningEmbedder.from_pretrained(None if model == "base" else model, device="cpu")
     embedder.batch_size = len(texts)
+    embedder.encode_queries(texts[:2], reasoning=True, max_new_tokens=2)  # warm-up (first-call costs)
     rows = []
     for reasoning in (False, True):
         start = time.perf_counter()
