@@ -103,7 +103,7 @@ def direct_rows(embedder, what: str, texts: list[str], instruction: str, encode,
             computed = tokens[path] * len(texts)
             rows.append({"what": what, "path": path, "batch_size": batch_size, "texts": len(texts),
                          "text_tokens_per_text": round(tokens["text"], 1), "computed_tokens_per_text": round(tokens[path], 1),
-                         "seconds": round(seconds, 2), "texts_per_s": round(len(texts) / seconds, 1),
+                         "seconds": round(seconds, 4), "texts_per_s": round(len(texts) / seconds, 1),
                          "speedup": round(plain_s / seconds, 2),
                          "flop_floor_ratio": round(seconds / (computed * floor), 2),
                          "max_abs_diff": float(np.abs(prefix_v - plain_v).max())})
@@ -117,7 +117,7 @@ def reasoning_rows(embedder, texts: list[str], max_new_tokens: int, batch_size: 
     (plain_s, plain_v), (prefix_s, prefix_v) = runs["plain"], runs["prefix"]
     return [{"what": f"queries, reasoning (greedy, <= {max_new_tokens} new tokens)", "path": path,
              "batch_size": batch_size, "texts": len(texts), "text_tokens_per_text": None, "computed_tokens_per_text": None,
-             "seconds": round(seconds, 2), "texts_per_s": round(len(texts) / seconds, 2), "speedup": round(plain_s / seconds, 2),
+             "seconds": round(seconds, 4), "texts_per_s": round(len(texts) / seconds, 2), "speedup": round(plain_s / seconds, 2),
              "flop_floor_ratio": None, "max_abs_diff": float(np.abs(prefix_v - plain_v).max())}
             for path, seconds in (("plain", plain_s), ("prefix", prefix_s))]
 
