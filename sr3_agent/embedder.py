@@ -298,13 +298,7 @@ class ReasoningEmbedder:
 
     def pad_left(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-pad token lists into ``input_ids`` and ``attention_mask`` (B, T) on the model's device."""
-        width = max(len(s) for s in sequences)
-        ids = torch.full((len(sequences), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        for row, seq in enumerate(sequences):
-            if len(seq):
-                ids[row, width - len(seq):] = torch.as_tensor(list(seq), dtype=torch.long)
-                mask[row, width - len(seq):] = 1
+        ids, mask = pad_rests(sequences, self.pad_token_id)
         return ids.to(self.device), mask.to(self.device)
 
     def direct_batch(self, texts: Sequence[str], instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -397,8 +391,9 @@ class ReasoningEmbedder:
         the gradients of the rows that read them), so losses and gradients equal those of
         `hidden_states` over the whole sequences.
 
-        Returns ``(last, states, mask)``: (N, H) the prompt's last position (it predicts the first
-        continuation token), (N, L, H) the continuation's positions, (N, L) int64 its real tokens;
+        Returns ``(last, states, ids, mask)``: (N, H) the prompt's last position (it predicts the first
+        continuation token), (N, L, H) the continuation's positions, (N, L) its tokens and (N, L) int64
+        which of them are real;
         or None when it does not apply (prefix reuse off, data-parallel training, no prompt lengths,
         or prompts that do not start with the prefix): use `hidden_states`.
         """
@@ -433,7 +428,7 @@ class ReasoningEmbedder:
         last = hidden[:, -1].repeat_interleave(G, dim=0)
         if self.autocast_dtype is not None:
             last, states = last.float(), states.float()
-        return last, states, mask
+        return last, states, ids, mask
 
     # -- the shared prompt prefix (sr3_agent.kvcache) ----------------------------------------------
 

@@ -60,10 +60,9 @@ def policy_forward(policy: ReasoningEmbedder, rollout: Rollout, *, grouped: bool
         logits = policy.model.get_output_embeddings()(hidden[:, :-1]).float()  # (N, T-1, V)
         logprobs = token_logprobs(logits, rollout.input_ids[:, 1:])
         return logprobs, policy.pool(hidden, rollout.input_ids, rollout.attention_mask)
-    last, states, mask = parts  # (N, H), (N, L, H), (N, L): the continuation, right-padded
+    last, states, tokens, mask = parts  # (N, H), (N, L, H), (N, L), (N, L): the continuation, right-padded
     N, L = mask.shape
     predictors = torch.cat([last[:, None], states[:, :-1]], dim=1)  # (N, L, H): position k predicts token k
-    tokens = rollout_continuations(rollout, L)  # (N, L)
     continuation_logprobs = token_logprobs(policy.model.get_output_embeddings()(predictors).float(), tokens)
     lengths = mask.sum(dim=1)  # (N,) reasoning + embed token
     embeddings = torch.nn.functional.normalize(states[torch.arange(N, device=states.device), lengths - 1].float(), dim=-1)
@@ -84,15 +83,6 @@ def reference_logprobs(policy: ReasoningEmbedder, reference: ReasoningEmbedder |
         return policy_forward(reference, rollout)[0]
     with policy.model.disable_adapter():
         return policy_forward(policy, rollout)[0]
-
-
-def rollout_continuations(rollout: Rollout, width: int) -> torch.Tensor:
-    """(N, width) each row's tokens after its prompt (reasoning + embed token), right-padded with the token."""
-    rows = []
-    for seq, mask, length in zip(rollout.input_ids, rollout.attention_mask, rollout.prompt_lengths.tolist()):
-        tokens = seq[mask.bool()][length:]
-        rows.append(torch.nn.functional.pad(tokens, (0, width - len(tokens)), value=int(tokens[-1])))
-    return torch.stack(rows)
 
 
 def auxiliary_batch(gold_rows: list[np.ndarray], top_rows: list[np.ndarray], negatives_per_query: int
