@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     import mteb
     from sentence_transformers import SentenceTransformer
 
-    from sr3_agent.compare import embedder_systems
+    from sr3_agent.compare import QueryPaths, embedder_systems
     from sr3_agent.embedder import ReasoningEmbedder
     from sr3_agent.evaluate import evaluate_systems
     from sr3_agent.export import export_embedder
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = load_dataset(args.dataset).subset(num_queries=args.num_queries, num_docs=args.corpus_docs, seed=args.seed)
     embedder = ReasoningEmbedder.from_pretrained(None if args.model == "base" else args.model, device="cpu",
                                                  max_length=args.max_length, batch_size=32)
-    sr3_row = evaluate_systems(data, embedder_systems(embedder, "sr3", reasoning=False, max_new_tokens=1))[0]
+    sr3_row = evaluate_systems(data, embedder_systems(QueryPaths(embedder, 1), "sr3", reasoning=False))[0]
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = export_embedder(embedder, Path(tmp) / "model")

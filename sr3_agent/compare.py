@@ -10,26 +10,51 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
+
 from sr3_agent.config import EvalConfig
-from sr3_agent.embedder import ReasoningEmbedder
+from sr3_agent.embedder import ReasoningEmbedder, fuse
 from sr3_agent.evaluate import BM25System, DenseSystem, evaluate_systems, minilm_system
 from sr3_env import RetrievalDataset, load_dataset
 
 logger = logging.getLogger(__name__)
 
 
-def embedder_systems(embedder: ReasoningEmbedder, label: str, *, reasoning: bool, max_new_tokens: int) -> list[DenseSystem]:
-    """The embedder as one or two systems: direct queries, and queries embedded after reasoning.
+class QueryPaths:
+    """The three ways an embedder embeds queries: direct, after reasoning, and fused (both combined).
 
-    Both share the documents (always embedded directly), hence one cache key.
+    The reasoning is written once per list of texts and shared by the reasoning and fused systems;
+    `embed_token_rate` is the share of those reasonings the model ended with the token itself."""
+
+    def __init__(self, embedder: ReasoningEmbedder, max_new_tokens: int) -> None:
+        self.embedder, self.max_new_tokens = embedder, max_new_tokens
+        self._texts: tuple[str, ...] | None = None
+        self._vectors: np.ndarray | None = None
+        self.embed_token_rate: float | None = None
+
+    def direct(self, texts: list[str]) -> np.ndarray:
+        return self.embedder.encode_queries(texts)
+
+    def reasoning(self, texts: list[str]) -> np.ndarray:
+        if self._texts != tuple(texts):
+            self.embedder.missing_embed_token = self.embedder.reasoning_rollouts = 0
+            self._vectors = self.embedder.encode_queries(texts, reasoning=True, max_new_tokens=self.max_new_tokens)
+            self._texts, self.embed_token_rate = tuple(texts), 1.0 - self.embedder.missing_embed_token_rate
+        return self._vectors
+
+    def fused(self, texts: list[str]) -> np.ndarray:
+        return fuse(self.direct(texts), self.reasoning(texts))
+
+
+def embedder_systems(paths: QueryPaths, label: str, *, reasoning: bool) -> list[DenseSystem]:
+    """An embedder as one system (direct queries) or three (also after reasoning, and fused).
+
+    All share the documents (always embedded directly), hence one cache key.
     """
+    embedder = paths.embedder
     key = f"{embedder.name}@{embedder.fingerprint()}"
-    systems = [DenseSystem(f"{label} (direct)", lambda texts: embedder.encode_queries(texts), embedder.encode_documents, key)]
-    if reasoning:
-        systems.append(DenseSystem(
-            f"{label} (reasoning)", lambda texts: embedder.encode_queries(texts, reasoning=True, max_new_tokens=max_new_tokens),
-            embedder.encode_documents, key))
-    return systems
+    names = ("direct", "reasoning", "fused") if reasoning else ("direct",)
+    return [DenseSystem(f"{label} ({name})", getattr(paths, name), embedder.encode_documents, key) for name in names]
 
 
 def evaluation_set(name: str, config: EvalConfig) -> tuple[RetrievalDataset, str | None]:
@@ -59,18 +84,19 @@ def run_eval(config: EvalConfig, embedders: list[tuple[str, ReasoningEmbedder]] 
     """Evaluate as configured; ``embedders`` (label, model) pairs replace ``config.models`` when given."""
     embedders = embedders if embedders is not None else [load_embedder(spec, config) for spec in config.models]
     systems: list[Any] = []
+    reasoning_paths: dict[str, QueryPaths] = {}  # system name -> the paths that wrote its reasonings
     for label, embedder in embedders:
-        systems += embedder_systems(embedder, label, reasoning=config.reasoning, max_new_tokens=config.max_new_tokens)
+        paths = QueryPaths(embedder, config.max_new_tokens)
+        own = embedder_systems(paths, label, reasoning=config.reasoning)
+        reasoning_paths.update({system.name: paths for system in own[1:]})
+        systems += own
     if config.baselines:
         systems += [BM25System(), minilm_system()]
     rows = []
     for name in config.datasets:
         dataset, note = evaluation_set(name, config)
-        for label, embedder in embedders:
-            embedder.missing_embed_token = embedder.reasoning_rollouts = 0
         rows += evaluate_systems(dataset, systems, note=note)
         for row in rows[-len(systems):]:
-            embedder = next((e for label, e in embedders if row["system"] == f"{label} (reasoning)"), None)
-            if embedder is not None:
-                row["missing_embed_token_rate"] = round(embedder.missing_embed_token_rate, 4)
+            if row["system"] in reasoning_paths:
+                row["embed_token_rate"] = round(reasoning_paths[row["system"]].embed_token_rate, 4)
     return rows

@@ -62,6 +62,18 @@ class SFTConfig:
     """Longest reasoning written for those queries, in tokens."""
     reasoning_temperature: float = 0.7
     """Sampling temperature of those reasonings (0: greedy)."""
+    reasoning_samples: int = 1
+    """Reasonings sampled per reasoning query; with more than 1 and --keep best or beats_direct, the one
+    that ranks the relevant document best in the training index is kept (rejection sampling)."""
+    keep: str = "all"
+    """Which sampled reasoning a query trains on: all (its one sample, unselected; the LM loss labels only
+    the token), best (the best-ranked sample) or beats_direct (the best, only where it ranks the relevant
+    document above the direct embedding); with best and beats_direct the LM loss labels the kept
+    reasoning too, and a query with none kept is embedded directly."""
+    min_reasoning_tokens: int = 4
+    """A sampled reasoning is cut after its first sentence or line that ends at or after this many tokens..."""
+    kept_reasoning_tokens: int = 16
+    """...and at most this many: one with no such end is cut before the last word that starts within them."""
     hard_negatives: int = 1
     """Mined hard negatives per query (0: in-batch negatives only)."""
     mine_top_k: int = 8
@@ -107,6 +119,18 @@ class SFTConfig:
             raise ConfigError(f"reasoning_fraction is a share of the batch, in [0, 1]; got {self.reasoning_fraction}.")
         if self.reasoning_tokens < 1 or self.reasoning_temperature < 0:
             raise ConfigError("reasoning_tokens must be >= 1 and reasoning_temperature >= 0 (0: greedy).")
+        _positive(self, "reasoning_samples", "min_reasoning_tokens", "kept_reasoning_tokens")
+        if self.min_reasoning_tokens > self.kept_reasoning_tokens:
+            raise ConfigError(f"min_reasoning_tokens ({self.min_reasoning_tokens}) must be <= kept_reasoning_tokens "
+                              f"({self.kept_reasoning_tokens}).")
+        if self.keep not in ("all", "best", "beats_direct"):
+            raise ConfigError(f"keep must be all, best or beats_direct, got {self.keep!r}.")
+        if self.keep != "all" and self.reasoning_samples > 1 and self.reasoning_temperature == 0:
+            raise ConfigError("Greedy samples of one query are identical: rejection sampling needs "
+                              "--reasoning-temperature > 0 (0.7 is usual).")
+        if self.keep == "all" and self.reasoning_samples > 1:
+            raise ConfigError("--keep all trains on one unselected sample per query: set --reasoning-samples 1, or "
+                              "--keep best / beats_direct to choose among several.")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}.")
         if self.infonce_weight == 0 and self.triplet_weight == 0:
@@ -154,6 +178,14 @@ class RLConfig:
     """Nucleus sampling threshold."""
     reward: str = "log_rank"
     """Environment reward: reciprocal_rank, ndcg@10, recall@100, log_rank, ..."""
+    margin_weight: float = 1.0
+    """Weight of the score margin added to the environment's reward: the relevant document's score minus
+    the best other one's, which keeps separating reasonings that all rank it first (0: the rank alone)."""
+    token_bonus: float = 0.1
+    """Reward added when the model wrote <|embed_token|> itself within max_new_tokens."""
+    normalise_std: bool = True
+    """Divide group advantages by the group's standard deviation (GRPO); --no-normalise-std keeps them
+    as differences from the group mean (Dr. GRPO)."""
     top_k: int = 10
     """Top documents the environment returns per action; their stale index rows are re-encoded (lazy refresh)."""
     refresh: str = "lazy"
@@ -207,7 +239,8 @@ class RLConfig:
         _precision(self)
         _positive(self, "steps", "queries_per_step", "max_new_tokens", "top_k", "refresh_every", "max_length",
                   "lora_rank", "save_every", "log_every", "eval_queries", "eval_docs")
-        _at_least(self, 0, "kl_weight", "aux_weight", "aux_negatives", "refresh_budget", "eval_every")
+        _at_least(self, 0, "kl_weight", "aux_weight", "aux_negatives", "refresh_budget", "eval_every", "margin_weight",
+                  "token_bonus")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2: advantages are relative to the group (got {self.group_size}).")
         if self.temperature <= 0:

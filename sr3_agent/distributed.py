@@ -147,7 +147,7 @@ def shard_rows(rows: np.ndarray, processes: Processes) -> np.ndarray:
     """The part of a step's batch that this process takes: contiguous blocks, in rank order, whose
     sizes differ by at most one (so the union over the processes is the whole batch).
 
-    Every process draws the same step-seeded batch (`sr3_agent.sft.batch_query_rows`) and keeps its
+    Every process draws the same step-seeded batch (`sr3_agent.training.batch_query_rows`) and keeps its
     block, so ``batch_size`` / ``queries_per_step`` stay the total per optimiser step whatever the
     number of processes, and a resumed run sees the same blocks.
     """

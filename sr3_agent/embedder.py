@@ -86,6 +86,18 @@ def autocast_dtype_for(precision: str, device: str | torch.device) -> torch.dtyp
     return torch.bfloat16 if precision == "bf16" else None
 
 
+def fuse(direct: np.ndarray, reasoned: np.ndarray, weight: float = 0.5) -> np.ndarray:
+    """(N, D) fused query embeddings: ``(1 - weight) * direct + weight * reasoned``, L2-normalised
+    (as HyDE averages a query with generated documents): a bad reasoning moves the query only half-way."""
+    if np.shape(direct) != np.shape(reasoned):
+        raise ValueError(f"direct and reasoned embeddings must have the same shape, got {np.shape(direct)} and "
+                         f"{np.shape(reasoned)}.")
+    if not 0 <= weight <= 1:
+        raise ValueError(f"weight must be in [0, 1], got {weight}.")
+    mixed = (1 - weight) * np.asarray(direct, dtype=np.float32) + weight * np.asarray(reasoned, dtype=np.float32)
+    return mixed / np.maximum(np.linalg.norm(mixed, axis=1, keepdims=True), 1e-12)
+
+
 def _add_token_rows(model: Any, size: int) -> None:
     """Grow the vocabulary to ``size``; new rows start at the mean of the old ones (deterministic, so
     the same base model always gives the same embedder)."""
@@ -252,13 +264,19 @@ class ReasoningEmbedder:
         return self._encode_direct(texts, self.prompts.document)
 
     def encode_queries(self, texts: Sequence[str], reasoning: bool = False, *, max_new_tokens: int = 64,
-                       temperature: float = 0.0) -> np.ndarray:
+                       temperature: float = 0.0, fused: bool = False) -> np.ndarray:
         """(len(texts), dim) float32, L2-normalised query embeddings, directly or after reasoning.
 
         With ``reasoning=True`` the model writes at most ``max_new_tokens`` tokens (greedy when
         ``temperature`` is 0) and stops at the token; ``missing_embed_token_rate`` reports how
-        often it had to be appended.
+        often it had to be appended. With ``fused=True`` as well, the direct and the reasoned
+        embeddings are combined (`fuse`).
         """
+        if fused and not reasoning:
+            raise ValueError("fused=True combines the direct and the reasoned embeddings: pass reasoning=True too.")
+        if fused:
+            return fuse(self._encode_direct(texts, self.prompts.query),
+                        self.encode_queries(texts, reasoning=True, max_new_tokens=max_new_tokens, temperature=temperature))
         if not reasoning:
             return self._encode_direct(texts, self.prompts.query)
         out = np.empty((len(texts), self.dim), dtype=np.float32)

@@ -36,8 +36,8 @@ from sr3_agent.embedder import ReasoningEmbedder, Rollout, autocast_dtype_for
 from sr3_agent.evaluate import dense_run, ir_metrics
 from sr3_agent.losses import clipped_policy_loss, group_advantages, info_nce, kl_penalty_k3, token_logprobs
 from sr3_agent.runlock import holds_run_lock
-from sr3_agent.sft import (add_lora, batch_query_rows, close_writer, false_negative_mask, index_state, make_writer,
-                           training_data, training_index, write_scalars)
+from sr3_agent.training import (add_lora, batch_query_rows, close_writer, false_negative_mask, index_state, make_writer,
+                                training_data, training_index, write_scalars)
 from sr3_env import RetrievalDataset, load_dataset
 from sr3_env.vector import RetrievalEmbedVectorEnv
 
@@ -96,6 +96,35 @@ def auxiliary_batch(gold_rows: list[np.ndarray], top_rows: list[np.ndarray], neg
     negatives = negatives[~np.isin(negatives, positives)]  # a positive of one query is an in-batch column already
     columns = np.concatenate([positives, negatives])
     return positives, negatives, false_negative_mask(gold_rows, columns)
+
+
+def score_margins(embeddings: torch.Tensor, gold_vectors: list[torch.Tensor], top_scores: np.ndarray,
+                  top_is_gold: np.ndarray) -> torch.Tensor:
+    """(N,) how far each embedding puts its query's best relevant document above the best other one:
+    max over the relevant rows of ``q · d`` minus the best non-relevant score among the top-k (the
+    k-th score when the top-k are all relevant). Unlike a rank it keeps separating samples that all
+    rank the relevant document first.
+
+    ``embeddings`` (N, D); ``gold_vectors[n]`` (g_n, D) the current index rows of query n's relevant
+    documents; ``top_scores`` (N, k) and ``top_is_gold`` (N, k) from the search."""
+    scores = np.asarray(top_scores, dtype=np.float32)
+    others = np.where(np.asarray(top_is_gold, dtype=bool), -np.inf, scores).max(axis=1)
+    others = np.where(np.isfinite(others), others, scores.min(axis=1))
+    gold = torch.stack([(rows.to(embeddings) @ q).max() for q, rows in zip(embeddings, gold_vectors)])
+    return gold.float() - torch.as_tensor(others, device=gold.device)
+
+
+def shaped_rewards(env_rewards: np.ndarray, margins: torch.Tensor, emitted: torch.Tensor, config: RLConfig) -> torch.Tensor:
+    """(N,) the rewards the advantages use: the environment's, plus ``margin_weight`` × the score
+    margin (which does not saturate at rank 1), plus ``token_bonus`` where the model wrote the token itself."""
+    return (torch.as_tensor(env_rewards, dtype=torch.float32) + config.margin_weight * margins.detach().float().cpu()
+            + config.token_bonus * emitted.float().cpu())
+
+
+def zero_variance_share(rewards: torch.Tensor, group_size: int) -> float:
+    """Share of groups whose samples all got the same reward (they carry no policy gradient)."""
+    grouped = rewards.view(-1, group_size)
+    return float((grouped.max(dim=1).values - grouped.min(dim=1).values <= 1e-6).float().mean())
 
 
 def rl_losses(logprobs: torch.Tensor, ref_logprobs: torch.Tensor | None, advantages: torch.Tensor, mask: torch.Tensor,
@@ -198,14 +227,18 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
             final = infos["final_info"]
             clock.append(time.perf_counter())
 
-            # 5. advantages and losses
-            advantages = group_advantages(torch.as_tensor(rewards, dtype=torch.float32), G).to(embeddings.device)
+            # 5. rewards (the environment's, shaped), advantages and losses
             gold_rows = [data.doc_rows(ids) for ids in final["gold_ids"]]
             top_rows = [data.doc_rows(ids) for ids in final["top_ids"]]
             positives, negatives, fn_mask = auxiliary_batch(gold_rows, top_rows, config.aux_negatives)
             with torch.no_grad():  # the rows the index just re-encoded with the current policy (collective)
-                vectors = index.rows_embeddings(np.concatenate([positives, negatives])).to(embeddings.device)
-                positive_vectors, negative_vectors = vectors[:len(positives)], vectors[len(positives):]
+                vectors = index.rows_embeddings(np.concatenate([positives, negatives, *gold_rows])).to(embeddings.device)
+                positive_vectors, negative_vectors = vectors[:len(positives)], vectors[len(positives):len(positives) + len(negatives)]
+                gold_vectors = torch.split(vectors[len(positives) + len(negatives):], [len(rows) for rows in gold_rows])
+                margins = score_margins(embeddings.detach(), list(gold_vectors), np.stack(final["top_scores"]),
+                                        np.stack([np.isin(top, gold) for top, gold in zip(top_rows, gold_rows)]))
+            shaped = shaped_rewards(rewards, margins, rollout.emitted, config)
+            advantages = group_advantages(shaped, G, normalise_std=config.normalise_std).to(embeddings.device)
             mask = rollout.reasoning_mask[:, 1:]
             losses = rl_losses(logprobs, ref_logprobs, advantages, mask, embeddings, positive_vectors, negative_vectors,
                                fn_mask.to(embeddings.device), config)
@@ -220,9 +253,11 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
 
             # 7. logs, held-out evaluation, checkpoints
             ranks = np.asarray(final["rank"], dtype=np.float64)
-            bar.set_postfix(reward=f"{rewards.mean():.3f}", rank=f"{ranks.mean():.1f}")
+            bar.set_postfix(reward=f"{shaped.mean():.3f}", rank=f"{ranks.mean():.1f}")
             if done % config.log_every == 0 or done == config.steps:  # means over the processes
-                scalars = {"charts/reward_mean": float(rewards.mean()), "charts/reward_std": float(rewards.std()),
+                scalars = {"charts/reward_mean": float(shaped.mean()), "charts/reward_std": float(shaped.std()),
+                           "charts/env_reward_mean": float(rewards.mean()), "charts/margin_mean": float(margins.mean()),
+                           "charts/zero_variance_groups": zero_variance_share(shaped, G),
                            "charts/rank_mean": float(ranks.mean()), "charts/rank_std": float(ranks.std()),
                            "charts/reasoning_length": float(rollout.reasoning_lengths.float().mean()),
                            "charts/embed_token_rate": float(rollout.emitted.float().mean()),

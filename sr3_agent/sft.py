@@ -15,6 +15,7 @@ the gradients (`sr3_agent.distributed`, docs/scaling.md).
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import time
 from pathlib import Path
@@ -25,24 +26,20 @@ import torch
 
 from sr3_agent.checkpoint import check_resumable, graceful_interrupt, load_latest, save_checkpoint, save_config
 from sr3_agent.config import SFTConfig
-from sr3_agent.distributed import (Processes, prepare_data_parallel, process_entropy, restore_process_rng,
-                                   process_rng_states, seed_process, shard_rows, start_processes, warn_if_uneven)
+from sr3_agent.distributed import (prepare_data_parallel, process_entropy, restore_process_rng, process_rng_states,
+                                   seed_process, shard_rows, start_processes, warn_if_uneven)
 from sr3_agent.embedder import ReasoningEmbedder, autocast_dtype_for
 from sr3_agent.losses import info_nce, kl_to_reference, lm_loss, triplet_margin
+from sr3_agent.rejection import Picked, pick_reasonings
 from sr3_agent.runlock import holds_run_lock
-from sr3_env import LazyIndex, RetrievalDataset, load_dataset
+from sr3_agent.training import (add_lora, batch_query_rows, best_ranks, close_writer, false_negative_mask, index_state, make_writer,
+                                training_data, training_index, write_scalars)
+from sr3_env import RetrievalDataset
 
 logger = logging.getLogger(__name__)
 
 
 # -- pure pieces (tested one by one) -------------------------------------------------------------
-
-def batch_query_rows(num_queries: int, batch_size: int, step: int, seed: int) -> np.ndarray:
-    """The query rows of a step: distinct, drawn from a generator seeded by (seed, step), so a
-    resumed run sees exactly the batches the uninterrupted one would have."""
-    rng = np.random.default_rng([seed, step])
-    return rng.choice(num_queries, size=min(batch_size, num_queries), replace=False)
-
 
 def pick_positives(gold: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """One relevant row per query, uniformly among its relevant rows."""
@@ -69,38 +66,39 @@ def pick_hard_negatives(top_rows: np.ndarray, gold: list[np.ndarray], count: int
     return out
 
 
-def false_negative_mask(gold: list[np.ndarray], column_rows: np.ndarray) -> torch.Tensor:
-    """(B, C) bool: True where column j holds a document relevant to query i and j is not i's label
-    (column i). Such columns are not negatives of query i and are left out of its InfoNCE."""
-    relevant = np.stack([np.isin(column_rows, rows) for rows in gold])
-    np.fill_diagonal(relevant[:, :len(gold)], False)
-    return torch.as_tensor(relevant)
+def query_sequences(embedder: ReasoningEmbedder, texts: list[str], reasonings: list[list[int] | None]
+                    ) -> tuple[list[list[int]], list[str]]:
+    """Token ids of each query's input and its instruction: prompt + embed token where its reasoning
+    is None, else reasoning prompt + the reasoning + embed token. Every sequence ends with the token."""
+    sequences, instructions = [], []
+    direct = iter(embedder.prompt_ids(texts, embedder.prompts.query))
+    reasoned = iter(embedder.prompt_ids([t for t, r in zip(texts, reasonings) if r is not None], embedder.prompts.reasoning))
+    for reasoning in reasonings:
+        prompt = next(direct) if reasoning is None else next(reasoned) + list(reasoning)
+        sequences.append(prompt + [embedder.embed_token_id])
+        instructions.append(embedder.prompts.query if reasoning is None else embedder.prompts.reasoning)
+    return sequences, instructions
 
 
-def query_sequences(embedder: ReasoningEmbedder, texts: list[str], reason: np.ndarray, max_new_tokens: int,
-                    temperature: float) -> list[list[int]]:
-    """Token ids of each query's input: prompt + embed token, or (where ``reason``) prompt + a
-    reasoning the model writes now + embed token. Every sequence ends with the token."""
-    sequences = [ids + [embedder.embed_token_id] for ids in embedder.prompt_ids(texts, embedder.prompts.query)]
-    chosen = np.flatnonzero(reason)
-    if chosen.size:
-        rollout = embedder.generate_reasoning([texts[i] for i in chosen], max_new_tokens=max_new_tokens,
-                                              temperature=temperature)
-        for row, i in enumerate(chosen):
-            sequences[i] = rollout.input_ids[row][rollout.attention_mask[row].bool()].tolist()
-    return sequences
+def answer_lengths(reasonings: list[list[int] | None], *, learn_reasoning: bool) -> list[int]:
+    """Tokens at the end of each query sequence that the language-model loss labels: the embed token,
+    and before it the reasoning where ``learn_reasoning`` (kept by rejection sampling)."""
+    return [1 + (len(r) if learn_reasoning and r is not None else 0) for r in reasonings]
 
 
 def training_embeddings(embedder: ReasoningEmbedder, sequences: list[list[int]], instructions: list[str], *,
-                        whole: bool = False) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...] | None]:
-    """(B, D) embeddings and the answer-template LM loss of token sequences that end with the token,
-    with gradients, each row prompted by its entry of ``instructions``.
+                        labelled: list[int] | None = None, whole: bool = False
+                        ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    """(B, D) embeddings and the answer LM loss of token sequences that end with the token, with
+    gradients, each row prompted by its entry of ``instructions``; ``labelled[i]`` trailing tokens of
+    row i are labelled (default 1: the token).
 
     The rows of each instruction run after its shared prefix, computed once
     (`ReasoningEmbedder.hidden_states_after_prefix`): the same losses and gradients as whole
     sequences, for fewer tokens. With ``whole`` (the KL to a reference needs every position), or
     where that does not apply, the sequences are computed whole and ``(hidden, ids, mask)`` is
     returned as the third item (else None)."""
+    labelled = labelled or [1] * len(sequences)
     groups = {instruction: [i for i, own in enumerate(instructions) if own == instruction]
               for instruction in dict.fromkeys(instructions)}
     parts = None if whole else [embedder.hidden_states_after_prefix([sequences[i] for i in rows], instruction)
@@ -108,99 +106,41 @@ def training_embeddings(embedder: ReasoningEmbedder, sequences: list[list[int]],
     if parts is None or any(part is None for part in parts):
         ids, mask = embedder.pad_left(sequences)
         hidden = embedder.hidden_states(ids, mask)
-        return embedder.pool(hidden, ids, mask), answer_template_loss(embedder, hidden, ids), (hidden, ids, mask)
+        return (embedder.pool(hidden, ids, mask), answer_template_loss(embedder, hidden, ids, labelled),
+                (hidden, ids, mask))
     embeddings, lm = [], 0.0
     for (hidden, ids, mask), rows in zip(parts, groups.values()):
         embeddings.append(embedder.pool(hidden, ids, mask))
-        lm = lm + answer_template_loss(embedder, hidden, ids) * len(rows) / len(sequences)  # one label per row
+        own = [labelled[i] for i in rows]  # a token mean over the whole batch
+        lm = lm + answer_template_loss(embedder, hidden, ids, own) * sum(own) / sum(labelled)
     order = torch.as_tensor([i for rows in groups.values() for i in rows], device=embedder.device)
     return torch.cat(embeddings)[torch.argsort(order)], lm, None
 
 
-def answer_template_loss(embedder: ReasoningEmbedder, hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """Language-model loss of the answer template: the embed token after each prompt.
+def answer_template_loss(embedder: ReasoningEmbedder, hidden: torch.Tensor, input_ids: torch.Tensor,
+                         labelled: list[int] | None = None) -> torch.Tensor:
+    """Language-model loss of the answer: the last ``labelled[i]`` tokens of row i (default 1: the
+    embed token after each prompt or reasoning), averaged over the labelled tokens.
 
-    Sequences are left-padded and end with the token, so the last two positions are (end of the
-    prompt or of the reasoning, token); only the token is labelled. After a reasoning this teaches
-    the model to write the token itself when its analysis is done.
+    Sequences are left-padded and end with the token, so the answer is the tail of each row. With
+    the token alone this teaches the model to write it when its analysis is done; with a kept
+    reasoning (rejection sampling) it also teaches the reasoning itself.
     """
+    labelled = labelled or [1] * len(input_ids)
+    width = min(max(labelled) + 1, input_ids.shape[1])
     head = embedder.model.get_output_embeddings()
-    logits = head(hidden[:, -2:])  # (B, 2, V): position -2 predicts the token at -1
-    labels = input_ids[:, -2:].clone()
+    logits = head(hidden[:, -width:])  # (B, width, V): position t predicts the token at t + 1
+    labels = input_ids[:, -width:].clone()
+    tail = torch.arange(width, device=labels.device).view(1, -1) >= width - torch.as_tensor(labelled, device=labels.device).view(-1, 1)
+    labels[~tail] = -100
     labels[:, 0] = -100
     return lm_loss(logits, labels)
 
 
-# -- setup ----------------------------------------------------------------------------------------
-
-def training_data(config: SFTConfig) -> RetrievalDataset:
-    """The training queries and the mining corpus (a sub-corpus that keeps every relevant document)."""
-    dataset = load_dataset(config.dataset, split=config.split)
-    if config.num_queries is None and config.corpus_docs is None:
-        return dataset
-    return dataset.subset(num_queries=config.num_queries, num_docs=config.corpus_docs, seed=config.seed)
-
-
-def add_lora(model: Any, config: SFTConfig) -> Any:
-    from sr3_env.errors import DependencyNotInstalled
-
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError as error:
-        raise DependencyNotInstalled("--lora needs peft: `pip install peft`.") from error
-    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules="all-linear",
-                      task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
-
-
-def training_index(data: RetrievalDataset, embedder: ReasoningEmbedder, config: Any,
-                   saved: dict[str, Any] | None = None, processes: Processes = Processes()) -> LazyIndex:
-    """The lazily refreshed index over the training corpus, encoded by the model being trained;
-    ``saved`` (from a checkpoint) restores its rows and their versions instead of encoding them.
-    With several processes the rows are sharded: each holds and re-encodes a block of them, and
-    searches are collective (every process searches once per step)."""
-    index = LazyIndex(data.documents, embedder, refresh=config.refresh, refresh_budget=config.refresh_budget,
-                      refresh_every=config.refresh_every if config.refresh == "periodic" else None,
-                      device=embedder.device, embeddings=None if saved is None else saved["embeddings"],
-                      process_group="world" if processes.distributed else None)
-    if saved is not None:
-        index.row_versions[:] = saved["row_versions"][index.shard.start:index.shard.stop]
-    return index
-
-
-def index_state(index: LazyIndex, processes: Processes = Processes()) -> dict[str, Any] | None:
-    """What a checkpoint keeps of the index: all its rows and the model version that made each, in
-    one piece whatever the number of processes (collective: the main process gathers the shards and
-    gets the state; the others get None)."""
-    shards = processes.gather_to_main(index.state_dict())
-    if shards is None:
-        return None
-    return {"embeddings": torch.cat([shard["embeddings"] for shard in shards]),
-            "row_versions": np.concatenate([shard["row_versions"] for shard in shards])}
-
-
-def make_writer(output_dir: Path, processes: Processes = Processes()) -> Any:
-    """A TensorBoard writer on the main process; None on the others (they write nothing)."""
-    if not processes.is_main:
-        return None
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(output_dir / "tensorboard"))
-
-
-def write_scalars(writer: Any, scalars: dict[str, float], step: int) -> None:
-    if writer is not None:
-        for key, value in scalars.items():
-            writer.add_scalar(key, value, step)
-
-
-def close_writer(writer: Any) -> None:
-    if writer is not None:
-        writer.close()
-
+# -- logs -----------------------------------------------------------------------------------------
 
 def step_scalars(total: torch.Tensor, losses: dict[str, torch.Tensor], queries: torch.Tensor, positives: torch.Tensor,
-                 negatives: torch.Tensor, found: Any, config: SFTConfig, *, lr: float,
+                 negatives: torch.Tensor, found: Any, picked: Picked, config: SFTConfig, *, lr: float,
                  seconds: tuple[float, float]) -> dict[str, float]:
     """One step's TensorBoard scalars (keys explained in docs/metrics.md), of this process's block."""
     with torch.no_grad():
@@ -212,6 +152,11 @@ def step_scalars(total: torch.Tensor, losses: dict[str, torch.Tensor], queries: 
                "charts/cos_positive": cos_positive, "charts/cos_hard_negative": cos_negative,
                "index/rows_reencoded": found.stats.rows_reencoded, "index/stale_fraction": found.stats.stale_fraction,
                "time/mining_s": seconds[0], "time/step_s": seconds[1]}
+    if config.reasoning_fraction > 0:  # this step's sampled reasonings (the same keys on every process)
+        cut = picked.lengths[picked.lengths > 0]
+        scalars.update({"charts/reasoning_kept": picked.kept_fraction if picked.reasonings else float("nan"),
+                        "charts/reasoning_length": float(cut.mean()) if cut.size else float("nan"),
+                        "charts/embed_token_rate": float(picked.emitted.mean()) if picked.emitted.size else float("nan")})
     return scalars
 
 
@@ -273,13 +218,24 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
             rows = shard_rows(batch_query_rows(len(data.query_ids), config.batch_size, step, config.seed), processes)
             batch_gold = [gold[r] for r in rows]
 
-            # 1. queries, embedded directly or after a reasoning the model writes (with gradients)
-            reason = rng.random(len(rows)) < config.reasoning_fraction
-            q_sequences = query_sequences(embedder, [data.query_texts[r] for r in rows], reason,
-                                          config.reasoning_tokens, config.reasoning_temperature)
-            q_instructions = [embedder.prompts.reasoning if r else embedder.prompts.query for r in reason]
-            queries, q_lm, q_whole = training_embeddings(embedder, q_sequences, q_instructions,
-                                                         whole=reference is not None)  # (B, D)
+            # 1. queries, embedded directly or after a reasoning the model wrote: with more than one
+            #    sample, the best by the rank it gives the relevant document (rejection sampling)
+            texts = [data.query_texts[r] for r in rows]
+            reason = np.flatnonzero(rng.random(len(rows)) < config.reasoning_fraction)
+            picked = pick_reasonings(embedder, [texts[i] for i in reason], [batch_gold[i] for i in reason],
+                                     functools.partial(best_ranks, index, k=config.mine_top_k),
+                                     samples=config.reasoning_samples,
+                                     max_new_tokens=min(config.reasoning_tokens, config.kept_reasoning_tokens + 1),
+                                     temperature=config.reasoning_temperature, min_tokens=config.min_reasoning_tokens,
+                                     max_tokens=config.kept_reasoning_tokens,
+                                     rule=config.keep)
+            reasonings: list[list[int] | None] = [None] * len(rows)
+            for i, reasoning in zip(reason, picked.reasonings):
+                reasonings[i] = reasoning
+            q_sequences, q_instructions = query_sequences(embedder, texts, reasonings)
+            queries, q_lm, q_whole = training_embeddings(
+                embedder, q_sequences, q_instructions, whole=reference is not None,
+                labelled=answer_lengths(reasonings, learn_reasoning=config.keep != "all"))  # (B, D)
 
             # 2. hard negatives under the current model (the index re-encodes the stale rows it touches)
             found = index.search(queries.detach(), batch_gold, k=config.mine_top_k)
@@ -322,7 +278,7 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
             # 5. logs and checkpoints, written by the main process (a first Ctrl-C stops here, after a checkpoint)
             bar.set_postfix(loss=f"{total.item():.3f}", rank=f"{np.mean([r.mean() for r in found.gold_ranks]):.1f}")
             if done % config.log_every == 0 or done == config.steps:
-                scalars = step_scalars(total, losses, queries, positives, negatives, found, config,
+                scalars = step_scalars(total, losses, queries, positives, negatives, found, picked, config,
                                        lr=schedule.get_last_lr()[0], seconds=(mined - timer, time.perf_counter() - timer))
                 write_scalars(writer, processes.mean(scalars), done)
             stopping = processes.any(stop.requested)  # every process stops after the same step

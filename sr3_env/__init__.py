@@ -1,6 +1,7 @@
-"""sr3_env: the `RetrievalEmbed-v0` Gymnasium environment and its lazily refreshed corpus index.
+"""sr3_env: the `RetrievalEmbed-v0` and `RetrievalRefine-v0` Gymnasium environments and their lazily
+refreshed corpus index.
 
-``import sr3_env`` registers the environment; heavy dependencies (FAISS, sentence-transformers)
+``import sr3_env`` registers the environments; heavy dependencies (FAISS, sentence-transformers)
 are imported only when they are used.
 """
 
@@ -18,6 +19,11 @@ register(
     id="RetrievalEmbed-v0",
     entry_point="sr3_env.env:RetrievalEmbedEnv",
     vector_entry_point="sr3_env.vector:RetrievalEmbedVectorEnv",
+)
+register(
+    id="RetrievalRefine-v0",
+    entry_point="sr3_env.refine:RetrievalRefineEnv",
+    vector_entry_point="sr3_env.refine_vector:RetrievalRefineVectorEnv",
 )
 
 __all__ = [

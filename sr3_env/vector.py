@@ -16,9 +16,29 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from sr3_env.data import RetrievalDataset
 from sr3_env.env import check_options, query_space
 from sr3_env.errors import InvalidOptionError, ResetNeeded
 from sr3_env.task import RetrievalTask, validate_actions
+
+
+def query_rows_from_options(dataset: RetrievalDataset, options: Any, num_envs: int) -> np.ndarray | None:
+    """The rows of ``options["query_ids"]`` (one id per sub-environment), or None when not given.
+
+    Raises `InvalidOptionError` for other options or a wrong count, `UnknownIdError` for an unknown id."""
+    options = check_options(options, "query_ids")
+    if "query_ids" not in options:
+        return None
+    given = options["query_ids"]
+    if isinstance(given, (str, bytes)) or not isinstance(given, (Sequence, np.ndarray)):
+        raise InvalidOptionError(f"options['query_ids'] must be a list of {num_envs} query ids (one per "
+                                 f"sub-environment), got {type(given).__name__}.")
+    ids = list(given)
+    if len(ids) != num_envs:
+        raise InvalidOptionError(f"options['query_ids'] must hold {num_envs} ids (one per sub-environment), got {len(ids)}.")
+    for query_id in ids:
+        dataset.query_text(query_id)  # raises UnknownIdError with suggestions
+    return np.asarray([dataset.query_row[q] for q in ids], dtype=np.int64)
 
 
 class RetrievalEmbedVectorEnv(VectorEnv):
@@ -64,20 +84,8 @@ class RetrievalEmbedVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[tuple[str, ...], dict[str, Any]]:
         super().reset(seed=seed)
-        options = check_options(options, "query_ids")
-        if "query_ids" in options:
-            given = options["query_ids"]
-            if isinstance(given, (str, bytes)) or not isinstance(given, (Sequence, np.ndarray)):
-                raise InvalidOptionError(f"options['query_ids'] must be a list of {self.num_envs} query ids (one per "
-                                         f"sub-environment), got {type(given).__name__}.")
-            ids = list(given)
-            if len(ids) != self.num_envs:
-                raise InvalidOptionError(f"options['query_ids'] must hold {self.num_envs} ids (one per sub-environment), got {len(ids)}.")
-            for query_id in ids:
-                self.dataset.query_text(query_id)  # raises UnknownIdError with suggestions
-            self._query_rows = np.asarray([self.dataset.query_row[q] for q in ids], dtype=np.int64)
-        else:
-            self._query_rows = self._draw(self.num_envs)
+        rows = query_rows_from_options(self.dataset, options, self.num_envs)
+        self._query_rows = rows if rows is not None else self._draw(self.num_envs)
         self._last_infos = None
         infos = {"query_id": np.asarray([self.dataset.query_ids[r] for r in self._query_rows], dtype=object),
                  "_query_id": np.ones(self.num_envs, dtype=bool)}

@@ -61,7 +61,7 @@ def test_random_states_come_back_exactly(tmp_path):
 
 
 def test_the_index_state_of_the_trainers_loads_under_weights_only(tmp_path):
-    from sr3_agent.sft import index_state
+    from sr3_agent.training import index_state
     from sr3_env import HashingEncoder, LazyIndex
 
     encoder = HashingEncoder(dim=8)
@@ -71,7 +71,7 @@ def test_the_index_state_of_the_trainers_loads_under_weights_only(tmp_path):
     save_checkpoint(tmp_path, 1, {"index": index_state(index)})
     saved = load_latest(tmp_path)["index"]
     restored = LazyIndex(index.texts, encoder, embeddings=saved["embeddings"])
-    restored.row_versions[:] = saved["row_versions"]  # what sr3_agent.sft.training_index does
+    restored.row_versions[:] = saved["row_versions"]  # what sr3_agent.training.training_index does
     assert restored.row_versions.tolist() == index.row_versions.tolist()
     assert torch.equal(restored.embeddings, index.embeddings)
 

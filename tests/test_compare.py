@@ -17,11 +17,36 @@ def test_run_eval_puts_systems_side_by_side(tiny_embedder, tiny_beir, tmp_path, 
     monkeypatch.setenv("SR3_CACHE_DIR", str(tmp_path / "cache"))
     config = EvalConfig(datasets=[str(tiny_beir)], num_queries=None, corpus_docs=None, max_new_tokens=4, baselines=False)
     rows = run_eval(config, embedders=[("tiny", tiny_embedder)])
-    assert [r["system"] for r in rows] == ["tiny (direct)", "tiny (reasoning)"]
-    assert rows[1]["missing_embed_token_rate"] == 1.0  # a random model never writes the token
+    assert [r["system"] for r in rows] == ["tiny (direct)", "tiny (reasoning)", "tiny (fused)"]
+    assert rows[1]["embed_token_rate"] == rows[2]["embed_token_rate"] == 0.0  # a random model never writes the token
+    assert "embed_token_rate" not in rows[0]
+    assert tiny_embedder.reasoning_rollouts == 3  # one reasoning per query, shared by the reasoning and fused rows
     for row in rows:
         assert 0.0 <= row["ndcg@10"] <= 1.0 and row["queries"] == 3 and row["docs"] == 12
     assert len(list((tmp_path / "cache" / "eval").glob("*.npy"))) == 1  # documents encoded once for both systems
+
+
+def test_fuse_is_the_normalised_weighted_mean():
+    from sr3_agent.embedder import fuse
+
+    direct, reasoned = np.array([[1.0, 0.0], [0.6, 0.8]]), np.array([[0.0, 1.0], [0.6, 0.8]])
+    np.testing.assert_allclose(fuse(direct, reasoned), [[0.5 ** 0.5, 0.5 ** 0.5], [0.6, 0.8]], rtol=1e-6)
+    np.testing.assert_allclose(fuse(direct, reasoned, weight=0.0), direct, rtol=1e-6)
+    with pytest.raises(ValueError, match="same shape"):
+        fuse(direct, reasoned[:1])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fuse(direct, reasoned, weight=2.0)
+
+
+def test_fused_queries_combine_both_paths(tiny_embedder):
+    from sr3_agent.embedder import fuse
+
+    texts = ["a cat", "rain on the roof"]
+    both = fuse(tiny_embedder.encode_queries(texts), tiny_embedder.encode_queries(texts, reasoning=True, max_new_tokens=3))
+    np.testing.assert_allclose(tiny_embedder.encode_queries(texts, reasoning=True, max_new_tokens=3, fused=True), both,
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="reasoning=True"):
+        tiny_embedder.encode_queries(texts, fused=True)
 
 
 def test_evaluation_set_states_the_cut():

@@ -15,7 +15,7 @@ import torch
 
 from sr3_agent.config import RLConfig
 from sr3_agent.rl import policy_forward, reference_logprobs, rl_losses
-from sr3_agent.sft import add_lora
+from sr3_agent.training import add_lora
 from sr3_env import load_dataset
 
 ATOL = 1e-4  # the bound for fp32; the tiny model agrees to about 1e-6
@@ -218,15 +218,16 @@ def test_sft_embeddings_after_the_prefix_give_the_whole_sequences_losses_and_gra
 
     torch.manual_seed(0)
     texts = real_texts[10:16]
-    reason = np.array([True, False, True, False, False, True])  # two instructions in one batch
-    sequences = query_sequences(tiny_embedder, texts, reason, max_new_tokens=4, temperature=1.0)
-    instructions = [tiny_embedder.prompts.reasoning if r else tiny_embedder.prompts.query for r in reason]
+    reasonings = [[101, 102], None, [7, 8, 9, 10], None, None, [55]]  # two instructions in one batch
+    sequences, instructions = query_sequences(tiny_embedder, texts, reasonings)
+    labelled = [3, 1, 5, 1, 1, 2]  # kept reasonings labelled too
     documents = [ids + [tiny_embedder.embed_token_id]
                  for ids in tiny_embedder.prompt_ids(real_texts[:6], tiny_embedder.prompts.document)]
     results = {}
     for whole in (True, False):
         tiny_embedder.model.zero_grad(set_to_none=True)
-        queries, q_lm, q_whole = training_embeddings(tiny_embedder, sequences, instructions, whole=whole)
+        queries, q_lm, q_whole = training_embeddings(tiny_embedder, sequences, instructions, whole=whole,
+                                                     labelled=labelled)
         docs, d_lm, _ = training_embeddings(tiny_embedder, documents, [tiny_embedder.prompts.document] * 6, whole=whole)
         assert (q_whole is None) != whole
         loss = (queries * docs).sum() + q_lm + d_lm

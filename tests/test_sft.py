@@ -49,15 +49,18 @@ def test_false_negative_mask_by_hand():
 
 
 def test_query_sequences_mix_direct_and_reasoning(tiny_embedder):
-    from sr3_agent.sft import query_sequences
+    from sr3_agent.sft import answer_lengths, query_sequences
 
     texts = ["a cat", "rain"]
-    sequences = query_sequences(tiny_embedder, texts, np.array([False, True]), max_new_tokens=5, temperature=0.0)
+    reasonings = [None, [101, 102, 103]]
+    sequences, instructions = query_sequences(tiny_embedder, texts, reasonings)
     direct = tiny_embedder.prompt_ids(texts[:1], tiny_embedder.prompts.query)[0]
     assert sequences[0] == direct + [tiny_embedder.embed_token_id]
     reasoning_prompt = tiny_embedder.prompt_ids(texts[1:], tiny_embedder.prompts.reasoning)[0]
-    assert sequences[1][:len(reasoning_prompt)] == reasoning_prompt
-    assert len(sequences[1]) > len(reasoning_prompt) + 1 and sequences[1][-1] == tiny_embedder.embed_token_id
+    assert sequences[1] == reasoning_prompt + [101, 102, 103, tiny_embedder.embed_token_id]
+    assert instructions == [tiny_embedder.prompts.query, tiny_embedder.prompts.reasoning]
+    assert answer_lengths(reasonings, learn_reasoning=False) == [1, 1]
+    assert answer_lengths(reasonings, learn_reasoning=True) == [1, 4]
 
 
 def test_answer_template_labels_only_the_embed_token(tiny_embedder):
@@ -67,6 +70,21 @@ def test_answer_template_labels_only_the_embed_token(tiny_embedder):
     logits = tiny_embedder.model.get_output_embeddings()(hidden[:, -2])
     expected = torch.nn.functional.cross_entropy(logits, torch.full((2,), tiny_embedder.embed_token_id))
     torch.testing.assert_close(loss, expected)
+
+
+def test_answer_loss_labels_a_kept_reasoning_and_the_token(tiny_embedder):
+    """Row 0 labels its last 3 tokens (a 2-token reasoning + the token), row 1 only the token: the
+    loss is the mean cross-entropy over those 4 labelled tokens, by hand."""
+    from sr3_agent.sft import query_sequences
+
+    sequences, _ = query_sequences(tiny_embedder, ["a cat", "rain"], [[101, 102], None])
+    ids, mask = tiny_embedder.pad_left(sequences)
+    hidden = tiny_embedder.hidden_states(ids, mask)
+    loss = answer_template_loss(tiny_embedder, hidden, ids, [3, 1])
+    head = tiny_embedder.model.get_output_embeddings()
+    terms = [torch.nn.functional.cross_entropy(head(hidden[0, -4:-1]), ids[0, -3:], reduction="sum"),
+             torch.nn.functional.cross_entropy(head(hidden[1, -2:-1]), ids[1, -1:], reduction="sum")]
+    torch.testing.assert_close(loss, sum(terms) / 4)
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -1,0 +1,113 @@
+"""What the training loops share: their data, the lazily refreshed training index, the step's
+batch, LoRA, the TensorBoard writer.
+
+`sr3_agent.sft` and `sr3_agent.rl` both import from here and never from each other, so each loop
+still reads top to bottom on its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sr3_agent.config import RLConfig, SFTConfig
+from sr3_agent.distributed import Processes
+from sr3_agent.embedder import ReasoningEmbedder
+from sr3_env import LazyIndex, RetrievalDataset, load_dataset
+
+
+# -- batches --------------------------------------------------------------------------------------
+
+def batch_query_rows(num_queries: int, batch_size: int, step: int, seed: int) -> np.ndarray:
+    """The query rows of a step: distinct, drawn from a generator seeded by (seed, step), so a
+    resumed run sees exactly the batches the uninterrupted one would have."""
+    rng = np.random.default_rng([seed, step])
+    return rng.choice(num_queries, size=min(batch_size, num_queries), replace=False)
+
+
+def false_negative_mask(gold: list[np.ndarray], column_rows: np.ndarray) -> torch.Tensor:
+    """(B, C) bool: True where column j holds a document relevant to query i and j is not i's label
+    (column i). Such columns are not negatives of query i and are left out of its InfoNCE."""
+    relevant = np.stack([np.isin(column_rows, rows) for rows in gold])
+    np.fill_diagonal(relevant[:, :len(gold)], False)
+    return torch.as_tensor(relevant)
+
+
+def best_ranks(index: LazyIndex, vectors: torch.Tensor, gold: list[np.ndarray], k: int) -> np.ndarray:
+    """(N,) the best rank of each query's relevant rows under (N, D) query vectors, in one index search
+    (which re-encodes the stale rows it touches)."""
+    found = index.search(vectors, gold, k=k)
+    return np.array([ranks.min() for ranks in found.gold_ranks], dtype=np.float64)
+
+
+# -- data, index, LoRA -----------------------------------------------------------------------------
+
+def training_data(config: SFTConfig | RLConfig) -> RetrievalDataset:
+    """The training queries and the mining corpus (a sub-corpus that keeps every relevant document)."""
+    dataset = load_dataset(config.dataset, split=config.split)
+    if config.num_queries is None and config.corpus_docs is None:
+        return dataset
+    return dataset.subset(num_queries=config.num_queries, num_docs=config.corpus_docs, seed=config.seed)
+
+
+def add_lora(model: Any, config: SFTConfig | RLConfig) -> Any:
+    from sr3_env.errors import DependencyNotInstalled
+
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as error:
+        raise DependencyNotInstalled("--lora needs peft: `pip install peft`.") from error
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules="all-linear",
+                      task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def training_index(data: RetrievalDataset, embedder: ReasoningEmbedder, config: SFTConfig | RLConfig,
+                   saved: dict[str, Any] | None = None, processes: Processes = Processes()) -> LazyIndex:
+    """The lazily refreshed index over the training corpus, encoded by the model being trained;
+    ``saved`` (from a checkpoint) restores its rows and their versions instead of encoding them.
+    With several processes the rows are sharded: each holds and re-encodes a block of them, and
+    searches are collective (every process searches once per step)."""
+    index = LazyIndex(data.documents, embedder, refresh=config.refresh, refresh_budget=config.refresh_budget,
+                      refresh_every=config.refresh_every if config.refresh == "periodic" else None,
+                      device=embedder.device, embeddings=None if saved is None else saved["embeddings"],
+                      process_group="world" if processes.distributed else None)
+    if saved is not None:
+        index.row_versions[:] = saved["row_versions"][index.shard.start:index.shard.stop]
+    return index
+
+
+def index_state(index: LazyIndex, processes: Processes = Processes()) -> dict[str, Any] | None:
+    """What a checkpoint keeps of the index: all its rows and the model version that made each, in
+    one piece whatever the number of processes (collective: the main process gathers the shards and
+    gets the state; the others get None)."""
+    shards = processes.gather_to_main(index.state_dict())
+    if shards is None:
+        return None
+    return {"embeddings": torch.cat([shard["embeddings"] for shard in shards]),
+            "row_versions": np.concatenate([shard["row_versions"] for shard in shards])}
+
+
+# -- TensorBoard ----------------------------------------------------------------------------------
+
+def make_writer(output_dir: Path, processes: Processes = Processes()) -> Any:
+    """A TensorBoard writer on the main process; None on the others (they write nothing)."""
+    if not processes.is_main:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(output_dir / "tensorboard"))
+
+
+def write_scalars(writer: Any, scalars: dict[str, float], step: int) -> None:
+    if writer is not None:
+        for key, value in scalars.items():
+            writer.add_scalar(key, value, step)
+
+
+def close_writer(writer: Any) -> None:
+    if writer is not None:
+        writer.close()
