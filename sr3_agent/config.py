@@ -309,7 +309,7 @@ class EvalConfig:
 
 @dataclass
 class TrainConfig:
-    """The main job (``sr3 train``): SFT, then RL, then evaluation beside BM25 and MiniLM.
+    """The main job (``sr3 train``): SFT, rejection-sampling SFT, RL, then evaluation beside BM25 and MiniLM.
 
     The defaults finish in about 30 min on 2 CPU cores; each stage's other settings are those of
     sr3 sft / rl / eval."""
@@ -327,6 +327,13 @@ class TrainConfig:
     """SFT optimiser steps."""
     sft_batch_size: int = 16
     """SFT queries per step."""
+    sft_reasoning_fraction: float = 0.0
+    """Share of the first SFT stage's queries embedded after an unselected sampled reasoning (the
+    rejection-sampling stage trains the reasoning path)."""
+    rs_steps: int = 10
+    """Steps of the rejection-sampling SFT stage after SFT (0: skip it; RL then starts from SFT)."""
+    rs_samples: int = 4
+    """Reasonings sampled per query in that stage; the best-ranked one is trained on."""
     rl_steps: int = 20
     """RL optimiser steps."""
     queries_per_step: int = 4
@@ -335,8 +342,9 @@ class TrainConfig:
     """RL reasonings sampled per query."""
     reasoning_tokens: int = 24
     """Longest reasoning, in tokens (SFT, RL and evaluation)."""
-    rl_eval_every: int = 5
-    """RL steps between held-out nDCG@10 points of the plot."""
+    rl_eval_every: int = 0
+    """RL steps between held-out nDCG@10 points of the plot (0: none; the final table compares the models
+    with paired intervals, which a few held-out queries per point cannot)."""
     rl_eval_queries: int = 32
     """Held-out queries per point of the plot."""
     rl_eval_docs: int = 300
@@ -347,6 +355,8 @@ class TrainConfig:
     """Documents in the final table's sub-corpus (every relevant one kept; None: the whole corpus)."""
     baselines: bool = True
     """Put BM25 and all-MiniLM-L6-v2 in the table."""
+    eval_base: bool = False
+    """Put the untrained base model in the table too (one more encoding of the corpus)."""
     seed: int = 0
     """Training seed (query batches, sampling, training subset)."""
     output_dir: str = "runs/train"
@@ -362,7 +372,10 @@ class TrainConfig:
         _precision(self)
         _positive(self, "sft_steps", "sft_batch_size", "rl_steps", "queries_per_step", "reasoning_tokens",
                   "rl_eval_queries", "rl_eval_docs")
-        _at_least(self, 0, "rl_eval_every")
+        _at_least(self, 0, "rl_eval_every", "rs_steps")
+        _positive(self, "rs_samples")
+        if not 0 <= self.sft_reasoning_fraction <= 1:
+            raise ConfigError(f"sft_reasoning_fraction is a share of the batch, in [0, 1]; got {self.sft_reasoning_fraction}.")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2: advantages are relative to the group (got {self.group_size}).")
         for name in ("train_queries", "corpus_docs", "eval_queries", "eval_docs"):

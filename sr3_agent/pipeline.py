@@ -1,13 +1,15 @@
-"""The main job, ``sr3 train``: SFT, then RL, then one evaluation table and a plot of the RL run.
+"""The main job, ``sr3 train``: SFT, rejection-sampling SFT, RL, then one evaluation table and a
+plot of the RL run.
 
     output_dir/
       sft/            checkpoints, final/ (the SFT embedder), tensorboard/
-      rl/             checkpoints, final/ (the SFT+RL policy), tensorboard/
-      results.json    the table's rows: base, SFT, SFT+RL (each direct and with reasoning), BM25, MiniLM
+      rs/             the same for the rejection-sampling stage (SFT on the model's best reasonings)
+      rl/             checkpoints, final/ (the SFT+RS+RL policy), tensorboard/
+      results.json    the table's rows: SFT+RS and SFT+RS+RL (each direct, with reasoning and fused), BM25, MiniLM
       results.md      the same table, and how long each stage took
-      rl_curves.png   reward and held-out nDCG@10 over the RL steps
+      rl_curves.png   the RL run's reward, score margin and token rate over the steps
 
-Each stage is the command of the same name (`train_sft`, `train_rl`, `run_eval`) with settings
+Each stage is a command (`train_sft` for sft and rs, `train_rl`, `run_eval`) with settings
 derived from `TrainConfig` by `stage_configs`. With ``--resume`` a finished stage is kept and an
 interrupted one continues from its latest checkpoint.
 """
@@ -20,13 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sr3_agent.config import EvalConfig, RLConfig, SFTConfig, TrainConfig
 from sr3_agent.embedder import CONFIG_FILE, ReasoningEmbedder
-from sr3_agent.evaluate import markdown_table, write_results
+from sr3_agent.evaluate import markdown_table, paired_bootstrap, write_results
 from sr3_agent.runlock import holds_run_lock
 
-#: TensorBoard tags of the RL run drawn in rl_curves.png.
-CURVES = ("charts/reward_mean", "eval/ndcg@10")
+#: TensorBoard tags of the RL run drawn in rl_curves.png (the held-out curve only when it was evaluated).
+CURVES = ("charts/reward_mean", "charts/margin_mean", "charts/embed_token_rate", "eval/ndcg@10")
 
 logger = logging.getLogger(__name__)
 
@@ -37,25 +41,58 @@ def announce(message: str) -> None:
     logger.info(message)
 
 
-def stage_configs(config: TrainConfig) -> tuple[SFTConfig, RLConfig, EvalConfig]:
-    """The settings of each stage (pure)."""
+def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLConfig]], EvalConfig, dict[str, Path]]:
+    """The training stages in order as (name, settings), the evaluation's settings, and the models
+    the table holds by label (pure). The rejection-sampling stage ("rs") is left out with ``rs_steps=0``."""
     out = Path(config.output_dir)
-    sft = SFTConfig(model=config.model, dataset=config.dataset, num_queries=config.train_queries,
-                    corpus_docs=config.corpus_docs, steps=config.sft_steps, batch_size=config.sft_batch_size,
-                    reasoning_tokens=config.reasoning_tokens, seed=config.seed, output_dir=str(out / "sft"),
-                    save_every=max(1, config.sft_steps // 3), device=config.device,
-                    precision=config.precision)
-    rl = RLConfig(model=str(out / "sft" / "final"), dataset=config.dataset, num_queries=config.train_queries,
-                  corpus_docs=config.corpus_docs, steps=config.rl_steps, queries_per_step=config.queries_per_step,
-                  group_size=config.group_size, max_new_tokens=config.reasoning_tokens,
-                  eval_every=config.rl_eval_every, eval_queries=config.rl_eval_queries, eval_docs=config.rl_eval_docs,
-                  seed=config.seed, output_dir=str(out / "rl"), save_every=max(1, config.rl_steps // 3),
-                  device=config.device, precision=config.precision)
-    evaluation = EvalConfig(models=["base", str(out / "sft" / "final"), str(out / "rl" / "final")],
-                            base_model=config.model, datasets=[config.dataset], num_queries=config.eval_queries,
-                            corpus_docs=config.eval_docs, reasoning=True, max_new_tokens=config.reasoning_tokens,
-                            baselines=config.baselines, seed=0, output=str(out / "results.json"), device=config.device)
-    return sft, rl, evaluation
+    shared = dict(dataset=config.dataset, num_queries=config.train_queries, corpus_docs=config.corpus_docs,
+                  seed=config.seed, device=config.device, precision=config.precision)
+    sft = SFTConfig(model=config.model, steps=config.sft_steps, batch_size=config.sft_batch_size,
+                    reasoning_fraction=config.sft_reasoning_fraction, reasoning_tokens=config.reasoning_tokens,
+                    output_dir=str(out / "sft"), save_every=max(1, config.sft_steps // 3), **shared)
+    stages: list[tuple[str, SFTConfig | RLConfig]] = [("sft", sft)]
+    if config.rs_steps:
+        stages.append(("rs", SFTConfig(
+            model=str(out / "sft" / "final"), steps=config.rs_steps, batch_size=config.sft_batch_size,
+            reasoning_fraction=0.5, reasoning_samples=config.rs_samples, keep="best", reasoning_temperature=0.8,
+            lm_weight=1.0, reasoning_tokens=config.reasoning_tokens, output_dir=str(out / "rs"),
+            save_every=max(1, config.rs_steps // 3), **shared)))
+    before_rl = Path(stages[-1][1].output_dir) / "final"
+    stages.append(("rl", RLConfig(
+        model=str(before_rl), steps=config.rl_steps, queries_per_step=config.queries_per_step,
+        group_size=config.group_size, max_new_tokens=config.reasoning_tokens, eval_every=config.rl_eval_every,
+        eval_queries=config.rl_eval_queries, eval_docs=config.rl_eval_docs, output_dir=str(out / "rl"),
+        save_every=max(1, config.rl_steps // 3), **shared)))
+    trained = "SFT+RS" if config.rs_steps else "SFT"
+    models = {**({"base": Path(config.model or "")} if config.eval_base else {}),
+              trained: before_rl, f"{trained}+RL": out / "rl" / "final"}
+    evaluation = EvalConfig(models=[str(path) for path in models.values()], base_model=config.model,
+                            datasets=[config.dataset], num_queries=config.eval_queries, corpus_docs=config.eval_docs,
+                            reasoning=True, max_new_tokens=config.reasoning_tokens, baselines=config.baselines, seed=0,
+                            output=str(out / "results.json"), device=config.device)
+    return stages, evaluation, models
+
+
+def comparison_pairs(labels: list[str]) -> list[tuple[str, str]]:
+    """(baseline, system) row names the table's paired intervals compare (pure): for each model,
+    reasoning and fused against its direct embedding; then each way of the last model (after RL)
+    against the same way of the one before it."""
+    pairs = [(f"{label} (direct)", f"{label} ({way})") for label in labels for way in ("reasoning", "fused")]
+    if len(labels) >= 2:
+        pairs += [(f"{labels[-2]} ({way})", f"{labels[-1]} ({way})") for way in ("direct", "reasoning", "fused")]
+    return pairs
+
+
+def comparison_table(rows: list[dict[str, Any]], pairs: list[tuple[str, str]]) -> str:
+    """A Markdown table of paired nDCG@10 differences (system − baseline) with 95% bootstrap intervals
+    over the shared queries; pairs with a missing row are left out."""
+    by_name = {row["system"]: row for row in rows}
+    lines = ["| comparison (nDCG@10) | difference | 95% interval |", "|---|---:|---|"]
+    for baseline, system in pairs:
+        if baseline in by_name and system in by_name:
+            d = paired_bootstrap(by_name[baseline]["per_query_ndcg@10"], by_name[system]["per_query_ndcg@10"])
+            lines.append(f"| {system} vs {baseline} | {d['mean']:+.3f} | [{d['low']:+.3f}, {d['high']:+.3f}] |")
+    return "\n".join(lines) + "\n"
 
 
 def stage_state(folder: Path) -> str:
@@ -81,11 +118,17 @@ def plot_rl_curves(scalars: dict[str, list[tuple[int, float]]], path: Path) -> P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = {"charts/reward_mean": "mean reward (train batch)", "eval/ndcg@10": "held-out nDCG@10 (reasoning)"}
+    labels = {"charts/reward_mean": "mean reward (train batch)", "charts/margin_mean": "score margin (train batch)",
+              "charts/embed_token_rate": "token written by the model", "eval/ndcg@10": "held-out nDCG@10 (reasoning)"}
     fig, axes = plt.subplots(1, len(scalars), figsize=(5 * max(1, len(scalars)), 3.5), squeeze=False)
     for axis, (tag, points) in zip(axes[0], scalars.items()):
         steps, values = zip(*points) if points else ((), ())
-        axis.plot(steps, values, marker="o" if len(points) < 30 else None)
+        axis.plot(steps, values, marker="o" if len(points) < 30 else None, alpha=0.4 if len(points) >= 10 else 1.0,
+                  label="per step")
+        if len(points) >= 10:  # one batch per step is noisy: its running mean over 5 steps beside it
+            kernel = np.ones(5) / 5
+            axis.plot(steps[4:], np.convolve(values, kernel, mode="valid"), label="mean of 5 steps")
+            axis.legend(fontsize=8)
         axis.set_xlabel("RL step")
         axis.set_title(labels.get(tag, tag))
         axis.grid(alpha=0.3)
@@ -104,9 +147,10 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     from sr3_agent.sft import train_sft
 
     out = Path(config.output_dir)
-    sft_config, rl_config, eval_config = stage_configs(config)
+    stages, eval_config, models = stage_configs(config)
     seconds: dict[str, float] = {}
-    for name, stage_config, train in (("sft", sft_config, train_sft), ("rl", rl_config, train_rl)):
+    for name, stage_config in stages:
+        train = train_rl if name == "rl" else train_sft
         folder = Path(stage_config.output_dir)
         state = stage_state(folder)
         if state != "new" and not config.resume:
@@ -123,14 +167,16 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         if stage_state(folder) != "done":  # Ctrl-C: the stage saved a checkpoint and returned
             return {"interrupted": name, "seconds": seconds}
 
-    announce("[eval] base, SFT and SFT+RL, each direct and with reasoning" + (", BM25, MiniLM" if config.baselines else ""))
+    announce(f"[eval] {', '.join(models)}: each direct, with reasoning and fused"
+             + (", beside BM25 and MiniLM" if config.baselines else ""))
     start = time.perf_counter()
-    sources = {"base": config.model, "SFT": out / "sft" / "final", "SFT+RL": out / "rl" / "final"}
-    embedders = [(label, ReasoningEmbedder.from_pretrained(source, device=config.device))
-                 for label, source in sources.items()]
+    embedders = [(label, ReasoningEmbedder.from_pretrained(config.model if label == "base" else source,
+                                                           device=config.device))
+                 for label, source in models.items()]
     rows = run_eval(eval_config, embedders=embedders)
     seconds["eval"] = time.perf_counter() - start
-    table = markdown_table(rows)
+    table = markdown_table(rows) + "\nPaired differences over the same queries:\n\n" + comparison_table(
+        rows, comparison_pairs([label for label in models if label != "base"]))
     write_results(rows, eval_config.output)
     timing = ", ".join(f"{name} {value / 60:.1f} min" for name, value in seconds.items())
     (out / "results.md").write_text(f"{table}\n\nStage times: {timing}.\n")

@@ -108,33 +108,52 @@ def training_embeddings(embedder: ReasoningEmbedder, sequences: list[list[int]],
         hidden = embedder.hidden_states(ids, mask)
         return (embedder.pool(hidden, ids, mask), answer_template_loss(embedder, hidden, ids, labelled),
                 (hidden, ids, mask))
-    embeddings, lm = [], 0.0
+    embeddings, terms = [], []
     for (hidden, ids, mask), rows in zip(parts, groups.values()):
         embeddings.append(embedder.pool(hidden, ids, mask))
-        own = [labelled[i] for i in rows]  # a token mean over the whole batch
-        lm = lm + answer_template_loss(embedder, hidden, ids, own) * sum(own) / sum(labelled)
+        terms.append(answer_terms(embedder, hidden, ids, [labelled[i] for i in rows]))
     order = torch.as_tensor([i for rows in groups.values() for i in rows], device=embedder.device)
-    return torch.cat(embeddings)[torch.argsort(order)], lm, None
+    return torch.cat(embeddings)[torch.argsort(order)], combined_answer_loss(terms), None
 
 
 def answer_template_loss(embedder: ReasoningEmbedder, hidden: torch.Tensor, input_ids: torch.Tensor,
                          labelled: list[int] | None = None) -> torch.Tensor:
     """Language-model loss of the answer: the last ``labelled[i]`` tokens of row i (default 1: the
-    embed token after each prompt or reasoning), averaged over the labelled tokens.
+    embed token after each prompt or reasoning).
 
-    Sequences are left-padded and end with the token, so the answer is the tail of each row. With
-    the token alone this teaches the model to write it when its analysis is done; with a kept
-    reasoning (rejection sampling) it also teaches the reasoning itself.
+    Sequences are left-padded and end with the token, so the answer is the tail of each row. The
+    loss is the mean over the rows of the token's cross-entropy, plus, where reasonings are labelled
+    (kept by rejection sampling), the mean over their tokens: the token weighs as much as a whole
+    reasoning, so that the model learns to stop and write it rather than end its turn.
     """
+    return combined_answer_loss([answer_terms(embedder, hidden, input_ids, labelled)])
+
+
+def answer_terms(embedder: ReasoningEmbedder, hidden: torch.Tensor, input_ids: torch.Tensor,
+                 labelled: list[int] | None = None) -> tuple[torch.Tensor, int, torch.Tensor, int]:
+    """The sums and counts `answer_template_loss` combines, so that batches computed in parts
+    (`training_embeddings`) give the loss of the whole: (token NLL sum, rows, reasoning NLL sum,
+    reasoning tokens)."""
     labelled = labelled or [1] * len(input_ids)
     width = min(max(labelled) + 1, input_ids.shape[1])
-    head = embedder.model.get_output_embeddings()
-    logits = head(hidden[:, -width:])  # (B, width, V): position t predicts the token at t + 1
-    labels = input_ids[:, -width:].clone()
-    tail = torch.arange(width, device=labels.device).view(1, -1) >= width - torch.as_tensor(labelled, device=labels.device).view(-1, 1)
-    labels[~tail] = -100
-    labels[:, 0] = -100
-    return lm_loss(logits, labels)
+    logits = embedder.model.get_output_embeddings()(hidden[:, -width:])  # (B, width, V): t predicts t + 1
+    token_labels = input_ids[:, -width:].clone()
+    token_labels[:, :-1] = -100
+    token_sum = lm_loss(logits, token_labels) * len(input_ids)
+    reasoning_labels = input_ids[:, -width:].clone()
+    start = width - torch.as_tensor(labelled, device=input_ids.device).view(-1, 1)
+    reasoning_labels[torch.arange(width, device=input_ids.device).view(1, -1) < start] = -100
+    reasoning_labels[:, 0] = reasoning_labels[:, -1] = -100
+    count = sum(n - 1 for n in labelled)
+    reasoning_sum = lm_loss(logits, reasoning_labels) * count if count else token_sum * 0
+    return token_sum, len(input_ids), reasoning_sum, count
+
+
+def combined_answer_loss(terms: list[tuple[torch.Tensor, int, torch.Tensor, int]]) -> torch.Tensor:
+    """Token mean over all rows, plus the reasoning-token mean over all labelled reasoning tokens (if any)."""
+    loss = sum(t[0] for t in terms) / sum(t[1] for t in terms)
+    count = sum(t[3] for t in terms)
+    return loss + sum(t[2] for t in terms) / count if count else loss
 
 
 # -- logs -----------------------------------------------------------------------------------------

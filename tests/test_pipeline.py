@@ -9,28 +9,53 @@ from conftest import TINY_QRELS, write_beir
 
 from sr3_agent.cli import main
 from sr3_agent.config import ConfigError, TrainConfig
-from sr3_agent.pipeline import plot_rl_curves, read_scalars, stage_configs, stage_state
+from sr3_agent.pipeline import (comparison_pairs, comparison_table, plot_rl_curves, read_scalars, stage_configs,
+                                stage_state)
 
 
 def test_stage_configs_carry_the_shared_settings():
-    config = TrainConfig(dataset="semanlink", train_queries=64, corpus_docs=100, sft_steps=7, rl_steps=5,
+    config = TrainConfig(dataset="semanlink", train_queries=64, corpus_docs=100, sft_steps=7, rs_steps=4, rl_steps=5,
                          reasoning_tokens=12, seed=3, output_dir="out")
-    sft, rl, evaluation = stage_configs(config)
+    stages, evaluation, models = stage_configs(config)
+    assert [name for name, _ in stages] == ["sft", "rs", "rl"]
+    (_, sft), (_, rs), (_, rl) = stages
     assert (sft.dataset, sft.num_queries, sft.corpus_docs, sft.steps, sft.seed) == ("semanlink", 64, 100, 7, 3)
-    assert sft.output_dir == "out/sft" and sft.reasoning_tokens == 12
-    assert rl.model == "out/sft/final" and rl.output_dir == "out/rl" and rl.steps == 5 and rl.max_new_tokens == 12
+    assert sft.output_dir == "out/sft" and sft.reasoning_tokens == 12 and sft.reasoning_fraction == 0.0
+    assert rs.model == "out/sft/final" and rs.output_dir == "out/rs" and rs.steps == 4
+    assert rs.keep == "best" and rs.reasoning_samples == 4 and rs.lm_weight > 0 and rs.seed == 3
+    assert rl.model == "out/rs/final" and rl.output_dir == "out/rl" and rl.steps == 5 and rl.max_new_tokens == 12
+    assert list(models) == ["SFT+RS", "SFT+RS+RL"] and evaluation.models == ["out/rs/final", "out/rl/final"]
     assert evaluation.datasets == ["semanlink"] and evaluation.reasoning and evaluation.max_new_tokens == 12
     assert evaluation.seed == 0 and evaluation.output == "out/results.json"  # same test sample for every seed
+
+
+def test_without_rejection_sampling_rl_starts_from_sft():
+    stages, _, models = stage_configs(TrainConfig(rs_steps=0, eval_base=True, output_dir="out"))
+    assert [name for name, _ in stages] == ["sft", "rl"] and stages[1][1].model == "out/sft/final"
+    assert list(models) == ["base", "SFT", "SFT+RL"]
 
 
 @pytest.mark.parametrize("changes, message", [
     ({"group_size": 1}, "group_size must be >= 2"),
     ({"train_queries": 8}, "train_queries \\(8\\) must be at least sft_batch_size"),
     ({"eval_docs": 0}, "eval_docs must be >= 1 or none"),
+    ({"rs_steps": -1}, "rs_steps"),
+    ({"sft_reasoning_fraction": 2.0}, "sft_reasoning_fraction"),
 ])
 def test_bad_train_configs_say_how_to_fix_them(changes, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**changes)
+
+
+def test_comparisons_pair_each_way_with_direct_and_rl_with_before():
+    pairs = comparison_pairs(["SFT", "SFT+RL"])
+    assert ("SFT (direct)", "SFT (fused)") in pairs and ("SFT+RL (direct)", "SFT+RL (reasoning)") in pairs
+    assert ("SFT (reasoning)", "SFT+RL (reasoning)") in pairs and len(pairs) == 7
+    rows = [{"system": "A (direct)", "per_query_ndcg@10": {"q1": 0.5, "q2": 0.5}},
+            {"system": "A (fused)", "per_query_ndcg@10": {"q1": 0.7, "q2": 0.7}}]
+    table = comparison_table(rows, [("A (direct)", "A (fused)"), ("A (direct)", "A (reasoning)")])
+    assert "| A (fused) vs A (direct) | +0.200 | [+0.200, +0.200] |" in table
+    assert "A (reasoning)" not in table  # a missing row is left out
 
 
 def test_stage_state(tmp_path):
@@ -63,20 +88,22 @@ def test_sr3_train_end_to_end_then_resume(tiny_embedder, tmp_path, capsys, monke
     tiny_embedder.save_pretrained(tmp_path / "base")
     data = write_beir(tmp_path / "beir", qrels={"train": TINY_QRELS, "test": TINY_QRELS})
     argv = ["train", "--model", str(tmp_path / "base"), "--dataset", str(data), "--train-queries", "none",
-            "--corpus-docs", "none", "--sft-steps", "2", "--sft-batch-size", "2", "--rl-steps", "2",
+            "--corpus-docs", "none", "--sft-steps", "2", "--sft-batch-size", "2", "--rs-steps", "1", "--rl-steps", "2",
             "--queries-per-step", "2", "--group-size", "2", "--reasoning-tokens", "4", "--rl-eval-every", "1",
             "--rl-eval-queries", "3", "--rl-eval-docs", "12", "--eval-queries", "none", "--eval-docs", "none",
             "--output-dir", str(tmp_path / "run")]
     assert main(argv) == 0
     out = capsys.readouterr().out
     rows = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert [r["system"] for r in rows] == ["base (direct)", "base (reasoning)", "SFT (direct)", "SFT (reasoning)",
-                                          "SFT+RL (direct)", "SFT+RL (reasoning)", "BM25", "all-MiniLM-L6-v2"]
-    assert "| SFT+RL (reasoning) |" in out and "sr3 train finished in" in out
+    assert [r["system"] for r in rows] == ["SFT+RS (direct)", "SFT+RS (reasoning)", "SFT+RS (fused)", "SFT+RS+RL (direct)",
+                                          "SFT+RS+RL (reasoning)", "SFT+RS+RL (fused)", "BM25", "all-MiniLM-L6-v2"]
+    assert "| SFT+RS+RL (reasoning) |" in out and "Token rate" in out and "sr3 train finished in" in out
+    assert all(0 <= row["embed_token_rate"] <= 1 for row in rows if "(reasoning)" in row["system"])
     assert (tmp_path / "run" / "rl_curves.png").read_bytes()[:4] == b"\x89PNG"
     curve = read_scalars(tmp_path / "run" / "rl" / "tensorboard")["eval/ndcg@10"]
     assert [step for step, _ in curve] == [0, 1, 2]
     assert "Stage times: sft" in (tmp_path / "run" / "results.md").read_text()
+    assert (tmp_path / "run" / "rs" / "final" / "sr3_embedder.json").is_file()
 
     with pytest.raises(SystemExit) as exit_info:  # the same folder again without --resume: refused, nothing lost
         main(argv)

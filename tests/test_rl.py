@@ -10,7 +10,7 @@ import torch
 
 from sr3_agent.config import ConfigError, RLConfig
 from sr3_agent.losses import clipped_policy_loss, group_advantages
-from sr3_agent.rl import auxiliary_batch, policy_forward, train_rl
+from sr3_agent.rl import auxiliary_batch, policy_forward, score_margins, shaped_rewards, train_rl, zero_variance_share
 from sr3_env import load_dataset
 
 
@@ -36,6 +36,29 @@ def test_auxiliary_batch_by_hand():
     assert mask.tolist() == [[False, True, False, False, False],
                              [True, False, False, False, False],
                              [False, False, False, False, False]]
+
+
+def test_score_margins_by_hand():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    gold = [torch.tensor([[0.8, 0.6]]), torch.tensor([[1.0, 0.0], [0.6, 0.8]])]  # query 1 has two relevant rows
+    top_scores = np.array([[0.9, 0.8, 0.1], [0.8, 0.7, 0.0]])
+    top_is_gold = np.array([[False, True, False], [True, False, False]])
+    # query 0: relevant at 0.8 below a 0.9 other -> -0.1; query 1: best relevant 0.8, best other 0.7 -> +0.1
+    torch.testing.assert_close(score_margins(q, gold, top_scores, top_is_gold), torch.tensor([-0.1, 0.1]))
+    # every top row relevant: the margin is taken over the k-th score, a lower bound of the best other
+    all_gold = score_margins(q[:1], gold[:1], np.array([[0.8, 0.5]]), np.array([[True, True]]))
+    torch.testing.assert_close(all_gold, torch.tensor([0.3]))
+
+
+def test_shaped_rewards_and_zero_variance_groups():
+    config = RLConfig(margin_weight=2.0, token_bonus=0.5)
+    rewards = shaped_rewards(np.array([1.0, 1.0, 0.5, 0.5], dtype=np.float32), torch.tensor([0.1, 0.0, 0.0, 0.0]),
+                             torch.tensor([True, False, False, False]), config)
+    torch.testing.assert_close(rewards, torch.tensor([1.7, 1.0, 0.5, 0.5]))
+    assert zero_variance_share(rewards, 2) == 0.5  # the second group's samples are tied
+    assert RLConfig(margin_weight=0, token_bonus=0).margin_weight == 0
+    with pytest.raises(ConfigError, match="margin_weight"):
+        RLConfig(margin_weight=-1)
 
 
 def test_batched_policy_loss_equals_the_mean_of_per_sample_losses():
@@ -109,7 +132,8 @@ def test_rl_runs_changes_the_parameters_and_logs(tiny_embedder, toy_sets, tmp_pa
     tags = set(EventAccumulator(str(tmp_path / "rl" / "tensorboard")).Reload().Tags()["scalars"])
     assert {"charts/reward_mean", "charts/rank_mean", "charts/reasoning_length", "charts/embed_token_rate",
             "losses/policy", "losses/kl", "losses/aux", "index/rows_reencoded", "index/stale_fraction",
-            "time/generation_s", "time/encoding_s", "time/scoring_s", "time/update_s", "eval/ndcg@10"} <= tags
+            "time/generation_s", "time/encoding_s", "time/scoring_s", "time/update_s", "eval/ndcg@10",
+            "charts/env_reward_mean", "charts/margin_mean", "charts/zero_variance_groups"} <= tags
     assert (tmp_path / "rl" / "final" / "config.json").is_file()
 
 

@@ -74,7 +74,7 @@ def test_answer_template_labels_only_the_embed_token(tiny_embedder):
 
 def test_answer_loss_labels_a_kept_reasoning_and_the_token(tiny_embedder):
     """Row 0 labels its last 3 tokens (a 2-token reasoning + the token), row 1 only the token: the
-    loss is the mean cross-entropy over those 4 labelled tokens, by hand."""
+    loss is the token's mean cross-entropy over the 2 rows plus the reasoning's over its 2 tokens, by hand."""
     from sr3_agent.sft import query_sequences
 
     sequences, _ = query_sequences(tiny_embedder, ["a cat", "rain"], [[101, 102], None])
@@ -82,9 +82,10 @@ def test_answer_loss_labels_a_kept_reasoning_and_the_token(tiny_embedder):
     hidden = tiny_embedder.hidden_states(ids, mask)
     loss = answer_template_loss(tiny_embedder, hidden, ids, [3, 1])
     head = tiny_embedder.model.get_output_embeddings()
-    terms = [torch.nn.functional.cross_entropy(head(hidden[0, -4:-1]), ids[0, -3:], reduction="sum"),
-             torch.nn.functional.cross_entropy(head(hidden[1, -2:-1]), ids[1, -1:], reduction="sum")]
-    torch.testing.assert_close(loss, sum(terms) / 4)
+    ce = torch.nn.functional.cross_entropy
+    token = (ce(head(hidden[0, -2:-1]), ids[0, -1:]) + ce(head(hidden[1, -2:-1]), ids[1, -1:])) / 2
+    reasoning = ce(head(hidden[0, -4:-2]), ids[0, -3:-1])
+    torch.testing.assert_close(loss, token + reasoning)
 
 
 @pytest.mark.parametrize("changes, message", [
