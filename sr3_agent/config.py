@@ -351,7 +351,7 @@ class TrainConfig:
     """Documents in the plot's held-out sub-corpus."""
     eval_queries: int | None = 200
     """Test queries in the final table (a sample with seed 0, the same for every --seed; None: all)."""
-    eval_docs: int | None = 5000
+    eval_docs: int | None = 3000
     """Documents in the final table's sub-corpus (every relevant one kept; None: the whole corpus)."""
     baselines: bool = True
     """Put BM25 and all-MiniLM-L6-v2 in the table."""

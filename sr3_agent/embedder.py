@@ -98,14 +98,30 @@ def fuse(direct: np.ndarray, reasoned: np.ndarray, weight: float = 0.5) -> np.nd
     return mixed / np.maximum(np.linalg.norm(mixed, axis=1, keepdims=True), 1e-12)
 
 
-def _add_token_rows(model: Any, size: int) -> None:
-    """Grow the vocabulary to ``size``; new rows start at the mean of the old ones (deterministic, so
-    the same base model always gives the same embedder)."""
+#: The new token's rows start as the turn-end token's, scaled by this: where the model would end its
+#: answer it writes the embed token instead, so even the base model ends its reasonings with it.
+TURN_END_SCALE = 1.01
+
+
+def _add_token_rows(model: Any, size: int, turn_end_id: int | None) -> None:
+    """Grow the vocabulary to ``size``. The new rows start as the turn-end token's (``<|im_end|>``
+    or eos) times `TURN_END_SCALE`, so the model writes ``<|embed_token|>`` where it would have ended
+    its turn; without a turn-end token, at the mean of the old rows. Deterministic, so the same base
+    model always gives the same embedder."""
     old = model.get_input_embeddings().num_embeddings
     model.resize_token_embeddings(size, mean_resizing=False)
     with torch.no_grad():
         for matrix in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}.values():
-            matrix.weight[old:] = matrix.weight[:old].mean(dim=0)
+            start = matrix.weight[turn_end_id] * TURN_END_SCALE if turn_end_id is not None else matrix.weight[:old].mean(dim=0)
+            matrix.weight[old:] = start
+
+
+def _turn_end_id(tokenizer: Any) -> int | None:
+    """The id of the token that ends an assistant turn: ``<|im_end|>`` (ChatML), else eos, else None."""
+    for token_id in (tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id):
+        if token_id is not None and token_id != tokenizer.unk_token_id:
+            return int(token_id)
+    return None
 
 
 def length_batches(lengths: Sequence[int], size: int, max_padding: float = 0.2) -> list[np.ndarray]:
@@ -196,7 +212,7 @@ class ReasoningEmbedder:
         if EMBED_TOKEN not in tokenizer.get_vocab():
             tokenizer.add_special_tokens({"additional_special_tokens": [EMBED_TOKEN]})
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
-            _add_token_rows(model, len(tokenizer))
+            _add_token_rows(model, len(tokenizer), _turn_end_id(tokenizer))
         saved = Path(source) / CONFIG_FILE
         if saved.is_file():
             settings = json.loads(saved.read_text())

@@ -130,3 +130,28 @@ def test_a_tokenizer_without_the_token_is_refused(tiny_embedder):
 
     with pytest.raises(EncoderError, match="from_pretrained"):
         ReasoningEmbedder(tiny_embedder.model, AutoTokenizer.from_pretrained(resolve_model()))
+
+
+def test_the_new_token_starts_as_the_turn_end_token(tmp_path):
+    """A base model without the token gets it as a scaled copy of <|im_end|>: where the model would end
+    its turn, the token's logit is the larger one, so it writes the token instead."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from sr3_agent.embedder import TURN_END_SCALE
+    from sr3_agent.models import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model())
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    embedder = ReasoningEmbedder.from_pretrained(tmp_path / "base", device="cpu")
+    rows = embedder.model.get_input_embeddings().weight
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    torch.testing.assert_close(rows[embedder.embed_token_id], rows[im_end] * TURN_END_SCALE)
+    hidden = torch.randn(8, 32)
+    logits = embedder.model.get_output_embeddings()(hidden)
+    ends = logits[:, im_end] > 0
+    assert torch.equal(logits[ends, embedder.embed_token_id] > logits[ends, im_end], torch.ones(int(ends.sum()), dtype=torch.bool))
