@@ -2,7 +2,7 @@
 
     python scripts/compare_evals.py runs/eval/sft-wordnet.json runs/eval/rl-seed*.json
 
-The first file is the baseline. For every other file and each way of embedding (direct, reasoning),
+The first file is the baseline. For every other file and each way of embedding (direct, reasoning, fused),
 prints nDCG@10, its difference from the baseline's same way on the same queries, and a 95% paired
 bootstrap interval of that difference (queries resampled). With several files it also pools them
 (the mean over files of each query's nDCG@10, e.g. over seeds) and reports mean ± std over files.
@@ -24,13 +24,13 @@ KEY = "per_query_ndcg@10"
 
 
 def by_mode(path: Path) -> dict[str, dict]:
-    """{'direct' | 'reasoning' | system name: row} of the rows of one results file that carry per-query scores."""
+    """{'direct' | 'reasoning' | 'fused' | system name: row} of the rows of one results file that carry per-query scores."""
     rows = json.loads(path.read_text())
     out = {}
     for row in rows:
         if KEY not in row:
             raise SystemExit(f"{path}: row {row['system']!r} has no {KEY}; re-run it with this version of sr3 eval.")
-        match = re.search(r"\((direct|reasoning)\)$", row["system"])
+        match = re.search(r"\((direct|reasoning|fused)\)$", row["system"])
         out[match.group(1) if match else row["system"]] = row
     return out
 

@@ -31,15 +31,18 @@ class QueryPaths:
         self._texts: tuple[str, ...] | None = None
         self._vectors: np.ndarray | None = None
         self.embed_token_rate: float | None = None
+        self.reasoning_length: float | None = None  #: mean tokens written before the token
 
     def direct(self, texts: list[str]) -> np.ndarray:
         return self.embedder.encode_queries(texts)
 
     def reasoning(self, texts: list[str]) -> np.ndarray:
         if self._texts != tuple(texts):
-            self.embedder.missing_embed_token = self.embedder.reasoning_rollouts = 0
-            self._vectors = self.embedder.encode_queries(texts, reasoning=True, max_new_tokens=self.max_new_tokens)
-            self._texts, self.embed_token_rate = tuple(texts), 1.0 - self.embedder.missing_embed_token_rate
+            embedder = self.embedder
+            embedder.missing_embed_token = embedder.reasoning_rollouts = embedder.reasoning_tokens_written = 0
+            self._vectors = embedder.encode_queries(texts, reasoning=True, max_new_tokens=self.max_new_tokens)
+            self._texts, self.embed_token_rate = tuple(texts), 1.0 - embedder.missing_embed_token_rate
+            self.reasoning_length = embedder.reasoning_tokens_written / max(embedder.reasoning_rollouts, 1)
         return self._vectors
 
     def fused(self, texts: list[str]) -> np.ndarray:
@@ -98,5 +101,7 @@ def run_eval(config: EvalConfig, embedders: list[tuple[str, ReasoningEmbedder]] 
         rows += evaluate_systems(dataset, systems, note=note)
         for row in rows[-len(systems):]:
             if row["system"] in reasoning_paths:
-                row["embed_token_rate"] = round(reasoning_paths[row["system"]].embed_token_rate, 4)
+                paths = reasoning_paths[row["system"]]
+                row["embed_token_rate"] = round(paths.embed_token_rate, 4)
+                row["reasoning_length"] = round(paths.reasoning_length, 2)
     return rows

@@ -193,6 +193,7 @@ class ReasoningEmbedder:
         self.version = 0
         self.missing_embed_token = 0  #: reasoning rollouts in which the model never wrote the token
         self.reasoning_rollouts = 0  #: reasoning rollouts so far
+        self.reasoning_tokens_written = 0  #: tokens the model wrote in them before the token (or the cap)
 
     # -- construction, saving ---------------------------------------------------------------
 
@@ -540,8 +541,9 @@ class ReasoningEmbedder:
 
     @torch.no_grad()
     def generate_reasoning(self, texts: Sequence[str], *, max_new_tokens: int = 64, temperature: float = 0.0,
-                           top_p: float = 1.0, num_samples: int = 1) -> Rollout:
-        """Write a reasoning for each text (``num_samples`` each, consecutive), ending with the token.
+                           top_p: float = 1.0, num_samples: int = 1, min_new_tokens: int = 0) -> Rollout:
+        """Write a reasoning for each text (``num_samples`` each, consecutive), ending with the token;
+        the token and the turn end are held back for the first ``min_new_tokens`` tokens.
 
         With `reuse_prefix`, each prompt is computed once for its samples (after the shared prefix)
         and the embeddings are read from the generation's cache with one more decoder step
@@ -552,11 +554,13 @@ class ReasoningEmbedder:
             raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}.")
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+        if not 0 <= min_new_tokens <= max_new_tokens:
+            raise ValueError(f"min_new_tokens must be in [0, max_new_tokens={max_new_tokens}], got {min_new_tokens}.")
         unique = self.prompt_ids(texts, self.prompts.reasoning)
         prompts = [p for p in unique for _ in range(num_samples)]
         sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
         sampling.update(max_new_tokens=max_new_tokens, eos_token_id=self.stop_token_ids, pad_token_id=self.pad_token_id,
-                        top_k=None)
+                        top_k=None, min_new_tokens=min_new_tokens)
         was_training = self.model.training
         self.model.eval()
         try:
@@ -581,6 +585,7 @@ class ReasoningEmbedder:
             reasoning.append(self.tokenizer.decode(text_ids, skip_special_tokens=True))
         self.reasoning_rollouts += len(sequences)
         self.missing_embed_token += len(sequences) - sum(emitted)
+        self.reasoning_tokens_written += sum(counts)
         input_ids, attention_mask = self.pad_left(sequences)
         width = input_ids.shape[1]
         reasoning_mask = torch.zeros_like(input_ids, dtype=torch.bool)

@@ -47,8 +47,11 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
     out = Path(config.output_dir)
     shared = dict(dataset=config.dataset, num_queries=config.train_queries, corpus_docs=config.corpus_docs,
                   seed=config.seed, device=config.device, precision=config.precision)
+    # without reasonings the LM loss would only teach the token right after a prompt, which the model would
+    # then also write first under the reasoning prompt: it is left out
     sft = SFTConfig(model=config.model, steps=config.sft_steps, batch_size=config.sft_batch_size,
                     reasoning_fraction=config.sft_reasoning_fraction, reasoning_tokens=config.reasoning_tokens,
+                    lm_weight=0.1 if config.sft_reasoning_fraction > 0 else 0.0,
                     output_dir=str(out / "sft"), save_every=max(1, config.sft_steps // 3), **shared)
     stages: list[tuple[str, SFTConfig | RLConfig]] = [("sft", sft)]
     if config.rs_steps:

@@ -126,8 +126,10 @@ def pick_reasonings(embedder: ReasoningEmbedder, texts: Sequence[str], gold: Seq
     if B == 0:
         return Picked([], np.empty((0, samples)), np.empty(0), np.empty((0, samples), dtype=np.int64),
                       np.empty((0, samples), dtype=bool))
+    # a reasoning has at least min_tokens tokens: the token is held back until then (a model trained to
+    # write it right after a direct prompt would otherwise write it first here too)
     rollout = embedder.generate_reasoning(texts, max_new_tokens=max_new_tokens, temperature=temperature,
-                                          num_samples=samples)
+                                          num_samples=samples, min_new_tokens=min(min_tokens, max_new_tokens))
     ends, starts = token_kinds(embedder.tokenizer)
     generated = [row[mask].tolist() for row, mask in zip(rollout.input_ids, rollout.reasoning_mask)]
     generated = [ids[:-1] if emitted else ids for ids, emitted in zip(generated, rollout.emitted.tolist())]

@@ -19,7 +19,7 @@ def test_run_eval_puts_systems_side_by_side(tiny_embedder, tiny_beir, tmp_path, 
     rows = run_eval(config, embedders=[("tiny", tiny_embedder)])
     assert [r["system"] for r in rows] == ["tiny (direct)", "tiny (reasoning)", "tiny (fused)"]
     assert rows[1]["embed_token_rate"] == rows[2]["embed_token_rate"] == 0.0  # a random model never writes the token
-    assert "embed_token_rate" not in rows[0]
+    assert "embed_token_rate" not in rows[0] and 0 < rows[1]["reasoning_length"] <= 4
     assert tiny_embedder.reasoning_rollouts == 3  # one reasoning per query, shared by the reasoning and fused rows
     for row in rows:
         assert 0.0 <= row["ndcg@10"] <= 1.0 and row["queries"] == 3 and row["docs"] == 12
