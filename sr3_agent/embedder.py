@@ -156,6 +156,8 @@ class ReasoningEmbedder:
         prompts: the instructions; saved with the model.
         max_length: prompt tokens kept per text (longer texts are truncated).
         batch_size: texts per forward pass when encoding.
+        min_reasoning_tokens: tokens a reasoning has at least: the token and the turn end are held back
+            until then (the direct embedding is the way to embed without reasoning).
         name: a label for logs and caches.
     """
 
@@ -171,7 +173,7 @@ class ReasoningEmbedder:
     reuse_prefix: bool = True
 
     def __init__(self, model: Any, tokenizer: Any, *, prompts: Prompts | None = None, max_length: int = 256,
-                 batch_size: int = 16, name: str | None = None) -> None:
+                 batch_size: int = 16, min_reasoning_tokens: int = 4, name: str | None = None) -> None:
         if tokenizer.convert_tokens_to_ids(EMBED_TOKEN) in (None, tokenizer.unk_token_id):
             raise EncoderError(f"The tokenizer has no {EMBED_TOKEN}; build the embedder with "
                                "ReasoningEmbedder.from_pretrained(...), which adds it.")
@@ -183,6 +185,9 @@ class ReasoningEmbedder:
         self.prompts = prompts or Prompts()
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
+        if int(min_reasoning_tokens) < 0:
+            raise ValueError(f"min_reasoning_tokens must be >= 0, got {min_reasoning_tokens}.")
+        self.min_reasoning_tokens = int(min_reasoning_tokens)
         self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
         self.embed_token_id = int(tokenizer.convert_tokens_to_ids(EMBED_TOKEN))
         self.pad_token_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
@@ -234,7 +239,8 @@ class ReasoningEmbedder:
             model = copy.deepcopy(model).merge_and_unload()
         model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
-        settings = {"prompts": asdict(self.prompts), "max_length": self.max_length, "batch_size": self.batch_size}
+        settings = {"prompts": asdict(self.prompts), "max_length": self.max_length, "batch_size": self.batch_size,
+                    "min_reasoning_tokens": self.min_reasoning_tokens}
         (directory / CONFIG_FILE).write_text(json.dumps(settings, indent=2))
         return directory
 
@@ -541,9 +547,10 @@ class ReasoningEmbedder:
 
     @torch.no_grad()
     def generate_reasoning(self, texts: Sequence[str], *, max_new_tokens: int = 64, temperature: float = 0.0,
-                           top_p: float = 1.0, num_samples: int = 1, min_new_tokens: int = 0) -> Rollout:
+                           top_p: float = 1.0, num_samples: int = 1, min_new_tokens: int | None = None) -> Rollout:
         """Write a reasoning for each text (``num_samples`` each, consecutive), ending with the token;
-        the token and the turn end are held back for the first ``min_new_tokens`` tokens.
+        the token and the turn end are held back for the first ``min_new_tokens`` tokens (default:
+        `min_reasoning_tokens`, at most ``max_new_tokens``).
 
         With `reuse_prefix`, each prompt is computed once for its samples (after the shared prefix)
         and the embeddings are read from the generation's cache with one more decoder step
@@ -554,6 +561,8 @@ class ReasoningEmbedder:
             raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}.")
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+        if min_new_tokens is None:
+            min_new_tokens = min(self.min_reasoning_tokens, max_new_tokens)
         if not 0 <= min_new_tokens <= max_new_tokens:
             raise ValueError(f"min_new_tokens must be in [0, max_new_tokens={max_new_tokens}], got {min_new_tokens}.")
         unique = self.prompt_ids(texts, self.prompts.reasoning)

@@ -86,7 +86,8 @@ def test_reasoning_stops_at_the_token_when_the_model_writes_it(tiny_embedder):
     head.bias = torch.nn.Parameter(bias)
     rollout = tiny_embedder.generate_reasoning(TEXTS[:3], max_new_tokens=8)
     assert rollout.emitted.all()
-    assert rollout.reasoning_lengths.tolist() == [1, 1, 1]  # just the token, written by the model
+    # the least reasoning allowed (min_reasoning_tokens), then the token, written by the model
+    assert rollout.reasoning_lengths.tolist() == [tiny_embedder.min_reasoning_tokens + 1] * 3
     assert rollout.reasoning_mask[:, -1].all()
 
 
@@ -155,3 +156,27 @@ def test_the_new_token_starts_as_the_turn_end_token(tmp_path):
     logits = embedder.model.get_output_embeddings()(hidden)
     ends = logits[:, im_end] > 0
     assert torch.equal(logits[ends, embedder.embed_token_id] > logits[ends, im_end], torch.ones(int(ends.sum()), dtype=torch.bool))
+
+
+def test_min_new_tokens_holds_the_token_back(tiny_embedder):
+    """With min_new_tokens the model cannot stop (token or turn end) before writing that many tokens."""
+    texts = ["a cat", "rain"]
+    ids, mask = tiny_embedder.pad_left(tiny_embedder.prompt_ids(texts, tiny_embedder.prompts.reasoning))
+    with torch.no_grad():  # point the (tied) token row along the prompts' last hidden states: greedy writes it first
+        last = torch.nn.functional.normalize(tiny_embedder.hidden_states(ids, mask)[:, -1], dim=-1).mean(0)
+        tiny_embedder.model.get_output_embeddings().weight[tiny_embedder.embed_token_id] = 100 * last
+    free = tiny_embedder.generate_reasoning(texts, max_new_tokens=6, min_new_tokens=0)
+    held = tiny_embedder.generate_reasoning(texts, max_new_tokens=6, min_new_tokens=3)
+    assert free.reasoning_lengths.tolist() == [1, 1] and bool(free.emitted.all())  # the token alone
+    assert all(n >= 3 for n in held.reasoning_lengths.tolist())
+    with pytest.raises(ValueError, match="min_new_tokens"):
+        tiny_embedder.generate_reasoning(["a cat"], max_new_tokens=2, min_new_tokens=3)
+
+
+def test_min_reasoning_tokens_is_saved_and_is_the_default(tiny_embedder, tmp_path):
+    tiny_embedder.min_reasoning_tokens = 2
+    tiny_embedder.save_pretrained(tmp_path / "model")
+    loaded = ReasoningEmbedder.from_pretrained(tmp_path / "model", device="cpu")
+    assert loaded.min_reasoning_tokens == 2
+    with pytest.raises(ValueError, match="min_reasoning_tokens"):
+        ReasoningEmbedder(tiny_embedder.model, tiny_embedder.tokenizer, min_reasoning_tokens=-1)

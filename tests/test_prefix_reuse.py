@@ -119,7 +119,8 @@ def test_an_emitted_token_is_read_where_the_model_wrote_it(tiny_embedder, real_t
     bias[tiny_embedder.embed_token_id] = 9.0  # about 1 in 6 per step against 49k near-uniform logits
     head.bias = torch.nn.Parameter(bias)
     torch.manual_seed(1)
-    rollout = tiny_embedder.generate_reasoning(real_texts[10:16], max_new_tokens=10, temperature=1.0, num_samples=2)
+    rollout = tiny_embedder.generate_reasoning(real_texts[10:16], max_new_tokens=10, temperature=1.0, num_samples=2,
+                                               min_new_tokens=0)
     assert rollout.emitted.any() and (rollout.reasoning_lengths > rollout.reasoning_lengths.min()).any()
     with torch.no_grad():
         second_pass = tiny_embedder.embed(rollout.input_ids, rollout.attention_mask)
