@@ -181,7 +181,7 @@ class RLConfig:
     margin_weight: float = 1.0
     """Weight of the score margin added to the environment's reward: the relevant document's score minus
     the best other one's, which keeps separating reasonings that all rank it first (0: the rank alone)."""
-    token_bonus: float = 0.1
+    token_bonus: float = 0.3
     """Reward added when the model wrote <|embed_token|> itself within max_new_tokens."""
     normalise_std: bool = True
     """Divide group advantages by the group's standard deviation (GRPO); --no-normalise-std keeps them
@@ -323,14 +323,14 @@ class TrainConfig:
     corpus_docs: int | None = 1000
     """Documents in the training index (SFT mining and the RL environment): the relevant documents of the
     training queries, plus random others up to this number."""
-    sft_steps: int = 30
+    sft_steps: int = 24
     """SFT optimiser steps."""
     sft_batch_size: int = 16
     """SFT queries per step."""
     sft_reasoning_fraction: float = 0.0
     """Share of the first SFT stage's queries embedded after an unselected sampled reasoning (the
     rejection-sampling stage trains the reasoning path)."""
-    rs_steps: int = 10
+    rs_steps: int = 8
     """Steps of the rejection-sampling SFT stage after SFT (0: skip it; RL then starts from SFT)."""
     rs_samples: int = 4
     """Reasonings sampled per query in that stage; the best-ranked one is trained on."""
@@ -351,7 +351,7 @@ class TrainConfig:
     """Documents in the plot's held-out sub-corpus."""
     eval_queries: int | None = 200
     """Test queries in the final table (a sample with seed 0, the same for every --seed; None: all)."""
-    eval_docs: int | None = 3000
+    eval_docs: int | None = 2000
     """Documents in the final table's sub-corpus (every relevant one kept; None: the whole corpus)."""
     baselines: bool = True
     """Put BM25 and all-MiniLM-L6-v2 in the table."""
