@@ -14,7 +14,7 @@ import numpy as np
 from gymnasium import spaces
 
 from sr3_env.errors import InvalidOptionError, ResetNeeded
-from sr3_env.task import RetrievalTask, query_charset, validate_actions
+from sr3_env.task import RetrievalTask, TaskViews, query_charset, validate_actions
 
 
 def query_space(task: RetrievalTask) -> spaces.Text:
@@ -35,7 +35,7 @@ def check_options(options: Any, known: str) -> Mapping[str, Any]:
     return options
 
 
-class RetrievalEmbedEnv(gym.Env[str, np.ndarray]):
+class RetrievalEmbedEnv(TaskViews, gym.Env[str, np.ndarray]):
     """## Description
 
     Each episode is one query of a retrieval dataset. The agent answers with a query embedding;
@@ -87,18 +87,6 @@ class RetrievalEmbedEnv(gym.Env[str, np.ndarray]):
         self._query_row: int | None = None
         self._done = True
         self._last_info: dict[str, Any] | None = None
-
-    @property
-    def dataset(self):
-        return self.task.dataset
-
-    @property
-    def encoder(self):
-        return self.task.encoder
-
-    @property
-    def index(self):
-        return self.task.index
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)

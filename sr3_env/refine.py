@@ -17,7 +17,7 @@ from gymnasium import spaces
 
 from sr3_env.env import check_options, query_space
 from sr3_env.errors import ResetNeeded
-from sr3_env.task import RetrievalTask, query_charset, validate_actions
+from sr3_env.task import RetrievalTask, TaskViews, query_charset, validate_actions
 
 Observation = dict[str, Any]  # {"query": str, "documents": tuple[str, ...]}
 
@@ -71,7 +71,7 @@ class TurnFeedback:
         return header + self.task.render_text(query_row, info)
 
 
-class RetrievalRefineEnv(gym.Env[Observation, np.ndarray]):
+class RetrievalRefineEnv(TaskViews, gym.Env[Observation, np.ndarray]):
     """## Description
 
     Each episode is one query of a retrieval dataset and lasts ``max_turns`` turns. On every turn
@@ -151,18 +151,6 @@ class RetrievalRefineEnv(gym.Env[Observation, np.ndarray]):
     @property
     def feedback_k(self) -> int:
         return self.feedback.feedback_k
-
-    @property
-    def dataset(self):
-        return self.task.dataset
-
-    @property
-    def encoder(self):
-        return self.task.encoder
-
-    @property
-    def index(self):
-        return self.task.index
 
     def _observation(self) -> Observation:
         return {"query": self.dataset.query_texts[self._query_row], "documents": self._shown}

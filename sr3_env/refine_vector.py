@@ -19,13 +19,13 @@ from gymnasium.vector.utils import batch_space
 
 from sr3_env.errors import ResetNeeded
 from sr3_env.refine import TurnFeedback, check_turn_arguments, refine_observation_space
-from sr3_env.task import RetrievalTask, validate_actions
+from sr3_env.task import RetrievalTask, TaskViews, validate_actions
 from sr3_env.vector import query_rows_from_options
 
 BatchObservation = dict[str, tuple]  # {"query": (B strings), "documents": (B tuples of strings)}
 
 
-class RetrievalRefineVectorEnv(VectorEnv):
+class RetrievalRefineVectorEnv(TaskViews, VectorEnv):
     """``num_envs`` queries at a time over one shared corpus index. Arguments as `RetrievalRefineEnv`."""
 
     metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.SAME_STEP}
@@ -57,18 +57,6 @@ class RetrievalRefineVectorEnv(VectorEnv):
     @property
     def feedback_k(self) -> int:
         return self.feedback.feedback_k
-
-    @property
-    def dataset(self):
-        return self.task.dataset
-
-    @property
-    def encoder(self):
-        return self.task.encoder
-
-    @property
-    def index(self):
-        return self.task.index
 
     def _start_episodes(self, rows: np.ndarray | None) -> None:
         self._query_rows = rows

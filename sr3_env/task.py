@@ -181,3 +181,21 @@ class RetrievalTask:
             mark = " *gold*" if doc_id in gold else ""
             lines.append(f"  {position:>3}. {score:+.3f}  {doc_id}  {text[:70]}{mark}")
         return "\n".join(lines) + "\n"
+
+
+class TaskViews:
+    """The task's dataset, encoder and index as attributes of an environment that holds it as ``self.task``."""
+
+    task: RetrievalTask
+
+    @property
+    def dataset(self) -> Any:
+        return self.task.dataset
+
+    @property
+    def encoder(self) -> Any:
+        return self.task.encoder
+
+    @property
+    def index(self) -> Any:
+        return self.task.index

@@ -19,7 +19,7 @@ from gymnasium.vector.utils import batch_space
 from sr3_env.data import RetrievalDataset
 from sr3_env.env import check_options, query_space
 from sr3_env.errors import InvalidOptionError, ResetNeeded
-from sr3_env.task import RetrievalTask, validate_actions
+from sr3_env.task import RetrievalTask, TaskViews, validate_actions
 
 
 def query_rows_from_options(dataset: RetrievalDataset, options: Any, num_envs: int) -> np.ndarray | None:
@@ -41,7 +41,7 @@ def query_rows_from_options(dataset: RetrievalDataset, options: Any, num_envs: i
     return np.asarray([dataset.query_row[q] for q in ids], dtype=np.int64)
 
 
-class RetrievalEmbedVectorEnv(VectorEnv):
+class RetrievalEmbedVectorEnv(TaskViews, VectorEnv):
     """``num_envs`` queries at a time over one shared corpus index. Arguments as `RetrievalEmbedEnv`."""
 
     metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.SAME_STEP}
@@ -63,18 +63,6 @@ class RetrievalEmbedVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._query_rows: np.ndarray | None = None
         self._last_infos: list[dict[str, Any]] | None = None
-
-    @property
-    def dataset(self):
-        return self.task.dataset
-
-    @property
-    def encoder(self):
-        return self.task.encoder
-
-    @property
-    def index(self):
-        return self.task.index
 
     def _draw(self, count: int) -> np.ndarray:
         return self.np_random.integers(len(self.dataset.query_ids), size=count)
