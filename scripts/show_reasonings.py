@@ -19,7 +19,7 @@ import numpy as np
 
 from sr3_agent.compare import QueryPaths, embedder_systems, evaluation_set
 from sr3_agent.config import EvalConfig
-from sr3_agent.embedder import ReasoningEmbedder
+from sr3_agent.embedder import ReasoningEmbedder, fuse
 
 
 def gold_ranks(queries: np.ndarray, docs: np.ndarray, gold: list[np.ndarray]) -> np.ndarray:
@@ -47,12 +47,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     paths = QueryPaths(embedder, args.max_new_tokens)
     docs = embedder_systems(paths, "model", reasoning=False)[0].corpus_embeddings(dataset)  # cached by sr3 eval
     texts = list(dataset.query_texts)
-    rollout_texts = []
-    for start in range(0, len(texts), embedder.batch_size):
+    rollout_texts, reasoned = [], []
+    for start in range(0, len(texts), embedder.batch_size):  # the reasonings and their embeddings, written once
         rollout = embedder.generate_reasoning(texts[start:start + embedder.batch_size], max_new_tokens=args.max_new_tokens)
         rollout_texts += [(text, bool(wrote)) for text, wrote in zip(rollout.reasoning, rollout.emitted.tolist())]
+        vectors = rollout.embeddings if rollout.embeddings is not None else embedder.embed(rollout.input_ids,
+                                                                                             rollout.attention_mask)
+        reasoned.append(vectors.detach().float().cpu().numpy())
     gold = [dataset.relevant_rows(q)[0] for q in dataset.query_ids]
-    ranks = {way: gold_ranks(getattr(paths, way)(texts), docs, gold) for way in ("direct", "reasoning", "fused")}
+    direct = paths.direct(texts)
+    vectors = {"direct": direct, "reasoning": np.concatenate(reasoned), "fused": fuse(direct, np.concatenate(reasoned))}
+    ranks = {way: gold_ranks(queries, docs, gold) for way, queries in vectors.items()}
     rows = [{"query": text, "relevant": [dataset.documents[r] for r in rows_], "reasoning": reasoning, "wrote_token": wrote,
              **{f"rank_{way}": int(r[i]) for way, r in ranks.items()}}
             for i, (text, rows_, (reasoning, wrote)) in enumerate(zip(texts, gold, rollout_texts))]
