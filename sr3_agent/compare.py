@@ -23,18 +23,21 @@ logger = logging.getLogger(__name__)
 class QueryPaths:
     """The three ways an embedder embeds queries: direct, after reasoning, and fused (both combined).
 
-    The reasoning is written once per list of texts and shared by the reasoning and fused systems;
-    `embed_token_rate` is the share of those reasonings the model ended with the token itself."""
+    Each way is computed once per list of texts (the fused system reuses the other two);
+    `embed_token_rate` is the share of the reasonings the model ended with the token itself."""
 
     def __init__(self, embedder: ReasoningEmbedder, max_new_tokens: int) -> None:
         self.embedder, self.max_new_tokens = embedder, max_new_tokens
         self._texts: tuple[str, ...] | None = None
         self._vectors: np.ndarray | None = None
+        self._direct: tuple[tuple[str, ...], np.ndarray] | None = None
         self.embed_token_rate: float | None = None
         self.reasoning_length: float | None = None  #: mean tokens written before the token
 
     def direct(self, texts: list[str]) -> np.ndarray:
-        return self.embedder.encode_queries(texts)
+        if self._direct is None or self._direct[0] != tuple(texts):
+            self._direct = tuple(texts), self.embedder.encode_queries(texts)
+        return self._direct[1]
 
     def reasoning(self, texts: list[str]) -> np.ndarray:
         if self._texts != tuple(texts):
