@@ -23,10 +23,10 @@ for seed in $SEEDS; do
   for dataset in $DATASETS; do
     test -f "$OUT/eval-before-$dataset-seed$seed.json" ||
       $SR3 eval --models "$before" --datasets "$dataset" --num-queries none --corpus-docs none --no-baselines \
-        --max-new-tokens 24 --output "$OUT/eval-before-$dataset-seed$seed.json"
+        --output "$OUT/eval-before-$dataset-seed$seed.json"
     test -f "$OUT/eval-rl-$dataset-seed$seed.json" ||
       $SR3 eval --models "$run/rl/final" --datasets "$dataset" --num-queries none --corpus-docs none --no-baselines \
-        --max-new-tokens 24 --output "$OUT/eval-rl-$dataset-seed$seed.json"
+        --output "$OUT/eval-rl-$dataset-seed$seed.json"
   done
 done
 for dataset in $DATASETS; do  # each seed's model after RL against its own model before RL, same way of embedding

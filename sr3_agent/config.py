@@ -58,7 +58,7 @@ class SFTConfig:
     reasoning_fraction: float = 0.5
     """Share of training queries embedded after a reasoning the model writes (no gradient through the
     writing), so that the reasoning path is trained too; the rest are embedded directly."""
-    reasoning_tokens: int = 24
+    reasoning_tokens: int = 48
     """Longest reasoning written for those queries, in tokens."""
     reasoning_temperature: float = 0.7
     """Sampling temperature of those reasonings (0: greedy)."""
@@ -170,7 +170,7 @@ class RLConfig:
     """Queries per step; each gets `group_size` sampled reasonings."""
     group_size: int = 4
     """Reasonings sampled per query (G); advantages are relative to the group."""
-    max_new_tokens: int = 24
+    max_new_tokens: int = 48
     """Longest reasoning, in tokens."""
     temperature: float = 1.0
     """Sampling temperature of the reasonings."""
@@ -183,6 +183,14 @@ class RLConfig:
     the best other one's, which keeps separating reasonings that all rank it first (0: the rank alone)."""
     token_bonus: float = 0.3
     """Reward added when the model wrote <|embed_token|> itself within max_new_tokens."""
+    missing_token_reward: float | None = -1.0
+    """The whole reward of a reasoning that ran to max_new_tokens without writing <|embed_token|>, in place of
+    its retrieval reward: an unfinished action, as a format reward treats it (none: score it like the others,
+    with the token appended)."""
+    token_lm_weight: float = 0.1
+    """Weight of a language-model loss on <|embed_token|> where the policy wrote it (its negative log-probability
+    after the reasoning): it holds the format SFT taught against the auxiliary loss, which otherwise teaches
+    the policy to write longer reasonings and drop the token (0: off)."""
     normalise_std: bool = True
     """Divide group advantages by the group's standard deviation (GRPO); --no-normalise-std keeps them
     as differences from the group mean (Dr. GRPO)."""
@@ -240,7 +248,7 @@ class RLConfig:
         _positive(self, "steps", "queries_per_step", "max_new_tokens", "top_k", "refresh_every", "max_length",
                   "lora_rank", "save_every", "log_every", "eval_queries", "eval_docs")
         _at_least(self, 0, "kl_weight", "aux_weight", "aux_negatives", "refresh_budget", "eval_every", "margin_weight",
-                  "token_bonus")
+                  "token_bonus", "token_lm_weight")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2: advantages are relative to the group (got {self.group_size}).")
         if self.temperature <= 0:
@@ -280,7 +288,7 @@ class EvalConfig:
     the 82k-document wordnet-revdict took 26 min per model on 2 CPU cores)."""
     reasoning: bool = True
     """Also evaluate each embedder with reasoning before the embedding (slower: generation)."""
-    max_new_tokens: int = 32
+    max_new_tokens: int = 48
     """Longest reasoning, in tokens."""
     baselines: bool = True
     """Include BM25 and all-MiniLM-L6-v2."""
@@ -340,7 +348,7 @@ class TrainConfig:
     """RL queries per step."""
     group_size: int = 4
     """RL reasonings sampled per query."""
-    reasoning_tokens: int = 24
+    reasoning_tokens: int = 48
     """Longest reasoning, in tokens (SFT, RL and evaluation)."""
     rl_eval_every: int = 0
     """RL steps between held-out nDCG@10 points of the plot (0: none; the final table compares the models
@@ -446,7 +454,7 @@ class ServeConfig:
     """Documents per query that /retrieve returns when a request gives no topk."""
     max_topk: int = 100
     """Largest topk a request may ask for."""
-    reasoning_tokens: int = 32
+    reasoning_tokens: int = 48
     """Longest reasoning written before a query embedding, in tokens (a request may ask for fewer)."""
     max_inputs: int = 256
     """Most texts in one request."""

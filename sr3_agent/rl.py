@@ -116,9 +116,14 @@ def score_margins(embeddings: torch.Tensor, gold_vectors: list[torch.Tensor], to
 
 def shaped_rewards(env_rewards: np.ndarray, margins: torch.Tensor, emitted: torch.Tensor, config: RLConfig) -> torch.Tensor:
     """(N,) the rewards the advantages use: the environment's, plus ``margin_weight`` × the score
-    margin (which does not saturate at rank 1), plus ``token_bonus`` where the model wrote the token itself."""
-    return (torch.as_tensor(env_rewards, dtype=torch.float32) + config.margin_weight * margins.detach().float().cpu()
-            + config.token_bonus * emitted.float().cpu())
+    margin (which does not saturate at rank 1), plus ``token_bonus`` where the model wrote the token
+    itself; where it did not, ``missing_token_reward`` instead of all of it (unless that is None)."""
+    emitted = emitted.bool().cpu()
+    rewards = (torch.as_tensor(env_rewards, dtype=torch.float32) + config.margin_weight * margins.detach().float().cpu()
+               + config.token_bonus * emitted.float())
+    if config.missing_token_reward is None:
+        return rewards
+    return torch.where(emitted, rewards, torch.full_like(rewards, config.missing_token_reward))
 
 
 def zero_variance_share(rewards: torch.Tensor, group_size: int) -> float:
@@ -128,13 +133,19 @@ def zero_variance_share(rewards: torch.Tensor, group_size: int) -> float:
 
 
 def rl_losses(logprobs: torch.Tensor, ref_logprobs: torch.Tensor | None, advantages: torch.Tensor, mask: torch.Tensor,
-              embeddings: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, fn_mask: torch.Tensor,
-              config: RLConfig) -> dict[str, torch.Tensor]:
-    """The three losses of one update (one optimiser step per batch: the sampling policy is the
-    current one, so the old log-probs are the current ones, detached)."""
+              emitted: torch.Tensor, embeddings: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor,
+              fn_mask: torch.Tensor, config: RLConfig) -> dict[str, torch.Tensor]:
+    """The losses of one update (one optimiser step per batch: the sampling policy is the current
+    one, so the old log-probs are the current ones, detached). Every sequence ends with the token, so
+    the last log-prob column scores it; ``emitted`` (N,) marks the rows where the policy wrote it.
+    The token's LM loss imitates where the better half of each group stopped (positive advantage): on
+    every row that wrote it, it would teach the policy to stop as early as it may."""
     losses = {"policy": clipped_policy_loss(logprobs, logprobs.detach(), advantages, mask, clip=config.clip)}
     if ref_logprobs is not None:
         losses["kl"] = kl_penalty_k3(logprobs, ref_logprobs, mask)
+    if config.token_lm_weight > 0:  # where the policy wrote the token after a reasoning better than its group's mean
+        written = emitted.to(logprobs.device).bool() & (advantages > 0)
+        losses["token"] = -logprobs[written, -1].mean() if written.any() else logprobs.sum() * 0.0
     if config.aux_weight > 0:
         losses["aux"] = info_nce(embeddings, positives, negatives if len(negatives) else None,
                                  temperature=config.aux_temperature, false_negative_mask=fn_mask)
@@ -240,9 +251,10 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
             shaped = shaped_rewards(rewards, margins, rollout.emitted, config)
             advantages = group_advantages(shaped, G, normalise_std=config.normalise_std).to(embeddings.device)
             mask = rollout.reasoning_mask[:, 1:]
-            losses = rl_losses(logprobs, ref_logprobs, advantages, mask, embeddings, positive_vectors, negative_vectors,
-                               fn_mask.to(embeddings.device), config)
-            total = losses["policy"] + config.kl_weight * losses.get("kl", 0) + config.aux_weight * losses.get("aux", 0)
+            losses = rl_losses(logprobs, ref_logprobs, advantages, mask, rollout.emitted, embeddings, positive_vectors,
+                               negative_vectors, fn_mask.to(embeddings.device), config)
+            total = (losses["policy"] + config.kl_weight * losses.get("kl", 0) + config.aux_weight * losses.get("aux", 0)
+                     + config.token_lm_weight * losses.get("token", 0))
 
             # 6. one optimiser step (DDP averages the gradients): the policy's version goes up, the index's rows go stale
             optimizer.zero_grad(set_to_none=True)

@@ -10,7 +10,7 @@ import torch
 
 from sr3_agent.config import ConfigError, RLConfig
 from sr3_agent.losses import clipped_policy_loss, group_advantages
-from sr3_agent.rl import auxiliary_batch, policy_forward, score_margins, shaped_rewards, train_rl, zero_variance_share
+from sr3_agent.rl import auxiliary_batch, policy_forward, rl_losses, score_margins, shaped_rewards, train_rl, zero_variance_share
 from sr3_env import load_dataset
 
 
@@ -51,14 +51,33 @@ def test_score_margins_by_hand():
 
 
 def test_shaped_rewards_and_zero_variance_groups():
-    config = RLConfig(margin_weight=2.0, token_bonus=0.5)
-    rewards = shaped_rewards(np.array([1.0, 1.0, 0.5, 0.5], dtype=np.float32), torch.tensor([0.1, 0.0, 0.0, 0.0]),
-                             torch.tensor([True, False, False, False]), config)
+    config = RLConfig(margin_weight=2.0, token_bonus=0.5, missing_token_reward=None)
+    env, margins = np.array([1.0, 1.0, 0.5, 0.5], dtype=np.float32), torch.tensor([0.1, 0.0, 0.0, 0.0])
+    rewards = shaped_rewards(env, margins, torch.tensor([True, False, False, False]), config)
     torch.testing.assert_close(rewards, torch.tensor([1.7, 1.0, 0.5, 0.5]))
+    # a reasoning that never wrote the token gets the floor, whatever it retrieved
+    floored = shaped_rewards(env, margins, torch.tensor([True, False, True, False]),
+                             RLConfig(margin_weight=2.0, token_bonus=0.5, missing_token_reward=-1.0))
+    torch.testing.assert_close(floored, torch.tensor([1.7, -1.0, 1.0, -1.0]))
     assert zero_variance_share(rewards, 2) == 0.5  # the second group's samples are tied
     assert RLConfig(margin_weight=0, token_bonus=0).margin_weight == 0
     with pytest.raises(ConfigError, match="margin_weight"):
         RLConfig(margin_weight=-1)
+
+
+def test_token_loss_is_the_negative_log_probability_of_the_tokens_written_after_better_reasonings():
+    logprobs = torch.log(torch.tensor([[0.5, 0.9, 0.2], [0.5, 0.5, 0.8], [0.1, 0.1, 0.1], [0.3, 0.3, 0.3]]))
+    mask = torch.ones(4, 3, dtype=torch.bool)  # the last column scores the token
+    advantages = torch.tensor([1.0, 0.5, 2.0, -1.0])
+    rest = (torch.randn(4, 4), torch.randn(4, 4), torch.empty(0, 4), torch.zeros(4, 4, dtype=torch.bool))
+    config = RLConfig(aux_weight=0, token_lm_weight=1.0)
+    # rows 0 and 1 wrote it after a better-than-mean reasoning; row 2 did not write it, row 3 was worse than the mean
+    losses = rl_losses(logprobs, None, advantages, mask, torch.tensor([True, True, False, True]), *rest, config)
+    torch.testing.assert_close(losses["token"], -(torch.log(torch.tensor(0.2)) + torch.log(torch.tensor(0.8))) / 2)
+    none_written = rl_losses(logprobs, None, advantages, mask, torch.zeros(4, dtype=torch.bool), *rest, config)
+    assert none_written["token"].item() == 0.0
+    assert "token" not in rl_losses(logprobs, None, advantages, mask, torch.ones(4, dtype=torch.bool), *rest,
+                                    RLConfig(aux_weight=0, token_lm_weight=0))
 
 
 def test_batched_policy_loss_equals_the_mean_of_per_sample_losses():
