@@ -90,23 +90,37 @@ def token_counts(embedder: ReasoningEmbedder, texts: list[str], instruction: str
             "prefix": float(np.mean([len(p) + 1 - prefix for p in prompts])), "shared_prefix": prefix}
 
 
+def in_bf16(embedder: ReasoningEmbedder, fn, *args, **kwargs):
+    """Seconds and output of ``fn`` with bf16 autocast (a new model version, so the prefix is recomputed in it)."""
+    embedder.autocast_dtype, embedder.version = torch.bfloat16, embedder.version + 1
+    try:
+        return timed(fn, *args, **kwargs)
+    finally:
+        embedder.autocast_dtype, embedder.version = None, embedder.version + 1
+
+
 def direct_rows(embedder, what: str, texts: list[str], instruction: str, encode, batch_sizes: list[int],
-                floor: float) -> list[dict]:
+                floor: float, bf16: bool = False) -> list[dict]:
     tokens = token_counts(embedder, texts, instruction)
     rows = []
     for batch_size in batch_sizes:
         embedder.batch_size = batch_size
         encode(texts[:batch_size])  # warm-up (and the prefix of this model version)
         runs = both_paths(embedder, encode, texts)
-        (plain_s, plain_v), (prefix_s, prefix_v) = runs["plain"], runs["prefix"]
-        for path, seconds in (("plain", plain_s), ("prefix", prefix_s)):
-            computed = tokens[path] * len(texts)
+        if bf16:  # the prefix path again with bf16 compute (the floor stays fp32's)
+            in_bf16(embedder, encode, texts[:batch_size])  # warm-up
+            runs["prefix, bf16"] = in_bf16(embedder, encode, texts)
+        plain_s, plain_v = runs["plain"]
+        for path, (seconds, vectors) in runs.items():
+            computed = tokens[path.split(",")[0]] * len(texts)
             rows.append({"what": what, "path": path, "batch_size": batch_size, "texts": len(texts),
-                         "text_tokens_per_text": round(tokens["text"], 1), "computed_tokens_per_text": round(tokens[path], 1),
+                         "text_tokens_per_text": round(tokens["text"], 1),
+                         "computed_tokens_per_text": round(tokens[path.split(",")[0]], 1),
                          "seconds": round(seconds, 4), "texts_per_s": round(len(texts) / seconds, 1),
                          "speedup": round(plain_s / seconds, 2),
                          "flop_floor_ratio": round(seconds / (computed * floor), 2),
-                         "max_abs_diff": float(np.abs(prefix_v - plain_v).max())})
+                         "max_abs_diff": float(np.abs(vectors - plain_v).max()),
+                         "min_cosine": float((vectors * plain_v).sum(axis=1).min())})
     return rows
 
 
@@ -118,7 +132,8 @@ def reasoning_rows(embedder, texts: list[str], max_new_tokens: int, batch_size: 
     return [{"what": f"queries, reasoning (greedy, <= {max_new_tokens} new tokens)", "path": path,
              "batch_size": batch_size, "texts": len(texts), "text_tokens_per_text": None, "computed_tokens_per_text": None,
              "seconds": round(seconds, 4), "texts_per_s": round(len(texts) / seconds, 2), "speedup": round(plain_s / seconds, 2),
-             "flop_floor_ratio": None, "max_abs_diff": float(np.abs(prefix_v - plain_v).max())}
+             "flop_floor_ratio": None, "max_abs_diff": float(np.abs(prefix_v - plain_v).max()),
+             "min_cosine": float((prefix_v * plain_v).sum(axis=1).min())}
             for path, seconds in (("plain", plain_s), ("prefix", prefix_s))]
 
 
@@ -132,9 +147,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--reasoning-batch", type=int, default=32, help="batch of the reasoning measurement "
                         "(`sr3 eval`'s default)")
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--max-new-tokens", type=int, default=24, help="reasoning cap (the main job's)")
+    parser.add_argument("--max-new-tokens", type=int, default=48, help="reasoning cap (the main job's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (on CUDA the FLOP floor uses the fp32 matmul rate there)")
     parser.add_argument("--full-corpus", action="store_true", help="also encode all 82,115 wordnet-revdict documents")
+    parser.add_argument("--bf16", action="store_true", help="also time the documents' prefix path with bf16 compute, "
+                        "and encode the whole corpus (--full-corpus) with it")
     parser.add_argument("--output", default="benchmarks/results/bench_embedder.json")
     args = parser.parse_args(argv)
 
@@ -145,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     wordnet = load_dataset("wordnet-revdict")
     floor = flops_per_token(embedder, context=32) / (gflops * 1e9)  # seconds per token at the matmul rate
     rows = direct_rows(embedder, "documents (wordnet-revdict)", wordnet.documents[:args.docs], embedder.prompts.document,
-                       embedder.encode_documents, args.batch_sizes, floor)
+                       embedder.encode_documents, args.batch_sizes, floor, bf16=args.bf16)
     semanlink = load_dataset("semanlink").documents[:64]
     rows += direct_rows(embedder, "documents (semanlink)", semanlink, embedder.prompts.document,
                         embedder.encode_documents, args.batch_sizes[:1],
@@ -155,24 +172,26 @@ def main(argv: list[str] | None = None) -> dict:
     rows += reasoning_rows(embedder, wordnet.query_texts[:args.reasoning_queries], args.max_new_tokens,
                            args.reasoning_batch, floor)
 
-    best = max(r["texts_per_s"] for r in rows if r["what"] == "documents (wordnet-revdict)" and r["path"] == "prefix")
-    full = {"projected_minutes": round(WORDNET_DOCS / best / 60, 1), "docs_per_s_used": best}
+    full_path = "prefix, bf16" if args.bf16 else "prefix"
+    best = max(r["texts_per_s"] for r in rows if r["what"] == "documents (wordnet-revdict)" and r["path"] == full_path)
+    full = {"path": full_path, "projected_minutes": round(WORDNET_DOCS / best / 60, 1), "docs_per_s_used": best}
     if args.full_corpus:
         embedder.batch_size = max(args.batch_sizes)
-        seconds, vectors = timed(embedder.encode_documents, load_dataset("wordnet-revdict").documents)
+        encode = in_bf16 if args.bf16 else lambda _, fn, *a: timed(fn, *a)
+        seconds, vectors = encode(embedder, embedder.encode_documents, load_dataset("wordnet-revdict").documents)
         full.update(measured_minutes=round(seconds / 60, 1), documents=len(vectors), batch_size=embedder.batch_size)
 
     print(f"fp32 matmul on {args.device}: {gflops:.0f} GFLOP/s ({torch.get_num_threads()} CPU threads); "
           f"model: {flops_per_token(embedder, 32) / 1e6:.0f} MFLOP per token\n")
     print("| what | path | batch | texts | text tokens/text | computed tokens/text | seconds | texts/s | speed-up | "
-          "time / FLOP floor | max abs diff vs plain |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "time / FLOP floor | max abs diff vs plain | min cosine vs plain |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         cells = [r["what"], r["path"], r["batch_size"], r["texts"], r["text_tokens_per_text"] or "",
                  r["computed_tokens_per_text"] or "", r["seconds"], r["texts_per_s"], f"{r['speedup']}x",
-                 r["flop_floor_ratio"] or "", f"{r['max_abs_diff']:.1e}"]
+                 r["flop_floor_ratio"] or "", f"{r['max_abs_diff']:.1e}", f"{r['min_cosine']:.5f}"]
         print("| " + " | ".join(str(c) for c in cells) + " |")
-    print(f"\n{embedder.name}; whole wordnet-revdict corpus ({WORDNET_DOCS:,} documents), prefix path: projected "
+    print(f"\n{embedder.name}; whole wordnet-revdict corpus ({WORDNET_DOCS:,} documents), {full_path} path: projected "
           f"{full['projected_minutes']} min at {best} docs/s"
           + (f"; encoded for real in {full['measured_minutes']} min (batch {full['batch_size']})" if args.full_corpus else ""))
     result = {"environment": {**environment(dtype="fp32"), "device": args.device}, "matmul_gflops": round(gflops, 1),

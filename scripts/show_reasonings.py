@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     optional = lambda value: None if value == "none" else int(value)  # noqa: E731
     parser.add_argument("--num-queries", type=optional, default=200, help="test queries sampled (none: all)")
     parser.add_argument("--corpus-docs", type=optional, default=3000, help="sub-corpus size (none: whole corpus)")
-    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--max-new-tokens", type=int, default=48, help="reasoning cap (sr3 eval's default)")
     parser.add_argument("--show", type=int, default=10)
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from sr3_agent.config import EvalConfig
-from sr3_agent.embedder import ReasoningEmbedder, fuse
+from sr3_agent.embedder import ReasoningEmbedder, autocast_dtype_for, fuse
 from sr3_agent.evaluate import BM25System, DenseSystem, evaluate_systems, minilm_system
 from sr3_env import RetrievalDataset, load_dataset
 
@@ -83,6 +83,7 @@ def load_embedder(spec: str, config: EvalConfig) -> tuple[str, ReasoningEmbedder
     source = config.base_model if spec == "base" else spec
     embedder = ReasoningEmbedder.from_pretrained(source, device=config.device, max_length=config.max_length,
                                                  batch_size=config.batch_size)
+    embedder.autocast_dtype = autocast_dtype_for(config.precision, embedder.device)
     return (f"{embedder.name} base" if spec == "base" else spec), embedder
 
 

@@ -302,8 +302,12 @@ class EvalConfig:
     """JSON file for the table's rows (the Markdown table is printed too)."""
     device: str | None = None
     """cpu, cuda, ... (default: cuda when available)."""
+    precision: str = "auto"
+    """fp32, bf16 (bf16 compute: about twice as fast on CPUs with AVX-512 BF16 or AMX, vectors within
+    bf16 rounding of fp32's) or auto (bf16 on a CUDA GPU that supports it, else fp32)."""
 
     def __post_init__(self) -> None:
+        _precision(self)
         _positive(self, "max_new_tokens", "max_length", "batch_size")
         if self.num_queries is not None and self.num_queries < 1:
             raise ConfigError(f"num_queries must be >= 1 or None (all), got {self.num_queries}.")
@@ -319,7 +323,7 @@ class EvalConfig:
 class TrainConfig:
     """The main job (``sr3 train``): SFT, rejection-sampling SFT, RL, then evaluation beside BM25 and MiniLM.
 
-    The defaults finish in about 18 min on 2 CPU cores (docs/results.md); each stage's other settings are those of
+    The defaults finish in about 21 min on 2 CPU cores (docs/results.md); each stage's other settings are those of
     sr3 sft / rl / eval."""
 
     model: str | None = None

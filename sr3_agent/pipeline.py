@@ -72,7 +72,8 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
     evaluation = EvalConfig(models=[str(path) for path in models.values()], base_model=config.model,
                             datasets=[config.dataset], num_queries=config.eval_queries, corpus_docs=config.eval_docs,
                             reasoning=True, max_new_tokens=config.reasoning_tokens, baselines=config.baselines, seed=0,
-                            output=str(out / "results.json"), device=config.device)
+                            output=str(out / "results.json"), device=config.device,
+                            precision=config.precision)
     return stages, evaluation, models
 
 

@@ -131,6 +131,17 @@ def test_bench_embedder_compares_the_two_paths(load, tiny_embedder, tmp_path, ca
     assert "| documents (wordnet-revdict) | prefix |" in capsys.readouterr().out
 
 
+def test_bench_embedder_times_bf16_beside_fp32(load, tiny_embedder, tmp_path):
+    tiny_embedder.save_pretrained(tmp_path / "model")
+    results = load("bench_embedder").main(["--model", str(tmp_path / "model"), "--docs", "8", "--queries", "4",
+                                           "--reasoning-queries", "2", "--batch-sizes", "4", "--reasoning-batch", "2",
+                                           "--max-new-tokens", "2", "--bf16", "--output", str(tmp_path / "e.json")])
+    bf16 = [r for r in results["rows"] if r["path"] == "prefix, bf16"]
+    assert [r["what"] for r in bf16] == ["documents (wordnet-revdict)"]
+    assert 0 < bf16[0]["max_abs_diff"] < 0.1 and bf16[0]["min_cosine"] > 0.99  # bf16 rounding, not the same vectors
+    assert results["wordnet_full_corpus"]["path"] == "prefix, bf16"
+
+
 def test_bench_training_refuses_fp16_on_a_cpu(load, capsys):
     with pytest.raises(SystemExit):
         load("bench_training").main(["--device", "cpu", "--dtype", "fp16"])

@@ -7,10 +7,11 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from sr3_agent.cli import build_parser, main
-from sr3_agent.compare import evaluation_set, run_eval
-from sr3_agent.config import EvalConfig, SFTConfig, field_docs
+from sr3_agent.compare import evaluation_set, load_embedder, run_eval
+from sr3_agent.config import ConfigError, EvalConfig, SFTConfig, field_docs
 
 
 def test_run_eval_puts_systems_side_by_side(tiny_embedder, tiny_beir, tmp_path, monkeypatch):
@@ -24,6 +25,18 @@ def test_run_eval_puts_systems_side_by_side(tiny_embedder, tiny_beir, tmp_path, 
     for row in rows:
         assert 0.0 <= row["ndcg@10"] <= 1.0 and row["queries"] == 3 and row["docs"] == 12
     assert len(list((tmp_path / "cache" / "eval").glob("*.npy"))) == 1  # documents encoded once for both systems
+
+
+def test_eval_loads_models_in_the_configured_precision(tiny_embedder, tmp_path):
+    tiny_embedder.save_pretrained(tmp_path / "model")
+    _, bf16 = load_embedder(str(tmp_path / "model"), EvalConfig(precision="bf16", device="cpu"))
+    _, fp32 = load_embedder(str(tmp_path / "model"), EvalConfig(precision="auto", device="cpu"))  # auto: fp32 on a CPU
+    assert bf16.autocast_dtype == torch.bfloat16 and fp32.autocast_dtype is None
+    texts = ["a small dog", "the capital of France"]
+    cosine = (bf16.encode_documents(texts) * fp32.encode_documents(texts)).sum(axis=1)
+    assert np.all(cosine > 0.99) and np.all(cosine < 1 - 1e-7)  # bf16 rounding: close, not the same vectors
+    with pytest.raises(ConfigError, match="precision"):
+        EvalConfig(precision="fp16")
 
 
 def test_fuse_is_the_normalised_weighted_mean():
