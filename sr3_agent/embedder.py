@@ -255,10 +255,13 @@ class ReasoningEmbedder:
         return next(self.model.parameters()).device
 
     def fingerprint(self) -> str:
-        """A hash of the weights and prompts: keys caches of corpus embeddings made by this exact model."""
+        """A hash of the weights, prompts and compute precision: keys caches of corpus embeddings made by
+        this exact model (bf16 compute gives other vectors than fp32)."""
         import hashlib
 
         digest = hashlib.sha256(json.dumps(asdict(self.prompts)).encode() + str(self.max_length).encode())
+        if self.autocast_dtype is not None:
+            digest.update(str(self.autocast_dtype).encode())
         for name, tensor in self.model.state_dict().items():
             digest.update(name.encode())
             digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())

@@ -32,6 +32,7 @@ def test_eval_loads_models_in_the_configured_precision(tiny_embedder, tmp_path):
     _, bf16 = load_embedder(str(tmp_path / "model"), EvalConfig(precision="bf16", device="cpu"))
     _, fp32 = load_embedder(str(tmp_path / "model"), EvalConfig(precision="auto", device="cpu"))  # auto: fp32 on a CPU
     assert bf16.autocast_dtype == torch.bfloat16 and fp32.autocast_dtype is None
+    assert bf16.fingerprint() != fp32.fingerprint()  # their corpus embeddings are cached apart
     texts = ["a small dog", "the capital of France"]
     cosine = (bf16.encode_documents(texts) * fp32.encode_documents(texts)).sum(axis=1)
     assert np.all(cosine > 0.99) and np.all(cosine < 1 - 1e-7)  # bf16 rounding: close, not the same vectors
