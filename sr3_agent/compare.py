@@ -8,13 +8,16 @@ takes long: see `EvalConfig.corpus_docs`. Corpus embeddings are cached per model
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from sr3_agent.config import EvalConfig
 from sr3_agent.embedder import ReasoningEmbedder, autocast_dtype_for, fuse
-from sr3_agent.evaluate import BM25System, DenseSystem, evaluate_systems, minilm_system
+from sr3_agent.evaluate import BM25System, DenseSystem, Run, dense_run, evaluate_systems, minilm_system
+from sr3_agent.feedback import Turn, refine_turns
 from sr3_env import RetrievalDataset, load_dataset
 
 logger = logging.getLogger(__name__)
@@ -24,10 +27,13 @@ class QueryPaths:
     """The three ways an embedder embeds queries: direct, after reasoning, and fused (both combined).
 
     Each way is computed once per list of texts (the fused system reuses the other two);
-    `embed_token_rate` is the share of the reasonings the model ended with the token itself."""
+    `embed_token_rate` is the share of the reasonings the model ended with the token itself. With
+    ``turns`` > 1, `later_turns` gives the turns after the direct one (`sr3_agent.feedback`)."""
 
-    def __init__(self, embedder: ReasoningEmbedder, max_new_tokens: int) -> None:
+    def __init__(self, embedder: ReasoningEmbedder, max_new_tokens: int, turns: int = 1, feedback_k: int = 3) -> None:
         self.embedder, self.max_new_tokens = embedder, max_new_tokens
+        self.turns, self.feedback_k = turns, feedback_k
+        self._later: tuple[tuple[str, ...], list[Turn]] | None = None
         self._texts: tuple[str, ...] | None = None
         self._vectors: np.ndarray | None = None
         self._direct: tuple[tuple[str, ...], np.ndarray] | None = None
@@ -51,16 +57,47 @@ class QueryPaths:
     def fused(self, texts: list[str]) -> np.ndarray:
         return fuse(self.direct(texts), self.reasoning(texts))
 
+    def later_turns(self, dataset: RetrievalDataset, doc_vectors: np.ndarray) -> list[Turn]:
+        """Turns 2..``turns`` of ``dataset``'s queries against ``doc_vectors``; turn 1 is `direct`."""
+        key = (dataset.fingerprint(), *dataset.query_texts)
+        if self._later is None or self._later[0] != key:
+            first = self.direct(list(dataset.query_texts))
+            self._later = key, refine_turns(self.embedder, dataset, doc_vectors, first, turns=self.turns,
+                                            feedback_k=self.feedback_k, max_new_tokens=self.max_new_tokens)
+        return self._later[1]
 
-def embedder_systems(paths: QueryPaths, label: str, *, reasoning: bool) -> list[DenseSystem]:
-    """An embedder as one system (direct queries) or three (also after reasoning, and fused).
+
+@dataclass
+class TurnSystem:
+    """Turn ``turn`` (>= 2) of an embedder in multi-turn retrieval: it reads what its previous turn
+    retrieved, reasons and embeds again (`sr3_agent.feedback`); turn 1 is its direct system."""
+
+    name: str
+    paths: QueryPaths
+    direct: DenseSystem  #: the same embedder's direct system, whose corpus embeddings (cached) both use
+    turn: int
+
+    def run(self, dataset: RetrievalDataset, k: int = 100) -> Run:
+        docs = self.direct.corpus_embeddings(dataset)
+        return dense_run(dataset, self.paths.later_turns(dataset, docs)[self.turn - 2].vectors, docs, k)
+
+    def token_stats(self) -> tuple[float, float]:
+        """(embed-token rate, mean reasoning tokens) of this turn's last run."""
+        turn = self.paths._later[1][self.turn - 2]
+        return turn.embed_token_rate, turn.reasoning_length
+
+
+def embedder_systems(paths: QueryPaths, label: str, *, reasoning: bool) -> list[DenseSystem | TurnSystem]:
+    """An embedder as one system (direct queries) or three (also after reasoning, and fused), then
+    one per later turn (``paths.turns`` > 1).
 
     All share the documents (always embedded directly), hence one cache key.
     """
     embedder = paths.embedder
     key = f"{embedder.name}@{embedder.fingerprint()}"
     names = ("direct", "reasoning", "fused") if reasoning else ("direct",)
-    return [DenseSystem(f"{label} ({name})", getattr(paths, name), embedder.encode_documents, key) for name in names]
+    systems = [DenseSystem(f"{label} ({name})", getattr(paths, name), embedder.encode_documents, key) for name in names]
+    return systems + [TurnSystem(f"{label} (turn {turn})", paths, systems[0], turn) for turn in range(2, paths.turns + 1)]
 
 
 def evaluation_set(name: str, config: EvalConfig) -> tuple[RetrievalDataset, str | None]:
@@ -91,11 +128,13 @@ def run_eval(config: EvalConfig, embedders: list[tuple[str, ReasoningEmbedder]] 
     """Evaluate as configured; ``embedders`` (label, model) pairs replace ``config.models`` when given."""
     embedders = embedders if embedders is not None else [load_embedder(spec, config) for spec in config.models]
     systems: list[Any] = []
-    reasoning_paths: dict[str, QueryPaths] = {}  # system name -> the paths that wrote its reasonings
+    token_stats: dict[str, Callable[[], tuple[float, float]]] = {}  # system name -> its reasonings' statistics
     for label, embedder in embedders:
-        paths = QueryPaths(embedder, config.max_new_tokens)
+        paths = QueryPaths(embedder, config.max_new_tokens, config.turns, config.feedback_k)
         own = embedder_systems(paths, label, reasoning=config.reasoning)
-        reasoning_paths.update({system.name: paths for system in own[1:]})
+        for system in own[1:]:
+            token_stats[system.name] = (system.token_stats if isinstance(system, TurnSystem)
+                                        else lambda paths=paths: (paths.embed_token_rate, paths.reasoning_length))
         systems += own
     if config.baselines:
         systems += [BM25System(), minilm_system()]
@@ -104,8 +143,7 @@ def run_eval(config: EvalConfig, embedders: list[tuple[str, ReasoningEmbedder]] 
         dataset, note = evaluation_set(name, config)
         rows += evaluate_systems(dataset, systems, note=note)
         for row in rows[-len(systems):]:
-            if row["system"] in reasoning_paths:
-                paths = reasoning_paths[row["system"]]
-                row["embed_token_rate"] = round(paths.embed_token_rate, 4)
-                row["reasoning_length"] = round(paths.reasoning_length, 2)
+            if row["system"] in token_stats:
+                rate, length = token_stats[row["system"]]()
+                row["embed_token_rate"], row["reasoning_length"] = round(rate, 4), round(length, 2)
     return rows

@@ -196,6 +196,12 @@ class RLConfig:
     as differences from the group mean (Dr. GRPO)."""
     top_k: int = 10
     """Top documents the environment returns per action; their stale index rows are re-encoded (lazy refresh)."""
+    turns: int = 1
+    """1: RetrievalEmbed-v0, one reasoned embedding per query. 2: RetrievalRefine-v0: turn 1 is the direct embedding,
+    then the G sampled reasonings read the top --feedback-k documents it retrieved (cut to fit --max-length) and embed
+    again; the episode's return (the last turn's reward) is what the advantages compare."""
+    feedback_k: int = 3
+    """Documents shown on turn 2 (at most --top-k)."""
     refresh: str = "lazy"
     """Index refresh policy: lazy, full, periodic or frozen (see sr3_env.LazyIndex)."""
     refresh_every: int = 10
@@ -249,6 +255,12 @@ class RLConfig:
                   "lora_rank", "save_every", "log_every", "eval_queries", "eval_docs")
         _at_least(self, 0, "kl_weight", "aux_weight", "aux_negatives", "refresh_budget", "eval_every", "margin_weight",
                   "token_bonus", "token_lm_weight")
+        if self.turns not in (1, 2):
+            raise ConfigError(f"turns must be 1 or 2 in sr3 rl, got {self.turns}: RL trains the reasoning of one turn "
+                              "(the last); sr3 eval --turns evaluates more.")
+        if not 1 <= self.feedback_k <= self.top_k:
+            raise ConfigError(f"feedback_k must be in [1, top_k={self.top_k}]: the documents shown are the environment's "
+                              f"top results (got {self.feedback_k}).")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2: advantages are relative to the group (got {self.group_size}).")
         if self.temperature <= 0:
@@ -292,6 +304,12 @@ class EvalConfig:
     """Longest reasoning, in tokens."""
     baselines: bool = True
     """Include BM25 and all-MiniLM-L6-v2."""
+    turns: int = 1
+    """Turns per query, as in RetrievalRefine-v0: with 2 or more, each embedder also gets a row per later turn, in
+    which it reads the top --feedback-k documents its previous turn retrieved (cut to fit --max-length), reasons and
+    embeds again; turn 1 is its direct row."""
+    feedback_k: int = 3
+    """Documents shown on each later turn."""
     max_length: int = 128
     """Prompt tokens kept per text."""
     batch_size: int = 32
@@ -308,7 +326,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _precision(self)
-        _positive(self, "max_new_tokens", "max_length", "batch_size")
+        _positive(self, "max_new_tokens", "max_length", "batch_size", "turns", "feedback_k")
         if self.num_queries is not None and self.num_queries < 1:
             raise ConfigError(f"num_queries must be >= 1 or None (all), got {self.num_queries}.")
         if self.corpus_docs is not None and self.corpus_docs < 1:
@@ -388,6 +406,12 @@ class TrainConfig:
         _positive(self, "rs_samples")
         if not 0 <= self.sft_reasoning_fraction <= 1:
             raise ConfigError(f"sft_reasoning_fraction is a share of the batch, in [0, 1]; got {self.sft_reasoning_fraction}.")
+        if self.turns not in (1, 2):
+            raise ConfigError(f"turns must be 1 or 2 in sr3 rl, got {self.turns}: RL trains the reasoning of one turn "
+                              "(the last); sr3 eval --turns evaluates more.")
+        if not 1 <= self.feedback_k <= self.top_k:
+            raise ConfigError(f"feedback_k must be in [1, top_k={self.top_k}]: the documents shown are the environment's "
+                              f"top results (got {self.feedback_k}).")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2: advantages are relative to the group (got {self.group_size}).")
         for name in ("train_queries", "corpus_docs", "eval_queries", "eval_docs"):

@@ -13,6 +13,10 @@ Per iteration (`train_rl`, which reads top to bottom like cleanrl's ``ppo.py``):
    document rows the index just re-encoded;
 6. one optimiser step, after which the policy's ``version`` goes up.
 
+With ``turns=2`` the environment is `RetrievalRefine-v0`: turn 1 is each query's direct embedding
+(`first_turn`), and the G reasonings of step 2 read the documents it retrieved (`sr3_agent.feedback`);
+the advantages compare the episodes' returns, which are the last turn's rewards.
+
 The pieces are pure functions tested on their own: `sr3_agent.losses`, `policy_forward`,
 `auxiliary_batch`. Under ``accelerate launch`` every process takes its block of each step's queries
 (all G samples of a query stay on one process) and DDP averages the gradients (`sr3_agent.distributed`).
@@ -34,11 +38,13 @@ from sr3_agent.distributed import (prepare_data_parallel, process_rng_states, re
                                    shard_rows, start_processes, warn_if_uneven)
 from sr3_agent.embedder import ReasoningEmbedder, Rollout, autocast_dtype_for
 from sr3_agent.evaluate import dense_run, ir_metrics
+from sr3_agent.feedback import feedback_texts, refine_turns
 from sr3_agent.losses import clipped_policy_loss, group_advantages, info_nce, kl_penalty_k3, token_logprobs
 from sr3_agent.runlock import holds_run_lock
 from sr3_agent.training import (add_lora, batch_query_rows, close_writer, false_negative_mask, index_state, make_writer,
                                 training_data, training_index, write_scalars)
 from sr3_env import RetrievalDataset, load_dataset
+from sr3_env.refine_vector import RetrievalRefineVectorEnv
 from sr3_env.vector import RetrievalEmbedVectorEnv
 
 logger = logging.getLogger(__name__)
@@ -152,10 +158,26 @@ def rl_losses(logprobs: torch.Tensor, ref_logprobs: torch.Tensor | None, advanta
     return losses
 
 
-def heldout_ndcg(policy: ReasoningEmbedder, dataset: RetrievalDataset, max_new_tokens: int) -> float:
-    """nDCG@10 of the policy with reasoning (greedy) on a held-out set; documents re-encoded now."""
+def first_turn(policy: ReasoningEmbedder, env: RetrievalRefineVectorEnv, texts: list[str], group_size: int
+               ) -> tuple[np.ndarray, list[str]]:
+    """Turn 1 of B two-turn episodes, each played by G environments: the direct embedding of each
+    query (no gradient), stepped G times. Returns the turn's (B·G,) rewards and, per query, the text
+    its turn-2 reasonings read: the query and the documents that embedding retrieved."""
+    vectors = policy.encode_queries(texts)  # (B, D)
+    observations, rewards, *_ = env.step(np.repeat(vectors, group_size, axis=0))
+    return np.asarray(rewards, dtype=np.float64), feedback_texts(policy, texts, observations["documents"][::group_size])
+
+
+def heldout_ndcg(policy: ReasoningEmbedder, dataset: RetrievalDataset, config: RLConfig) -> float:
+    """nDCG@10 of the policy with reasoning (greedy) on a held-out set, on its last turn with
+    ``config.turns`` > 1; documents re-encoded now."""
     docs = policy.encode_documents(dataset.documents)
-    queries = policy.encode_queries(dataset.query_texts, reasoning=True, max_new_tokens=max_new_tokens)
+    if config.turns > 1:
+        turns = refine_turns(policy, dataset, docs, policy.encode_queries(dataset.query_texts), turns=config.turns,
+                             feedback_k=config.feedback_k, max_new_tokens=config.max_new_tokens)
+        queries = turns[-1].vectors
+    else:
+        queries = policy.encode_queries(dataset.query_texts, reasoning=True, max_new_tokens=config.max_new_tokens)
     return ir_metrics(dense_run(dataset, queries, docs, k=100), dataset.qrels)["ndcg@10"]
 
 
@@ -206,11 +228,13 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
     B, G = min(config.queries_per_step, len(data.query_ids)), config.group_size
     warn_if_uneven(B, processes)
     block = len(shard_rows(np.arange(B), processes))  # this process's queries per step
-    env = RetrievalEmbedVectorEnv(num_envs=block * G, dataset=data, index=index, reward=config.reward, top_k=config.top_k)
+    task = dict(num_envs=block * G, dataset=data, index=index, reward=config.reward, top_k=config.top_k)
+    env = (RetrievalRefineVectorEnv(max_turns=2, feedback_k=config.feedback_k, **task) if config.turns == 2
+           else RetrievalEmbedVectorEnv(**task))
     writer = make_writer(output_dir, processes)
     evaluate = heldout is not None and config.eval_every > 0 and processes.is_main
     if evaluate and start == 0:  # the starting point of the curve
-        writer.add_scalar("eval/ndcg@10", heldout_ndcg(policy, heldout, config.max_new_tokens), 0)
+        writer.add_scalar("eval/ndcg@10", heldout_ndcg(policy, heldout, config), 0)
 
     bar = trange(start, config.steps, desc="rl", disable=not (progress and processes.is_main), initial=start,
                  total=config.steps)
@@ -221,9 +245,12 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
             rows = shard_rows(batch_query_rows(len(data.query_ids), B, step, config.seed), processes)
             env.reset(options={"query_ids": [data.query_ids[r] for r in rows for _ in range(G)]})
 
-            # 2. G sampled reasonings per query
+            # 2. G sampled reasonings per query (with two turns: after reading what its direct embedding retrieved)
             policy.model.eval()
-            rollout = policy.generate_reasoning([data.query_texts[r] for r in rows], max_new_tokens=config.max_new_tokens,
+            texts, first_rewards = [data.query_texts[r] for r in rows], 0.0
+            if config.turns == 2:
+                first_rewards, texts = first_turn(policy, env, texts, G)
+            rollout = policy.generate_reasoning(texts, max_new_tokens=config.max_new_tokens,
                                                 temperature=config.temperature, top_p=config.top_p, num_samples=G)
             clock.append(time.perf_counter())
 
@@ -235,6 +262,7 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
 
             # 4. the environment scores all B*G embeddings in one call (re-encoding the stale rows it touches)
             _, rewards, _, _, infos = env.step(embeddings.detach().cpu().numpy())
+            rewards = rewards + first_rewards  # the episode's return: r(rank) of its last turn
             final = infos["final_info"]
             clock.append(time.perf_counter())
 
@@ -269,6 +297,7 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
             if done % config.log_every == 0 or done == config.steps:  # means over the processes
                 scalars = {"charts/reward_mean": float(shaped.mean()), "charts/reward_std": float(shaped.std()),
                            "charts/env_reward_mean": float(rewards.mean()), "charts/margin_mean": float(margins.mean()),
+                           **({"charts/turn1_env_reward_mean": float(np.mean(first_rewards))} if config.turns == 2 else {}),
                            "charts/zero_variance_groups": zero_variance_share(shaped, G),
                            "charts/rank_mean": float(ranks.mean()), "charts/rank_std": float(ranks.std()),
                            "charts/reasoning_length": float(rollout.reasoning_lengths.float().mean()),
@@ -281,7 +310,7 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
                 write_scalars(writer, processes.mean(scalars), done)
             if evaluate and (done % config.eval_every == 0 or done == config.steps):
                 policy.model.eval()
-                writer.add_scalar("eval/ndcg@10", heldout_ndcg(policy, heldout, config.max_new_tokens), done)
+                writer.add_scalar("eval/ndcg@10", heldout_ndcg(policy, heldout, config), done)
             stopping = processes.any(stop.requested)  # every process stops after the same step
             if stopping or done % config.save_every == 0 or done == config.steps:
                 state = {"model": policy.model.state_dict(), "optimizer": optimizer.state_dict(),
