@@ -70,6 +70,11 @@ class SFTConfig:
     the token), best (the best-ranked sample) or beats_direct (the best, only where it ranks the relevant
     document above the direct embedding); with best and beats_direct the LM loss labels the kept
     reasoning too, and a query with none kept is embedded directly."""
+    feedback_fraction: float = 0.0
+    """Share of the reasoning queries that read, as a second turn does (sr3 eval --turns 2), the top --feedback-k
+    documents their direct embedding retrieves in the training index before they reason."""
+    feedback_k: int = 3
+    """Documents those queries read (at most --mine-top-k)."""
     min_reasoning_tokens: int = 4
     """A sampled reasoning is cut after its first sentence or line that ends at or after this many tokens..."""
     kept_reasoning_tokens: int = 16
@@ -115,6 +120,11 @@ class SFTConfig:
                   "kl_weight", "infonce_weight")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0 (0.05 is usual), got {self.temperature}.")
+        if not 0 <= self.feedback_fraction <= 1:
+            raise ConfigError(f"feedback_fraction is a share of the reasoning queries, in [0, 1]; got {self.feedback_fraction}.")
+        if self.feedback_fraction > 0 and not 1 <= self.feedback_k <= self.mine_top_k:
+            raise ConfigError(f"feedback_k must be in [1, mine_top_k={self.mine_top_k}]: the documents read are the index "
+                              f"search's top results (got {self.feedback_k}).")
         if not 0 <= self.reasoning_fraction <= 1:
             raise ConfigError(f"reasoning_fraction is a share of the batch, in [0, 1]; got {self.reasoning_fraction}.")
         if self.reasoning_tokens < 1 or self.reasoning_temperature < 0:

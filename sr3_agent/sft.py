@@ -32,8 +32,8 @@ from sr3_agent.embedder import ReasoningEmbedder, autocast_dtype_for
 from sr3_agent.losses import info_nce, kl_to_reference, lm_loss, triplet_margin
 from sr3_agent.rejection import Picked, pick_reasonings
 from sr3_agent.runlock import holds_run_lock
-from sr3_agent.training import (add_lora, batch_query_rows, best_ranks, close_writer, false_negative_mask, index_state, make_writer,
-                                training_data, training_index, write_scalars)
+from sr3_agent.training import (add_lora, batch_query_rows, best_ranks, close_writer, false_negative_mask,
+                                feedback_query_texts, index_state, make_writer, training_data, training_index, write_scalars)
 from sr3_env import RetrievalDataset
 
 logger = logging.getLogger(__name__)
@@ -241,6 +241,10 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
             #    sample, the best by the rank it gives the relevant document (rejection sampling)
             texts = [data.query_texts[r] for r in rows]
             reason = np.flatnonzero(rng.random(len(rows)) < config.reasoning_fraction)
+            if config.feedback_fraction > 0:  # some read what their direct embedding retrieves first (a second turn)
+                reads = set(reason[rng.random(len(reason)) < config.feedback_fraction].tolist())
+                shown = feedback_query_texts(embedder, index, data, texts, batch_gold, config.feedback_k)
+                texts = [shown[i] if i in reads else text for i, text in enumerate(texts)]
             picked = pick_reasonings(embedder, [texts[i] for i in reason], [batch_gold[i] for i in reason],
                                      functools.partial(best_ranks, index, k=config.mine_top_k),
                                      samples=config.reasoning_samples,

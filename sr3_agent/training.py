@@ -1,5 +1,5 @@
 """What the training loops share: their data, the lazily refreshed training index, the step's
-batch, LoRA, the TensorBoard writer.
+batch, the texts of queries that read feedback, LoRA, the TensorBoard writer.
 
 `sr3_agent.sft` and `sr3_agent.rl` both import from here and never from each other, so each loop
 still reads top to bottom on its own.
@@ -16,6 +16,7 @@ import torch
 from sr3_agent.config import RLConfig, SFTConfig
 from sr3_agent.distributed import Processes
 from sr3_agent.embedder import ReasoningEmbedder
+from sr3_agent.feedback import feedback_texts
 from sr3_env import LazyIndex, RetrievalDataset, load_dataset
 
 
@@ -41,6 +42,15 @@ def best_ranks(index: LazyIndex, vectors: torch.Tensor, gold: list[np.ndarray], 
     (which re-encodes the stale rows it touches)."""
     found = index.search(vectors, gold, k=k)
     return np.array([ranks.min() for ranks in found.gold_ranks], dtype=np.float64)
+
+
+def feedback_query_texts(embedder: ReasoningEmbedder, index: LazyIndex, data: RetrievalDataset, texts: list[str],
+                         gold: list[np.ndarray], k: int) -> list[str]:
+    """Each query text as a second turn reads it (`sr3_agent.feedback`): the query and the top ``k``
+    documents its direct embedding retrieves in the index, in one search (collective, as every search)."""
+    found = index.search(torch.as_tensor(embedder.encode_queries(texts)), gold, k=k)
+    documents = data.documents
+    return feedback_texts(embedder, texts, [[documents[row] for row in top] for top in found.top_rows])
 
 
 # -- data, index, LoRA -----------------------------------------------------------------------------

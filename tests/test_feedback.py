@@ -128,3 +128,35 @@ def test_rl_with_two_turns_runs_and_logs_both_turns(tiny_embedder, toy_sets, tmp
 def test_bad_turn_settings_say_how_to_fix_them(changes, message):
     with pytest.raises(ConfigError, match=message):
         RLConfig(**changes)
+
+
+def test_sft_queries_that_read_feedback_see_the_documents_their_direct_embedding_retrieves(tiny_embedder, toy_sets):
+    from sr3_agent.training import feedback_query_texts
+    from sr3_env import LazyIndex
+
+    data = toy_sets[0]
+    index = LazyIndex(data.documents, tiny_embedder)
+    texts = list(data.query_texts[:3])
+    gold = [data.relevant_rows(q) for q in data.query_ids[:3]]
+    shown = feedback_query_texts(tiny_embedder, index, data, texts, gold, k=2)
+    top = index.search(tiny_embedder.encode_queries(texts), gold, k=2).top_rows
+    assert shown == feedback_texts(tiny_embedder, texts, [[data.documents[r] for r in rows] for rows in top])
+
+
+def test_sft_with_feedback_trains_and_says_how_to_fix_bad_settings(tiny_embedder, toy_sets, tmp_path):
+    import copy
+
+    import torch
+
+    from sr3_agent.config import SFTConfig
+    from sr3_agent.sft import train_sft
+
+    start = copy.deepcopy(tiny_embedder.model.state_dict())
+    config = SFTConfig(steps=2, batch_size=4, num_queries=None, corpus_docs=None, mine_top_k=4, reasoning_fraction=1.0,
+                       feedback_fraction=1.0, feedback_k=2, reasoning_tokens=4, output_dir=str(tmp_path / "sft"))
+    trained = train_sft(config, embedder=tiny_embedder, dataset=toy_sets[0], progress=False)
+    assert trained.version == 2 and any(not torch.equal(start[k], v) for k, v in trained.model.state_dict().items())
+    with pytest.raises(ConfigError, match="mine_top_k"):
+        SFTConfig(feedback_fraction=0.5, feedback_k=9, mine_top_k=8)
+    with pytest.raises(ConfigError, match="feedback_fraction"):
+        SFTConfig(feedback_fraction=1.5)
