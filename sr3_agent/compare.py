@@ -76,15 +76,16 @@ class TurnSystem:
     paths: QueryPaths
     direct: DenseSystem  #: the same embedder's direct system, whose corpus embeddings (cached) both use
     turn: int
+    last: Turn | None = None  #: this turn of the last run
 
     def run(self, dataset: RetrievalDataset, k: int = 100) -> Run:
         docs = self.direct.corpus_embeddings(dataset)
-        return dense_run(dataset, self.paths.later_turns(dataset, docs)[self.turn - 2].vectors, docs, k)
+        self.last = self.paths.later_turns(dataset, docs)[self.turn - 2]
+        return dense_run(dataset, self.last.vectors, docs, k)
 
     def token_stats(self) -> tuple[float, float]:
         """(embed-token rate, mean reasoning tokens) of this turn's last run."""
-        turn = self.paths._later[1][self.turn - 2]
-        return turn.embed_token_rate, turn.reasoning_length
+        return self.last.embed_token_rate, self.last.reasoning_length
 
 
 def embedder_systems(paths: QueryPaths, label: str, *, reasoning: bool) -> list[DenseSystem | TurnSystem]:
