@@ -416,12 +416,6 @@ class TrainConfig:
         _positive(self, "rs_samples")
         if not 0 <= self.sft_reasoning_fraction <= 1:
             raise ConfigError(f"sft_reasoning_fraction is a share of the batch, in [0, 1]; got {self.sft_reasoning_fraction}.")
-        if self.turns not in (1, 2):
-            raise ConfigError(f"turns must be 1 or 2 in sr3 rl, got {self.turns}: RL trains the reasoning of one turn "
-                              "(the last); sr3 eval --turns evaluates more.")
-        if not 1 <= self.feedback_k <= self.top_k:
-            raise ConfigError(f"feedback_k must be in [1, top_k={self.top_k}]: the documents shown are the environment's "
-                              f"top results (got {self.feedback_k}).")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2: advantages are relative to the group (got {self.group_size}).")
         for name in ("train_queries", "corpus_docs", "eval_queries", "eval_docs"):
