@@ -8,13 +8,15 @@
 #                               queries reading what their direct embedding retrieved (--feedback-fraction 0.5)
 #   OUT/rs-feedback-rl          that model after RL with two turns
 #   OUT/rs-feedback-rl-long     the same RL run three times as long (60 steps), evaluated on its own afterwards
+#   OUT/rs-feedback-rl-120      and six times as long (120 steps; its first 60 steps are those of the run above, so
+#                               `cp -r` of that run's folder and `--resume` give the same model in half the time)
 #
 #   bash scripts/two_turn.sh runs/train        (OUT=runs/two-turn SEED=0)
 #
 # Stages as in `sr3 train` (rejection sampling: 8 steps of 16 queries; RL: 20 steps of 4 queries x 4 reasonings;
 # 1,000 training queries, 1,000-document index). Evaluation: wordnet-revdict (200 test queries, 2,000-document
-# sub-corpus, as the main job) and semanlink (whole: 432 queries, 314 documents). About 40 min of training and
-# 35 min of evaluation on 2 CPU cores.
+# sub-corpus, as the main job) and semanlink (whole: 432 queries, 314 documents). About 60 min of training and
+# 40 min of evaluation on 2 CPU cores.
 set -euo pipefail
 SR3=${SR3:-sr3}
 PYTHON=${PYTHON:-python}
@@ -40,21 +42,27 @@ test -f "$OUT/semanlink.json" ||
 test -d "$OUT/rs-feedback-rl-long/final" ||
   $SR3 rl --model "$OUT/rs-feedback/final" "${DATA[@]}" --turns 2 --steps 60 --eval-every 0 --save-every 20 \
     --output-dir "$OUT/rs-feedback-rl-long"
+test -d "$OUT/rs-feedback-rl-120/final" ||
+  $SR3 rl --model "$OUT/rs-feedback/final" "${DATA[@]}" --turns 2 --steps 120 --eval-every 0 --save-every 20 \
+    --output-dir "$OUT/rs-feedback-rl-120"
 for dataset in wordnet-revdict semanlink; do
   cut=(--num-queries 200 --corpus-docs 2000)
   test "$dataset" = semanlink && cut=(--num-queries none --corpus-docs none)
-  test -f "$OUT/long-$dataset.json" ||
-    $SR3 eval --models "$OUT/rs-feedback-rl-long/final" --datasets "$dataset" "${cut[@]}" --turns 2 --no-reasoning \
-      --no-baselines --output "$OUT/long-$dataset.json"
+  for run in long 120; do
+    test -f "$OUT/$run-$dataset.json" ||
+      $SR3 eval --models "$OUT/rs-feedback-rl-$run/final" --datasets "$dataset" "${cut[@]}" --turns 2 --no-reasoning \
+        --no-baselines --output "$OUT/$run-$dataset.json"
+  done
 done
 # per dataset: nDCG@10 and token rate of each row; turn 2 against turn 1 (the direct embedding) of each model, and
 # each model's turn 2 against that of the main job's model before RL, with paired 95% intervals
-models+=("$OUT/rs-feedback-rl-long/final")
+models+=("$OUT/rs-feedback-rl-long/final" "$OUT/rs-feedback-rl-120/final")
 for dataset in wordnet-revdict semanlink; do
-  $PYTHON - "$OUT/$dataset.json" "$OUT/long-$dataset.json" "${models[@]}" <<'PY'
+  $PYTHON - "$OUT/$dataset.json" "$OUT/long-$dataset.json" "$OUT/120-$dataset.json" "${models[@]}" <<'PY'
 import json, sys
 from sr3_agent.pipeline import comparison_table
-rows, models = json.load(open(sys.argv[1])) + json.load(open(sys.argv[2])), sys.argv[3:]
+rows = [row for path in sys.argv[1:4] for row in json.load(open(path))]
+models = sys.argv[4:]
 print(f"### {rows[0]['dataset']}: {rows[0]['queries']} queries, {rows[0]['docs']:,} documents\n")
 print("| system | nDCG@10 | Recall@100 | MRR@10 | token rate | reasoning tokens |\n|---|---:|---:|---:|---:|---:|")
 for row in rows:
