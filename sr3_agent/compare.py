@@ -48,10 +48,10 @@ class QueryPaths:
     def reasoning(self, texts: list[str]) -> np.ndarray:
         if self._texts != tuple(texts):
             embedder = self.embedder
-            embedder.missing_embed_token = embedder.reasoning_rollouts = embedder.reasoning_tokens_written = 0
+            embedder.reset_reasoning_counters()
             self._vectors = embedder.encode_queries(texts, reasoning=True, max_new_tokens=self.max_new_tokens)
             self._texts, self.embed_token_rate = tuple(texts), 1.0 - embedder.missing_embed_token_rate
-            self.reasoning_length = embedder.reasoning_tokens_written / max(embedder.reasoning_rollouts, 1)
+            self.reasoning_length = embedder.mean_reasoning_length
         return self._vectors
 
     def fused(self, texts: list[str]) -> np.ndarray:
@@ -70,18 +70,22 @@ class QueryPaths:
 @dataclass
 class TurnSystem:
     """Turn ``turn`` (>= 2) of an embedder in multi-turn retrieval: it reads what its previous turn
-    retrieved, reasons and embeds again (`sr3_agent.feedback`); turn 1 is its direct system."""
+    retrieved, reasons and embeds again (`sr3_agent.feedback`); turn 1 is its direct system. With
+    ``fused``, the query is that turn's embedding fused with the direct one (`fuse`), as the fused
+    row does for one-turn reasoning."""
 
     name: str
     paths: QueryPaths
     direct: DenseSystem  #: the same embedder's direct system, whose corpus embeddings (cached) both use
     turn: int
+    fused: bool = False
     last: Turn | None = None  #: this turn of the last run
 
     def run(self, dataset: RetrievalDataset, k: int = 100) -> Run:
         docs = self.direct.corpus_embeddings(dataset)
         self.last = self.paths.later_turns(dataset, docs)[self.turn - 2]
-        return dense_run(dataset, self.last.vectors, docs, k)
+        queries = fuse(self.paths.direct(list(dataset.query_texts)), self.last.vectors) if self.fused else self.last.vectors
+        return dense_run(dataset, queries, docs, k)
 
     def token_stats(self) -> tuple[float, float]:
         """(embed-token rate, mean reasoning tokens) of this turn's last run."""
@@ -90,7 +94,7 @@ class TurnSystem:
 
 def embedder_systems(paths: QueryPaths, label: str, *, reasoning: bool) -> list[DenseSystem | TurnSystem]:
     """An embedder as one system (direct queries) or three (also after reasoning, and fused), then
-    one per later turn (``paths.turns`` > 1).
+    one per later turn (``paths.turns`` > 1), each followed by its fused variant when ``reasoning``.
 
     All share the documents (always embedded directly), hence one cache key.
     """
@@ -98,7 +102,9 @@ def embedder_systems(paths: QueryPaths, label: str, *, reasoning: bool) -> list[
     key = f"{embedder.name}@{embedder.fingerprint()}"
     names = ("direct", "reasoning", "fused") if reasoning else ("direct",)
     systems = [DenseSystem(f"{label} ({name})", getattr(paths, name), embedder.encode_documents, key) for name in names]
-    return systems + [TurnSystem(f"{label} (turn {turn})", paths, systems[0], turn) for turn in range(2, paths.turns + 1)]
+    variants = (False, True) if reasoning else (False,)
+    return systems + [TurnSystem(f"{label} (turn {turn}{' fused' if fused else ''})", paths, systems[0], turn, fused)
+                      for turn in range(2, paths.turns + 1) for fused in variants]
 
 
 def evaluation_set(name: str, config: EvalConfig) -> tuple[RetrievalDataset, str | None]:

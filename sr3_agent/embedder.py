@@ -320,6 +320,15 @@ class ReasoningEmbedder:
         """Fraction of reasoning rollouts so far in which the model never wrote the token."""
         return self.missing_embed_token / self.reasoning_rollouts if self.reasoning_rollouts else 0.0
 
+    @property
+    def mean_reasoning_length(self) -> float:
+        """Mean tokens written before the token (or the cap) in the reasoning rollouts so far."""
+        return self.reasoning_tokens_written / self.reasoning_rollouts if self.reasoning_rollouts else 0.0
+
+    def reset_reasoning_counters(self) -> None:
+        """Start counting reasoning rollouts afresh (`missing_embed_token_rate`, `mean_reasoning_length`)."""
+        self.missing_embed_token = self.reasoning_rollouts = self.reasoning_tokens_written = 0
+
     # -- prompts and tokens ---------------------------------------------------------------------
 
     def prompt_text(self, text: str, instruction: str) -> str:

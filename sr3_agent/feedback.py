@@ -85,8 +85,7 @@ def refine_turns(embedder: ReasoningEmbedder, dataset: RetrievalDataset, doc_vec
     for _ in range(turns - 1):
         shown = shown_documents(dataset, previous, doc_vectors, feedback_k)
         texts = feedback_texts(embedder, dataset.query_texts, shown)
-        embedder.missing_embed_token = embedder.reasoning_rollouts = embedder.reasoning_tokens_written = 0
+        embedder.reset_reasoning_counters()
         previous = embedder.encode_queries(texts, reasoning=True, max_new_tokens=max_new_tokens)
-        out.append(Turn(texts, previous, 1.0 - embedder.missing_embed_token_rate,
-                        embedder.reasoning_tokens_written / max(embedder.reasoning_rollouts, 1)))
+        out.append(Turn(texts, previous, 1.0 - embedder.missing_embed_token_rate, embedder.mean_reasoning_length))
     return out

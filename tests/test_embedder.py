@@ -75,6 +75,15 @@ def test_reasoning_appends_the_token_when_the_model_never_writes_it(tiny_embedde
     assert vectors.shape == (2, tiny_embedder.dim) and np.isfinite(vectors).all()
 
 
+def test_reasoning_counters_count_from_their_last_reset(tiny_embedder):
+    tiny_embedder.generate_reasoning(TEXTS[:3], max_new_tokens=4, temperature=0.0)
+    tiny_embedder.reset_reasoning_counters()
+    assert tiny_embedder.missing_embed_token_rate == 0.0 and tiny_embedder.mean_reasoning_length == 0.0
+    rollout = tiny_embedder.generate_reasoning(TEXTS[:2], max_new_tokens=5, temperature=0.0)
+    assert tiny_embedder.reasoning_rollouts == 2 and tiny_embedder.missing_embed_token_rate == 1.0
+    assert tiny_embedder.mean_reasoning_length == pytest.approx(float(rollout.reasoning_lengths.float().mean()))
+
+
 def test_reasoning_stops_at_the_token_when_the_model_writes_it(tiny_embedder):
     # make the new token overwhelmingly likely: its output row aligned with every hidden state's direction
     head = tiny_embedder.model.get_output_embeddings()

@@ -7,6 +7,8 @@ import pytest
 
 from sr3_agent.compare import run_eval
 from sr3_agent.config import ConfigError, EvalConfig, RLConfig
+from sr3_agent.embedder import fuse
+from sr3_agent.evaluate import dense_run, per_query_metrics
 from sr3_agent.feedback import HEADER, MAX_DOC_TOKENS, feedback_room, feedback_text, feedback_texts, refine_turns, shown_documents
 from sr3_agent.rl import first_turn, train_rl
 from sr3_env import load_dataset
@@ -88,6 +90,23 @@ def test_eval_with_turns_adds_a_row_per_later_turn(tiny_embedder, tiny_beir, tmp
     assert len(list((tmp_path / "cache" / "eval").glob("*.npy"))) == 1  # the documents encoded once for all turns
     with pytest.raises(ConfigError, match="turns"):
         EvalConfig(turns=0)
+
+
+def test_eval_with_reasoning_adds_a_fused_row_per_later_turn(tiny_embedder, tiny_beir, tmp_path, monkeypatch):
+    monkeypatch.setenv("SR3_CACHE_DIR", str(tmp_path / "cache"))
+    config = EvalConfig(datasets=[str(tiny_beir)], num_queries=None, corpus_docs=None, max_new_tokens=3, baselines=False,
+                        turns=2, feedback_k=2)
+    rows = run_eval(config, embedders=[("tiny", tiny_embedder)])
+    assert [r["system"] for r in rows] == ["tiny (direct)", "tiny (reasoning)", "tiny (fused)", "tiny (turn 2)",
+                                           "tiny (turn 2 fused)"]
+    # the fused turn is the turn-2 embedding halfway to the direct one, scored as any dense run
+    dataset = load_dataset(str(tiny_beir))
+    docs = tiny_embedder.encode_documents(dataset.documents)
+    direct = tiny_embedder.encode_queries(list(dataset.query_texts))
+    turn2 = refine_turns(tiny_embedder, dataset, docs, direct, turns=2, feedback_k=2, max_new_tokens=3)[0]
+    expected = per_query_metrics(dense_run(dataset, fuse(direct, turn2.vectors), docs, k=100), dataset.qrels)["ndcg@10"]
+    assert rows[4]["per_query_ndcg@10"] == pytest.approx(expected, abs=1e-6)
+    assert rows[4]["embed_token_rate"] == rows[3]["embed_token_rate"]
 
 
 @pytest.fixture
