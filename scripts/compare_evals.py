@@ -1,11 +1,14 @@
 """Compare `sr3 eval` results query by query: is each model better than a baseline model, beyond noise?
 
     python scripts/compare_evals.py runs/eval/sft-wordnet.json runs/eval/rl-seed*.json
+    python scripts/compare_evals.py --within direct runs/eval/rl-seed*.json
 
-The first file is the baseline. For every other file and each way of embedding (direct, reasoning, fused),
-prints nDCG@10, its difference from the baseline's same way on the same queries, and a 95% paired
-bootstrap interval of that difference (queries resampled). With several files it also pools them
-(the mean over files of each query's nDCG@10, e.g. over seeds) and reports mean ± std over files.
+The first file is the baseline. For every other file and each way of embedding (direct, reasoning, fused,
+turn N, turn N fused), prints nDCG@10, its difference from the baseline's same way on the same queries,
+and a 95% paired bootstrap interval of that difference (queries resampled). With several files it also
+pools them (the mean over files of each query's nDCG@10, e.g. over seeds) and reports mean ± std over
+files. With ``--within MODE`` there is no baseline file: each file's other ways are compared with its own
+MODE row (e.g. reasoning against direct of the same model, as issue 11 asks), pooled the same way.
 Writes the table as JSON next to the first file (``--output`` to change).
 """
 
@@ -24,40 +27,61 @@ KEY = "per_query_ndcg@10"
 
 
 def by_mode(path: Path) -> dict[str, dict]:
-    """{'direct' | 'reasoning' | 'fused' | system name: row} of the rows of one results file that carry per-query scores."""
+    """{way of embedding ('direct', 'reasoning', 'fused', 'turn 2', 'turn 2 fused', ...) or system name: row} of the
+    rows of one results file, all of which must carry per-query scores."""
     rows = json.loads(path.read_text())
     out = {}
     for row in rows:
         if KEY not in row:
             raise SystemExit(f"{path}: row {row['system']!r} has no {KEY}; re-run it with this version of sr3 eval.")
-        match = re.search(r"\((direct|reasoning|fused)\)$", row["system"])
+        match = re.search(r"\((direct|reasoning|fused|turn \d+(?: fused)?)\)$", row["system"])
         out[match.group(1) if match else row["system"]] = row
     return out
 
 
+def differences(mode: str, runs: list[tuple[str, dict, dict]]) -> list[dict]:
+    """Rows of ``(name, baseline row, row)`` triples: each row against its baseline and, with several,
+    the pooled row (each query's mean over the runs, against its mean baseline; mean ± std over runs)."""
+    table = []
+    for name, base, row in runs:
+        ci = paired_bootstrap(base[KEY], row[KEY])
+        table.append({"model": name, "mode": mode, "ndcg@10": row["ndcg@10"], "diff": ci["mean"],
+                      "low": ci["low"], "high": ci["high"], "queries": ci["queries"]})
+    if len(runs) > 1:
+        queries = set.intersection(*(set(base[KEY]) & set(row[KEY]) for _, base, row in runs))
+        pooled_base = {q: float(np.mean([base[KEY][q] for _, base, _ in runs])) for q in queries}
+        pooled = {q: float(np.mean([row[KEY][q] for _, _, row in runs])) for q in queries}
+        ci = paired_bootstrap(pooled_base, pooled)
+        scores = [row["ndcg@10"] for _, _, row in runs]
+        table.append({"model": f"mean of {len(runs)}", "mode": mode, "ndcg@10": float(np.mean(scores)),
+                      "std": float(np.std(scores, ddof=1)), "diff": ci["mean"], "low": ci["low"],
+                      "high": ci["high"], "queries": ci["queries"]})
+    return table
+
+
 def compare(baseline: dict[str, dict], others: list[tuple[str, dict[str, dict]]]) -> list[dict]:
-    """One row per (file, mode) and, with several files, one pooled row per mode."""
+    """One row per (file, mode) against the baseline file's same mode and, with several files, one pooled row per mode."""
     table = []
     for mode, base in baseline.items():
-        runs = [(name, rows[mode]) for name, rows in others if mode in rows]
         table.append({"model": "baseline", "mode": mode, "ndcg@10": base["ndcg@10"]})
-        for name, row in runs:
-            ci = paired_bootstrap(base[KEY], row[KEY])
-            table.append({"model": name, "mode": mode, "ndcg@10": row["ndcg@10"], "diff": ci["mean"],
-                          "low": ci["low"], "high": ci["high"], "queries": ci["queries"]})
-        if len(runs) > 1:
-            queries = set.intersection(*(set(r[KEY]) for _, r in runs))
-            pooled = {q: float(np.mean([r[KEY][q] for _, r in runs])) for q in queries}
-            ci = paired_bootstrap(base[KEY], pooled)
-            scores = [r["ndcg@10"] for _, r in runs]
-            table.append({"model": f"mean of {len(runs)}", "mode": mode, "ndcg@10": float(np.mean(scores)),
-                          "std": float(np.std(scores, ddof=1)), "diff": ci["mean"], "low": ci["low"],
-                          "high": ci["high"], "queries": ci["queries"]})
+        table += differences(mode, [(name, base, rows[mode]) for name, rows in others if mode in rows])
+    return table
+
+
+def compare_within(files: list[tuple[str, dict[str, dict]]], base_mode: str) -> list[dict]:
+    """Each file's modes against its own ``base_mode`` row, one row per (file, mode), pooled over files per mode."""
+    for name, rows in files:
+        if base_mode not in rows:
+            raise SystemExit(f"{name}: no ({base_mode}) row to compare with; it has {sorted(rows)}.")
+    table = []
+    for mode in dict.fromkeys(m for _, rows in files for m in rows if m != base_mode):
+        table += differences(f"{mode} vs {base_mode}",
+                             [(name, rows[base_mode], rows[mode]) for name, rows in files if mode in rows])
     return table
 
 
 def markdown(table: list[dict]) -> str:
-    lines = ["| model | mode | nDCG@10 | difference from baseline | 95% interval |", "|---|---|---:|---:|---|"]
+    lines = ["| model | mode | nDCG@10 | difference | 95% interval |", "|---|---|---:|---:|---|"]
     for r in table:
         score = f"{r['ndcg@10']:.3f}" + (f" ± {r['std']:.3f}" if "std" in r else "")
         diff = f"{r['diff']:+.3f}" if "diff" in r else ""
@@ -68,12 +92,20 @@ def markdown(table: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("baseline", type=Path)
-    parser.add_argument("others", type=Path, nargs="+")
+    parser.add_argument("baseline", type=Path, help="the baseline file (with --within: the first file)")
+    parser.add_argument("others", type=Path, nargs="*")
+    parser.add_argument("--within", metavar="MODE", default=None,
+                        help="compare each file's ways with its own MODE row (e.g. direct) instead of with a baseline file")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
-    table = compare(by_mode(args.baseline), [(str(p), by_mode(p)) for p in args.others])
-    print(f"baseline: {args.baseline}")
+    if args.within is not None:
+        table = compare_within([(str(p), by_mode(p)) for p in [args.baseline, *args.others]], args.within)
+        print(f"each file against its own ({args.within}) row")
+    elif not args.others:
+        parser.error("give a baseline file and at least one file to compare with it (or --within MODE)")
+    else:
+        table = compare(by_mode(args.baseline), [(str(p), by_mode(p)) for p in args.others])
+        print(f"baseline: {args.baseline}")
     print(markdown(table))
     output = args.output or args.baseline.with_name("comparison.json")
     output.write_text(json.dumps(table, indent=2) + "\n")

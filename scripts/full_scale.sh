@@ -10,7 +10,8 @@
 # per-query nDCG@10), then scripts/compare_evals.py compares them query by query
 # (each eval file also holds direct, reasoning and fused rows of one model for the reasoning-vs-direct comparison). On 2 CPU cores the whole corpus takes
 # about 26 min to encode per model, so a seed costs about 1.5 h; on a GPU a few minutes.
-# Results: runs/full/seed*/ and runs/full/eval-*.json, runs/full/comparison-*.json.
+# Results: runs/full/seed*/ and runs/full/eval-*.json, runs/full/comparison-*.json, runs/full/within-*.json.
+# With EVAL_ARGS="--turns 2" each model also gets its second-turn rows (turn 2, turn 2 fused).
 set -euo pipefail
 SR3=${SR3:-sr3}
 PYTHON=${PYTHON:-python}
@@ -35,4 +36,8 @@ for dataset in $DATASETS; do  # each seed's model after RL against its own model
     $PYTHON scripts/compare_evals.py "$OUT/eval-before-$dataset-seed$seed.json" "$OUT/eval-rl-$dataset-seed$seed.json" \
       --output "$OUT/comparison-$dataset-seed$seed.json"
   done
+done
+for dataset in $DATASETS; do  # each way of embedding against the same model's direct row, per seed and pooled over seeds
+  $PYTHON scripts/compare_evals.py --within direct $(for seed in $SEEDS; do echo "$OUT/eval-rl-$dataset-seed$seed.json"; done) \
+    --output "$OUT/within-$dataset.json"
 done

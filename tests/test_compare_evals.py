@@ -44,3 +44,22 @@ def test_rows_without_per_query_scores_are_refused(tmp_path):
     (tmp_path / "old.json").write_text(json.dumps([{"system": "x (direct)", "ndcg@10": 0.5}]))
     with pytest.raises(SystemExit, match="no per_query_ndcg@10"):
         load().main([str(tmp_path / "old.json"), str(tmp_path / "old.json")])
+
+
+def test_within_compares_each_file_with_its_own_direct_row(tmp_path, capsys):
+    a = write(tmp_path / "a.json", "seed0", [0.5] * 40, [0.6] * 40)  # reasoning +0.1 over its own direct
+    b = write(tmp_path / "b.json", "seed1", [0.3] * 40, [0.2] * 20 + [0.4] * 20)  # reasoning +0.0 over its own
+    rows = json.loads(b.read_text()) + [{"system": "seed1 (turn 2 fused)", "ndcg@10": 0.35,
+                                         "per_query_ndcg@10": {f"q{i}": 0.35 for i in range(40)}}]
+    b.write_text(json.dumps(rows))
+    table = load().main(["--within", "direct", str(a), str(b), "--output", str(tmp_path / "within.json")])
+    assert [(r["model"], r["mode"]) for r in table] == [
+        (str(a), "reasoning vs direct"), (str(b), "reasoning vs direct"), ("mean of 2", "reasoning vs direct"),
+        (str(b), "turn 2 fused vs direct")]
+    assert [r["diff"] for r in table] == pytest.approx([0.1, 0.0, 0.05, 0.05])
+    assert table[2]["low"] < 0.05 < table[2]["high"]  # seed1's reasonings spread over queries
+    assert "| mean of 2 | reasoning vs direct | 0.450 ± 0.212 | +0.050 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match=r"no \(fused\) row"):
+        load().main(["--within", "fused", str(a)])
+    with pytest.raises(SystemExit):  # no baseline to compare with
+        load().main([str(a)])
