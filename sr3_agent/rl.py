@@ -25,14 +25,13 @@ The pieces are pure functions tested on their own: `sr3_agent.losses`, `policy_f
 from __future__ import annotations
 
 import copy
-import logging
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from sr3_agent.checkpoint import check_resumable, graceful_interrupt, load_latest, save_checkpoint, save_config
+from sr3_agent.checkpoint import check_resumable, graceful_interrupt, load_latest, save_config
 from sr3_agent.config import RLConfig
 from sr3_agent.distributed import (prepare_data_parallel, process_rng_states, restore_process_rng, seed_process,
                                    shard_rows, start_processes, warn_if_uneven)
@@ -41,13 +40,11 @@ from sr3_agent.evaluate import dense_run, ir_metrics
 from sr3_agent.feedback import feedback_texts, refine_turns
 from sr3_agent.losses import clipped_policy_loss, group_advantages, info_nce, kl_penalty_k3, token_logprobs
 from sr3_agent.runlock import holds_run_lock
-from sr3_agent.training import (add_lora, batch_query_rows, close_writer, false_negative_mask, index_state, make_writer,
-                                training_data, training_index, write_scalars)
+from sr3_agent.training import (add_lora, batch_query_rows, checkpoint_or_stop, close_writer, false_negative_mask, finish,
+                                index_state, make_writer, training_data, training_index, write_scalars)
 from sr3_env import RetrievalDataset, load_dataset
 from sr3_env.refine_vector import RetrievalRefineVectorEnv
 from sr3_env.vector import RetrievalEmbedVectorEnv
-
-logger = logging.getLogger(__name__)
 
 
 # -- pure pieces ----------------------------------------------------------------------------------
@@ -311,19 +308,10 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
             if evaluate and (done % config.eval_every == 0 or done == config.steps):
                 policy.model.eval()
                 writer.add_scalar("eval/ndcg@10", heldout_ndcg(policy, heldout, config), done)
-            stopping = processes.any(stop.requested)  # every process stops after the same step
-            if stopping or done % config.save_every == 0 or done == config.steps:
-                state = {"model": policy.model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "version": policy.version, "index": index_state(index, processes), **process_rng_states(processes)}
-                if processes.is_main:
-                    save_checkpoint(output_dir, done, state)
-            if stopping:
-                logger.warning("stopped after step %d; continue with --resume", done)
+            state = lambda: {"model": policy.model.state_dict(), "optimizer": optimizer.state_dict(),  # noqa: E731
+                             "version": policy.version, "index": index_state(index, processes),
+                             **process_rng_states(processes)}
+            if checkpoint_or_stop(output_dir, done, config.steps, config.save_every, state, stop, processes):
                 close_writer(writer)
                 return policy
-    close_writer(writer)
-    policy.model.eval()
-    if processes.is_main:
-        policy.save_pretrained(output_dir / "final")
-    processes.wait()
-    return policy
+    return finish(policy, output_dir, writer, processes)

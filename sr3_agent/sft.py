@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sr3_agent.checkpoint import check_resumable, graceful_interrupt, load_latest, save_checkpoint, save_config
+from sr3_agent.checkpoint import check_resumable, graceful_interrupt, load_latest, save_config
 from sr3_agent.config import SFTConfig
 from sr3_agent.distributed import (prepare_data_parallel, process_entropy, restore_process_rng, process_rng_states,
                                    seed_process, shard_rows, start_processes, warn_if_uneven)
@@ -32,8 +32,9 @@ from sr3_agent.embedder import ReasoningEmbedder, autocast_dtype_for
 from sr3_agent.losses import info_nce, kl_to_reference, lm_loss, triplet_margin
 from sr3_agent.rejection import Picked, pick_reasonings
 from sr3_agent.runlock import holds_run_lock
-from sr3_agent.training import (add_lora, batch_query_rows, best_ranks, close_writer, false_negative_mask,
-                                feedback_query_texts, index_state, make_writer, training_data, training_index, write_scalars)
+from sr3_agent.training import (add_lora, batch_query_rows, best_ranks, checkpoint_or_stop, close_writer,
+                                false_negative_mask, feedback_query_texts, finish, index_state, make_writer, training_data,
+                                training_index, write_scalars)
 from sr3_env import RetrievalDataset
 
 logger = logging.getLogger(__name__)
@@ -304,20 +305,10 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
                 scalars = step_scalars(total, losses, queries, positives, negatives, found, picked, config,
                                        lr=schedule.get_last_lr()[0], seconds=(mined - timer, time.perf_counter() - timer))
                 write_scalars(writer, processes.mean(scalars), done)
-            stopping = processes.any(stop.requested)  # every process stops after the same step
-            if stopping or done % config.save_every == 0 or done == config.steps:
-                state = {"model": embedder.model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "schedule": schedule.state_dict(), "version": embedder.version, "index": index_state(index, processes),
-                         **process_rng_states(processes)}
-                if processes.is_main:
-                    save_checkpoint(output_dir, done, state)
-            if stopping:
-                logger.warning("stopped after step %d; continue with --resume", done)
+            state = lambda: {"model": embedder.model.state_dict(), "optimizer": optimizer.state_dict(),  # noqa: E731
+                             "schedule": schedule.state_dict(), "version": embedder.version,
+                             "index": index_state(index, processes), **process_rng_states(processes)}
+            if checkpoint_or_stop(output_dir, done, config.steps, config.save_every, state, stop, processes):
                 close_writer(writer)
                 return embedder
-    close_writer(writer)
-    embedder.model.eval()
-    if processes.is_main:
-        embedder.save_pretrained(output_dir / "final")
-    processes.wait()
-    return embedder
+    return finish(embedder, output_dir, writer, processes)

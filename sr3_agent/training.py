@@ -1,5 +1,6 @@
 """What the training loops share: their data, the lazily refreshed training index, the step's
-batch, the texts of queries that read feedback, LoRA, the TensorBoard writer.
+batch, the texts of queries that read feedback, LoRA, the TensorBoard writer, and the end of a step
+(checkpoint, stop) and of the loop (the final model).
 
 `sr3_agent.sft` and `sr3_agent.rl` both import from here and never from each other, so each loop
 still reads top to bottom on its own.
@@ -7,17 +8,22 @@ still reads top to bottom on its own.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from sr3_agent.checkpoint import save_checkpoint
 from sr3_agent.config import RLConfig, SFTConfig
 from sr3_agent.distributed import Processes
 from sr3_agent.embedder import ReasoningEmbedder
 from sr3_agent.feedback import feedback_texts
 from sr3_env import LazyIndex, RetrievalDataset, load_dataset
+
+logger = logging.getLogger(__name__)
 
 
 # -- batches --------------------------------------------------------------------------------------
@@ -121,3 +127,33 @@ def write_scalars(writer: Any, scalars: dict[str, float], step: int) -> None:
 def close_writer(writer: Any) -> None:
     if writer is not None:
         writer.close()
+
+
+# -- the end of a step and of the loop ------------------------------------------------------------
+
+def checkpoint_or_stop(output_dir: Path, done: int, steps: int, save_every: int, state: Callable[[], dict[str, Any]],
+                       stop: Any, processes: Processes = Processes()) -> bool:
+    """After step ``done`` of ``steps``: save a checkpoint when due (every ``save_every`` steps, the
+    last step, or when any process was asked to stop; ``state()`` builds it, on every process, since
+    gathering the index is collective) and say whether the loop stops now (every process stops after
+    the same step; the checkpoint lets ``--resume`` continue)."""
+    stopping = processes.any(stop.requested)
+    if stopping or done % save_every == 0 or done == steps:
+        built = state()
+        if processes.is_main:
+            save_checkpoint(output_dir, done, built)
+    if stopping:
+        logger.warning("stopped after step %d; continue with --resume", done)
+    return stopping
+
+
+def finish(embedder: ReasoningEmbedder, output_dir: Path, writer: Any, processes: Processes = Processes()
+           ) -> ReasoningEmbedder:
+    """The end of a loop that ran all its steps: the logs closed, the model in eval mode and saved as
+    ``output_dir/final`` by the main process, which every process waits for."""
+    close_writer(writer)
+    embedder.model.eval()
+    if processes.is_main:
+        embedder.save_pretrained(output_dir / "final")
+    processes.wait()
+    return embedder
