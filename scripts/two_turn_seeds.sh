@@ -4,7 +4,7 @@
 # over seeds? Run after scripts/two_turn.sh, whose OUT/rs-feedback model all seeds start from and whose 60-step
 # run OUT/rs-feedback-rl-long is seed 0.
 #
-#   bash scripts/two_turn_seeds.sh            (OUT=runs/two-turn SEEDS="1 2")
+#   bash scripts/two_turn_seeds.sh            (OUT=runs/two-turn SEEDS="1 2" DATASETS="wordnet-revdict semanlink")
 #
 # Each seed: `sr3 rl --turns 2 --steps 60` with that seed (its training queries, index and samples), then
 # `sr3 eval --turns 2` of the model with reasoning (rows: direct, reasoning, fused, turn 2, turn 2 fused) on
@@ -17,6 +17,7 @@ SR3=${SR3:-sr3}
 PYTHON=${PYTHON:-python}
 OUT=${OUT:-runs/two-turn}
 SEEDS=${SEEDS:-"1 2"}
+DATASETS=${DATASETS:-"wordnet-revdict semanlink"}
 mkdir -p "$OUT/seeds"
 declare -A model=([0]="$OUT/rs-feedback-rl-long/final")
 for seed in $SEEDS; do
@@ -25,7 +26,7 @@ for seed in $SEEDS; do
     $SR3 rl --model "$OUT/rs-feedback/final" --num-queries 1000 --corpus-docs 1000 --seed "$seed" --turns 2 \
       --steps 60 --eval-every 0 --save-every 20 --output-dir "$OUT/seeds/rl-seed$seed"
 done
-for dataset in wordnet-revdict semanlink; do
+for dataset in $DATASETS; do
   cut=(--num-queries 200 --corpus-docs 2000)
   test "$dataset" = semanlink && cut=(--num-queries none --corpus-docs none)
   files=()
