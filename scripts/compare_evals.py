@@ -35,7 +35,11 @@ def by_mode(path: Path) -> dict[str, dict]:
         if KEY not in row:
             raise SystemExit(f"{path}: row {row['system']!r} has no {KEY}; re-run it with this version of sr3 eval.")
         match = re.search(r"\((direct|reasoning|fused|turn \d+(?: fused)?)\)$", row["system"])
-        out[match.group(1) if match else row["system"]] = row
+        mode = match.group(1) if match else row["system"]
+        if mode in out:
+            raise SystemExit(f"{path}: two rows are ({mode}) ({out[mode]['system']!r}, {row['system']!r}); give one "
+                             f"model per file (keep one model's rows, e.g. with `sr3 eval --models` of one folder).")
+        out[mode] = row
     return out
 
 

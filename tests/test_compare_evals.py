@@ -63,3 +63,11 @@ def test_within_compares_each_file_with_its_own_direct_row(tmp_path, capsys):
         load().main(["--within", "fused", str(a)])
     with pytest.raises(SystemExit):  # no baseline to compare with
         load().main([str(a)])
+
+
+def test_a_file_with_two_models_is_refused(tmp_path):
+    a = json.loads(write(tmp_path / "a.json", "a", [0.5], [0.4]).read_text())
+    b = json.loads(write(tmp_path / "b.json", "b", [0.5], [0.4]).read_text())
+    (tmp_path / "both.json").write_text(json.dumps(a + b))
+    with pytest.raises(SystemExit, match="one model per file"):
+        load().main(["--within", "direct", str(tmp_path / "both.json")])
