@@ -7,8 +7,9 @@ The first file is the baseline. For every other file and each way of embedding (
 turn N, turn N fused), prints nDCG@10, its difference from the baseline's same way on the same queries,
 and a 95% paired bootstrap interval of that difference (queries resampled). With several files it also
 pools them (the mean over files of each query's nDCG@10, e.g. over seeds) and reports mean ± std over
-files. With ``--within MODE`` there is no baseline file: each file's other ways are compared with its own
-MODE row (e.g. reasoning against direct of the same model, as issue 11 asks), pooled the same way.
+files. With ``--within MODE`` there is no baseline file: each model's other ways are compared with its own
+MODE row (e.g. reasoning against direct of the same model, as issue 11 asks), pooled the same way over
+every model of every file (baselines such as BM25 left out).
 Writes the table as JSON next to the first file (``--output`` to change).
 """
 
@@ -26,21 +27,31 @@ from sr3_agent.evaluate import paired_bootstrap
 KEY = "per_query_ndcg@10"
 
 
-def by_mode(path: Path) -> dict[str, dict]:
-    """{way of embedding ('direct', 'reasoning', 'fused', 'turn 2', 'turn 2 fused', ...) or system name: row} of the
-    rows of one results file, all of which must carry per-query scores."""
+def by_model(path: Path) -> dict[str, dict[str, dict]]:
+    """{model: {way of embedding ('direct', 'reasoning', 'fused', 'turn 2', 'turn 2 fused', ...): row}} of the
+    rows of one results file, all of which must carry per-query scores. A baseline row without a way in
+    its name (BM25, all-MiniLM-L6-v2) is its own model with one way, its name."""
     rows = json.loads(path.read_text())
-    out = {}
+    out: dict[str, dict[str, dict]] = {}
     for row in rows:
         if KEY not in row:
             raise SystemExit(f"{path}: row {row['system']!r} has no {KEY}; re-run it with this version of sr3 eval.")
-        match = re.search(r"\((direct|reasoning|fused|turn \d+(?: fused)?)\)$", row["system"])
-        mode = match.group(1) if match else row["system"]
-        if mode in out:
-            raise SystemExit(f"{path}: two rows are ({mode}) ({out[mode]['system']!r}, {row['system']!r}); give one "
-                             f"model per file (keep one model's rows, e.g. with `sr3 eval --models` of one folder).")
-        out[mode] = row
+        match = re.fullmatch(r"(.*) \((direct|reasoning|fused|turn \d+(?: fused)?)\)", row["system"])
+        model, mode = match.groups() if match else (row["system"], row["system"])
+        if mode in out.setdefault(model, {}):
+            raise SystemExit(f"{path}: two rows are {row['system']!r}; an sr3 eval file holds each row once.")
+        out[model][mode] = row
     return out
+
+
+def by_mode(path: Path) -> dict[str, dict]:
+    """{way of embedding or baseline system: row} of a file that holds one model's rows (and baselines')."""
+    models = {m: rows for m, rows in by_model(path).items() if set(rows) != {m}}
+    if len(models) > 1:
+        raise SystemExit(f"{path}: holds rows of {len(models)} models ({', '.join(models)}); give one model per "
+                         f"file to compare against a baseline file (e.g. `sr3 eval --models` of one folder), "
+                         f"or compare each model with itself with --within.")
+    return {mode: row for rows in by_model(path).values() for mode, row in rows.items()}
 
 
 def differences(mode: str, runs: list[tuple[str, dict, dict]]) -> list[dict]:
@@ -72,8 +83,18 @@ def compare(baseline: dict[str, dict], others: list[tuple[str, dict[str, dict]]]
     return table
 
 
+def within_units(paths: list[Path]) -> list[tuple[str, dict[str, dict]]]:
+    """One ``(name, {mode: row})`` per model in the files, baseline systems left out: the file's path when it
+    holds one model, else ``path: model``."""
+    units = []
+    for path in paths:
+        models = {m: rows for m, rows in by_model(path).items() if set(rows) != {m}}
+        units += [(str(path) if len(models) == 1 else f"{path}: {m}", rows) for m, rows in models.items()]
+    return units
+
+
 def compare_within(files: list[tuple[str, dict[str, dict]]], base_mode: str) -> list[dict]:
-    """Each file's modes against its own ``base_mode`` row, one row per (file, mode), pooled over files per mode."""
+    """Each model's modes against its own ``base_mode`` row, one row per (model, mode), pooled over models per mode."""
     for name, rows in files:
         if base_mode not in rows:
             raise SystemExit(f"{name}: no ({base_mode}) row to compare with; it has {sorted(rows)}.")
@@ -103,8 +124,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.within is not None:
-        table = compare_within([(str(p), by_mode(p)) for p in [args.baseline, *args.others]], args.within)
-        print(f"each file against its own ({args.within}) row")
+        table = compare_within(within_units([args.baseline, *args.others]), args.within)
+        print(f"each model against its own ({args.within}) row")
     elif not args.others:
         parser.error("give a baseline file and at least one file to compare with it (or --within MODE)")
     else:

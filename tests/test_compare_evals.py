@@ -65,9 +65,18 @@ def test_within_compares_each_file_with_its_own_direct_row(tmp_path, capsys):
         load().main([str(a)])
 
 
-def test_a_file_with_two_models_is_refused(tmp_path):
-    a = json.loads(write(tmp_path / "a.json", "a", [0.5], [0.4]).read_text())
-    b = json.loads(write(tmp_path / "b.json", "b", [0.5], [0.4]).read_text())
-    (tmp_path / "both.json").write_text(json.dumps(a + b))
-    with pytest.raises(SystemExit, match="one model per file"):
-        load().main(["--within", "direct", str(tmp_path / "both.json")])
+def test_a_file_with_two_models_is_compared_per_model_within_and_refused_as_a_baseline(tmp_path, capsys):
+    a = json.loads(write(tmp_path / "a.json", "a", [0.5] * 30, [0.4] * 30).read_text())  # reasoning -0.1
+    b = json.loads(write(tmp_path / "b.json", "b", [0.5] * 30, [0.7] * 30).read_text())  # reasoning +0.2
+    bm25 = {"system": "BM25", "ndcg@10": 0.3, "per_query_ndcg@10": {f"q{i}": 0.3 for i in range(30)}}
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps(a + b + [bm25]))
+    table = load().main(["--within", "direct", str(both)])
+    assert [(r["model"], r["diff"]) for r in table] == [
+        (f"{both}: a", pytest.approx(-0.1)), (f"{both}: b", pytest.approx(0.2)), ("mean of 2", pytest.approx(0.05))]
+    assert "each model against its own (direct) row" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="holds rows of 2 models"):
+        load().main([str(both), str(tmp_path / "a.json")])
+    with pytest.raises(SystemExit, match="two rows are 'a \\(direct\\)'"):
+        (tmp_path / "twice.json").write_text(json.dumps(a + a))
+        load().main(["--within", "direct", str(tmp_path / "twice.json")])
