@@ -49,8 +49,9 @@ _PREFIX = "checkpoint-"
 STATE_FILE = "state.pt"
 CHECKSUM_FILE = "checksum.json"
 DAMAGED_PREFIX = "damaged-"
-#: config fields that may change between a run and its resumption
-RESUMABLE_CHANGES = frozenset({"steps", "resume", "save_every", "log_every", "device"})
+#: config fields that may change between a run and its resumption (output_dir: a run folder copied or moved
+#: elsewhere, e.g. to continue a finished 60-step run to 120 steps beside it, resumes from there)
+RESUMABLE_CHANGES = frozenset({"steps", "resume", "save_every", "log_every", "device", "output_dir"})
 
 
 class CheckpointError(Sr3Error):

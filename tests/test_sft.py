@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 
 import numpy as np
 import pytest
@@ -174,7 +175,8 @@ def test_resume_continues_exactly(tiny_embedder, toy_set, tmp_path):
                          dataset=toy_set, progress=False)
     train_sft(_config(tmp_path / "b", steps=3, save_every=3, **sampled), embedder=copy.deepcopy(tiny_embedder),
               dataset=toy_set, progress=False)  # "interrupted" after 3 steps
-    resumed = train_sft(_config(tmp_path / "b", steps=6, save_every=3, resume=True, **sampled),
+    shutil.copytree(tmp_path / "b", tmp_path / "c")  # a run folder copied elsewhere resumes there
+    resumed = train_sft(_config(tmp_path / "c", steps=6, save_every=3, resume=True, **sampled),
                         embedder=copy.deepcopy(tiny_embedder), dataset=toy_set, progress=False)
     assert resumed.version == straight.version == 6
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
