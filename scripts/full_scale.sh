@@ -3,13 +3,13 @@
 # before it, on wordnet-revdict's 1,000 test queries against the whole 82,115-document corpus, over 3 seeds?
 #
 #   bash scripts/full_scale.sh            (SEEDS="0 1 2" TRAIN_ARGS="--sft-steps 100 ..." DATASETS="wordnet-revdict semanlink")
-#   EVAL_ARGS="--precision bf16" bash scripts/full_scale.sh   (on a CPU with AVX-512 BF16 or AMX: the corpus in about 16 min, not 26)
+#   EVAL_ARGS="--precision bf16" bash scripts/full_scale.sh   (on a CPU with AVX-512 BF16 or AMX: the corpus in about 18 min, not 27-49)
 #
 # Per seed: `sr3 train` with TRAIN_ARGS (its own 200-query table on a sub-corpus), then `sr3 eval` of the
 # model before RL and after RL on the whole test split of each dataset (direct, reasoning, fused; rows keep
 # per-query nDCG@10), then scripts/compare_evals.py compares them query by query
-# (each eval file also holds direct, reasoning and fused rows of one model for the reasoning-vs-direct comparison). On 2 CPU cores the whole corpus takes
-# about 26 min to encode per model, so a seed costs about 1.5 h; on a GPU a few minutes.
+# (each eval file also holds direct, reasoning and fused rows of one model for the reasoning-vs-direct comparison). On 2 CPU cores the whole corpus took
+# 27-49 min to encode per model in fp32 (18 with --precision bf16), so a seed costs 1.5-2 h; on a GPU a few minutes.
 # Results: runs/full/seed*/ and runs/full/eval-*.json, runs/full/comparison-*.json, runs/full/within-*.json.
 # With EVAL_ARGS="--turns 2" each model also gets its second-turn rows (turn 2, turn 2 fused).
 set -euo pipefail

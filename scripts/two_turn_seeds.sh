@@ -25,7 +25,7 @@ OUT=${OUT:-runs/two-turn}
 SEEDS=${SEEDS:-"1 2"}
 STEPS=${STEPS:-60}
 CUT=${CUT:-sub}
-DATASETS=${DATASETS:-"wordnet-revdict semanlink"}
+DATASETS=${DATASETS-"wordnet-revdict semanlink"}  # DATASETS= (empty): train only
 case "$STEPS" in
   60) run0=long; tag="" ;;
   120) run0=120; tag="-120" ;;

@@ -307,7 +307,7 @@ class EvalConfig:
     """Queries evaluated per dataset, a seeded sample (None: all)."""
     corpus_docs: int | None = 5000
     """Documents per corpus: a seeded sub-corpus that keeps every relevant document (None: the whole corpus;
-    the 82k-document wordnet-revdict took 26 min per model on 2 CPU cores)."""
+    the 82k-document wordnet-revdict took 27-49 min per model on 2 CPU cores, 18 with --precision bf16)."""
     reasoning: bool = True
     """Also evaluate each embedder with reasoning before the embedding (slower: generation)."""
     max_new_tokens: int = 48
