@@ -219,7 +219,7 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
         optimizer.load_state_dict(state["optimizer"])
         policy.version, start, index_rows = state["version"], state["step"], state["index"]
         restore_process_rng(state, processes)
-    elif processes.is_main:
+    if processes.is_main:  # on resumption too: the folder and the steps it now runs to
         save_config(output_dir, config)
     index = training_index(data, policy, config, index_rows, processes)
     B, G = min(config.queries_per_step, len(data.query_ids)), config.group_size

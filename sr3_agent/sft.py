@@ -220,7 +220,7 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
         embedder.version, start, index_rows = state["version"], state["step"], state["index"]
         restore_process_rng(state, processes)
         logger.info("resuming from step %d", start)
-    elif processes.is_main:
+    if processes.is_main:  # on resumption too: the folder and the steps it now runs to
         save_config(output_dir, config)
 
     index = training_index(data, embedder, config, index_rows, processes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 
 import numpy as np
@@ -179,6 +180,8 @@ def test_resume_continues_exactly(tiny_embedder, toy_set, tmp_path):
     resumed = train_sft(_config(tmp_path / "c", steps=6, save_every=3, resume=True, **sampled),
                         embedder=copy.deepcopy(tiny_embedder), dataset=toy_set, progress=False)
     assert resumed.version == straight.version == 6
+    saved = json.loads((tmp_path / "c" / "run" / "config.json").read_text())
+    assert (saved["steps"], saved["output_dir"]) == (6, str(tmp_path / "c" / "run"))  # what the resumed run did
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
 
