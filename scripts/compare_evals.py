@@ -2,6 +2,7 @@
 
     python scripts/compare_evals.py runs/eval/sft-wordnet.json runs/eval/rl-seed*.json
     python scripts/compare_evals.py --within direct runs/eval/rl-seed*.json
+    python scripts/compare_evals.py --against all-MiniLM-L6-v2 runs/eval/baselines.json runs/eval/rl-seed*.json
 
 The first file is the baseline. For every other file and each way of embedding (direct, reasoning, fused,
 turn N, turn N fused), prints nDCG@10, its difference from the baseline's same way on the same queries,
@@ -9,7 +10,8 @@ and a 95% paired bootstrap interval of that difference (queries resampled). With
 pools them (the mean over files of each query's nDCG@10, e.g. over seeds) and reports mean ± std over
 files. With ``--within MODE`` there is no baseline file: each model's other ways are compared with its own
 MODE row (e.g. reasoning against direct of the same model, as issue 11 asks), pooled the same way over
-every model of every file (baselines such as BM25 left out).
+every model of every file (baselines such as BM25 left out). With ``--against SYSTEM`` the first file's
+SYSTEM row (e.g. all-MiniLM-L6-v2) is the baseline of every way of every model in the other files.
 Writes the table as JSON next to the first file (``--output`` to change).
 """
 
@@ -105,6 +107,15 @@ def compare_within(files: list[tuple[str, dict[str, dict]]], base_mode: str) -> 
     return table
 
 
+def compare_against(base: dict, base_name: str, files: list[tuple[str, dict[str, dict]]]) -> list[dict]:
+    """Every way of each model against one system's row (e.g. all-MiniLM-L6-v2 of another file), one row per
+    (model, mode), pooled over models per mode."""
+    table = []
+    for mode in dict.fromkeys(m for _, rows in files for m in rows):
+        table += differences(f"{mode} vs {base_name}", [(name, base, rows[mode]) for name, rows in files if mode in rows])
+    return table
+
+
 def markdown(table: list[dict]) -> str:
     lines = ["| model | mode | nDCG@10 | difference | 95% interval |", "|---|---|---:|---:|---|"]
     for r in table:
@@ -121,9 +132,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("others", type=Path, nargs="*")
     parser.add_argument("--within", metavar="MODE", default=None,
                         help="compare each file's ways with its own MODE row (e.g. direct) instead of with a baseline file")
+    parser.add_argument("--against", metavar="SYSTEM", default=None,
+                        help="compare every way of each model in the other files with the first file's SYSTEM row "
+                             "(e.g. all-MiniLM-L6-v2 or BM25)")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
-    if args.within is not None:
+    if args.within is not None and args.against is not None:
+        parser.error("give --within or --against, not both")
+    if args.against is not None:
+        rows = by_mode(args.baseline)
+        if args.against not in rows:
+            raise SystemExit(f"{args.baseline}: no row {args.against!r} to compare with; it has {sorted(rows)}.")
+        if not args.others:
+            parser.error("--against: give the files of the models to compare after the file that holds SYSTEM")
+        table = compare_against(rows[args.against], args.against, within_units(args.others))
+        print(f"each model against {args.against} of {args.baseline}")
+    elif args.within is not None:
         table = compare_within(within_units([args.baseline, *args.others]), args.within)
         print(f"each model against its own ({args.within}) row")
     elif not args.others:

@@ -80,3 +80,20 @@ def test_a_file_with_two_models_is_compared_per_model_within_and_refused_as_a_ba
     with pytest.raises(SystemExit, match="two rows are 'a \\(direct\\)'"):
         (tmp_path / "twice.json").write_text(json.dumps(a + a))
         load().main(["--within", "direct", str(tmp_path / "twice.json")])
+
+
+def test_against_compares_every_way_of_each_model_with_one_system_of_another_file(tmp_path, capsys):
+    minilm = {"system": "all-MiniLM-L6-v2", "ndcg@10": 0.5, "per_query_ndcg@10": {f"q{i}": 0.5 for i in range(20)}}
+    (tmp_path / "baselines.json").write_text(json.dumps([minilm]))
+    a = write(tmp_path / "a.json", "a", [0.4] * 20, [0.6] * 20)
+    b = write(tmp_path / "b.json", "b", [0.5] * 20, [0.7] * 20)
+    table = load().main(["--against", "all-MiniLM-L6-v2", str(tmp_path / "baselines.json"), str(a), str(b)])
+    assert [(r["model"], r["mode"], r["diff"]) for r in table] == [
+        (str(a), "direct vs all-MiniLM-L6-v2", pytest.approx(-0.1)), (str(b), "direct vs all-MiniLM-L6-v2", 0.0),
+        ("mean of 2", "direct vs all-MiniLM-L6-v2", pytest.approx(-0.05)),
+        (str(a), "reasoning vs all-MiniLM-L6-v2", pytest.approx(0.1)), (str(b), "reasoning vs all-MiniLM-L6-v2",
+                                                                        pytest.approx(0.2)),
+        ("mean of 2", "reasoning vs all-MiniLM-L6-v2", pytest.approx(0.15))]
+    assert "each model against all-MiniLM-L6-v2" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no row 'BM25'"):
+        load().main(["--against", "BM25", str(tmp_path / "baselines.json"), str(a)])
