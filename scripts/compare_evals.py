@@ -46,14 +46,20 @@ def by_model(path: Path) -> dict[str, dict[str, dict]]:
     return out
 
 
+def trained_models(every: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
+    """The models of `by_model` that are not baseline systems (which have one way, their name)."""
+    return {m: rows for m, rows in every.items() if set(rows) != {m}}
+
+
 def by_mode(path: Path) -> dict[str, dict]:
     """{way of embedding or baseline system: row} of a file that holds one model's rows (and baselines')."""
-    models = {m: rows for m, rows in by_model(path).items() if set(rows) != {m}}
+    every = by_model(path)
+    models = trained_models(every)
     if len(models) > 1:
         raise SystemExit(f"{path}: holds rows of {len(models)} models ({', '.join(models)}); give one model per "
                          f"file to compare against a baseline file (e.g. `sr3 eval --models` of one folder), "
                          f"or compare each model with itself with --within.")
-    return {mode: row for rows in by_model(path).values() for mode, row in rows.items()}
+    return {mode: row for rows in every.values() for mode, row in rows.items()}
 
 
 def differences(mode: str, runs: list[tuple[str, dict, dict]]) -> list[dict]:
@@ -90,7 +96,7 @@ def within_units(paths: list[Path]) -> list[tuple[str, dict[str, dict]]]:
     holds one model, else ``path: model``."""
     units = []
     for path in paths:
-        models = {m: rows for m, rows in by_model(path).items() if set(rows) != {m}}
+        models = trained_models(by_model(path))
         units += [(str(path) if len(models) == 1 else f"{path}: {m}", rows) for m, rows in models.items()]
     return units
 
@@ -131,7 +137,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("baseline", type=Path, help="the baseline file (with --within: the first file)")
     parser.add_argument("others", type=Path, nargs="*")
     parser.add_argument("--within", metavar="MODE", default=None,
-                        help="compare each file's ways with its own MODE row (e.g. direct) instead of with a baseline file")
+                        help="compare each model's ways with its own MODE row (e.g. direct) instead of with a baseline file")
     parser.add_argument("--against", metavar="SYSTEM", default=None,
                         help="compare every way of each model in the other files with the first file's SYSTEM row "
                              "(e.g. all-MiniLM-L6-v2 or BM25)")
