@@ -110,7 +110,7 @@ class SFTConfig:
     device: str | None = None
     """cpu, cuda, cuda:1, ... (default: cuda when available)."""
     precision: str = "auto"
-    """fp32, bf16 (mixed precision: bf16 compute, fp32 weights and optimiser) or auto (bf16 on a CUDA GPU that supports it, else fp32)."""
+    """fp32, bf16 (mixed precision: bf16 compute, fp32 weights and optimiser) or auto (bf16 where the device computes it natively: a CUDA GPU that supports it, a CPU with AVX-512 BF16 or AMX; else fp32)."""
 
     def __post_init__(self) -> None:
         _precision(self)
@@ -257,7 +257,7 @@ class RLConfig:
     device: str | None = None
     """cpu, cuda, ... (default: cuda when available)."""
     precision: str = "auto"
-    """fp32, bf16 (mixed precision: bf16 compute, fp32 weights and optimiser) or auto (bf16 on a CUDA GPU that supports it, else fp32)."""
+    """fp32, bf16 (mixed precision: bf16 compute, fp32 weights and optimiser) or auto (bf16 where the device computes it natively: a CUDA GPU that supports it, a CPU with AVX-512 BF16 or AMX; else fp32)."""
 
     def __post_init__(self) -> None:
         _precision(self)
@@ -322,8 +322,8 @@ class EvalConfig:
     """Documents shown on each later turn."""
     max_length: int = 128
     """Prompt tokens kept per text."""
-    batch_size: int = 32
-    """Texts per forward pass."""
+    batch_size: int = 64
+    """Texts per forward pass (documents, queries, and reasonings generated side by side)."""
     seed: int = 0
     """Seed of the query sample and the sub-corpus."""
     output: str = "runs/eval/results.json"
@@ -332,7 +332,8 @@ class EvalConfig:
     """cpu, cuda, ... (default: cuda when available)."""
     precision: str = "auto"
     """fp32, bf16 (bf16 compute: about twice as fast on CPUs with AVX-512 BF16 or AMX, vectors within
-    bf16 rounding of fp32's) or auto (bf16 on a CUDA GPU that supports it, else fp32)."""
+    bf16 rounding of fp32's) or auto (bf16 where the device computes it natively: a CUDA GPU that supports
+    it, a CPU with AVX-512 BF16 or AMX; else fp32)."""
 
     def __post_init__(self) -> None:
         _precision(self)
@@ -406,7 +407,7 @@ class TrainConfig:
     device: str | None = None
     """cpu, cuda, ... (default: cuda when available)."""
     precision: str = "auto"
-    """fp32, bf16 (mixed precision: bf16 compute, fp32 weights and optimiser) or auto (bf16 on a CUDA GPU that supports it, else fp32)."""
+    """fp32, bf16 (mixed precision: bf16 compute, fp32 weights and optimiser) or auto (bf16 where the device computes it natively: a CUDA GPU that supports it, a CPU with AVX-512 BF16 or AMX; else fp32)."""
 
     def __post_init__(self) -> None:
         _precision(self)

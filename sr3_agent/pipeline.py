@@ -52,20 +52,20 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
     sft = SFTConfig(model=config.model, steps=config.sft_steps, batch_size=config.sft_batch_size,
                     reasoning_fraction=config.sft_reasoning_fraction, reasoning_tokens=config.reasoning_tokens,
                     lm_weight=0.1 if config.sft_reasoning_fraction > 0 else 0.0,
-                    output_dir=str(out / "sft"), save_every=max(1, config.sft_steps // 3), **shared)
+                    output_dir=str(out / "sft"), save_every=max(1, config.sft_steps // 2), **shared)
     stages: list[tuple[str, SFTConfig | RLConfig]] = [("sft", sft)]
     if config.rs_steps:
         stages.append(("rs", SFTConfig(
             model=str(out / "sft" / "final"), steps=config.rs_steps, batch_size=config.sft_batch_size,
             reasoning_fraction=0.5, reasoning_samples=config.rs_samples, keep="best", reasoning_temperature=0.5,
             lm_weight=0.5, learning_rate=2e-5, reasoning_tokens=config.reasoning_tokens, output_dir=str(out / "rs"),
-            save_every=max(1, config.rs_steps // 3), **shared)))
+            save_every=max(1, config.rs_steps // 2), **shared)))
     before_rl = Path(stages[-1][1].output_dir) / "final"
     stages.append(("rl", RLConfig(
         model=str(before_rl), steps=config.rl_steps, queries_per_step=config.queries_per_step,
         group_size=config.group_size, max_new_tokens=config.reasoning_tokens, eval_every=config.rl_eval_every,
         eval_queries=config.rl_eval_queries, eval_docs=config.rl_eval_docs, output_dir=str(out / "rl"),
-        save_every=max(1, config.rl_steps // 3), **shared)))
+        save_every=max(1, config.rl_steps // 2), **shared)))
     trained = "SFT+RS" if config.rs_steps else "SFT"
     models = {**({"base": Path(config.model or "")} if config.eval_base else {}),
               trained: before_rl, f"{trained}+RL": out / "rl" / "final"}
@@ -75,6 +75,25 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
                             output=str(out / "results.json"), device=config.device,
                             precision=config.precision)
     return stages, evaluation, models
+
+
+def recipe_note(config: TrainConfig) -> str:
+    """What the main job ran, and the longer recipe whose reasoning paid in docs/results.md, as commands
+    that continue from this run's SFT model (pure)."""
+    out = Path(config.output_dir)
+    stages = ([f"SFT ({config.sft_steps} steps)"] + ([f"rejection-sampling SFT ({config.rs_steps} steps)"] if config.rs_steps
+              else []) + [f"one-turn RL ({config.rl_steps} steps)"])
+    data = f"--dataset {config.dataset} --num-queries {config.train_queries or 'none'} --corpus-docs {config.corpus_docs or 'none'}"
+    return (f"Recipe: {', then '.join(stages)}, sized for the main job. The recipe whose reasoning paid over three seeds on the whole corpus "
+            "(docs/results.md, \"Full scale\") reads the documents its direct embedding retrieved and trains for two "
+            "turns; about 50 min of training on 2 CPU cores, from this run's SFT model:\n\n"
+            f"    sr3 sft --model {out / 'sft' / 'final'} {data} --steps 8 --reasoning-fraction 0.5 --reasoning-samples 4 "
+            f"--keep best --reasoning-temperature 0.5 --lm-weight 0.5 --learning-rate 2e-5 --feedback-fraction 0.5 "
+            f"--output-dir {out / 'rs-feedback'}\n"
+            f"    sr3 rl --model {out / 'rs-feedback' / 'final'} {data} --turns 2 --steps 120 --save-every 20 "
+            f"--output-dir {out / 'rs-feedback-rl'}\n"
+            f"    sr3 eval --models {out / 'rs-feedback-rl' / 'final'} --datasets {config.dataset} --turns 2 "
+            "--num-queries none --corpus-docs none\n")
 
 
 def comparison_pairs(labels: list[str]) -> list[tuple[str, str]]:
@@ -175,12 +194,12 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
              + (", beside BM25 and MiniLM" if config.baselines else ""))
     start = time.perf_counter()
     embedders = [(label, ReasoningEmbedder.from_pretrained(config.model if label == "base" else source,
-                                                           device=config.device))
+                                                           device=config.device, batch_size=eval_config.batch_size))
                  for label, source in models.items()]
     rows = run_eval(eval_config, embedders=embedders)
     seconds["eval"] = time.perf_counter() - start
     table = markdown_table(rows) + "\nPaired differences over the same queries:\n\n" + comparison_table(
-        rows, comparison_pairs([label for label in models if label != "base"]))
+        rows, comparison_pairs([label for label in models if label != "base"])) + "\n" + recipe_note(config)
     write_results(rows, eval_config.output)
     timing = ", ".join(f"{name} {value / 60:.1f} min" for name, value in seconds.items())
     (out / "results.md").write_text(f"{table}\n\nStage times: {timing}.\n")

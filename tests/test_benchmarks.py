@@ -208,3 +208,25 @@ def test_bench_soak_runs_short_and_keeps_its_invariants(load, tmp_path, capsys):
     assert results["step_ms"]["median"] > 0 and results["final_stale_fraction"] > 0.5  # most rows age: lazy refresh
     assert json.loads((tmp_path / "soak.json").read_text())["settings"]["steps"] == 300
     assert "| env.step |" in capsys.readouterr().out
+
+
+def test_bench_main_job_clones_times_and_projects(load, tmp_path, capsys):
+    """The plumbing of the fresh-clone timing, with a small command in place of `make demo`: it runs in a
+    clone of the committed HEAD with an empty SR3_CACHE_DIR, and its stage times reach the table and JSON."""
+    module = load("bench_main_job")
+    assert module.projected_minutes(15.0, 200.0, 100.0) == 30.0
+    command = ('test -z "$(ls "$SR3_CACHE_DIR")" && test -f pyproject.toml && mkdir -p runs/train && '
+               'echo \'{"sft": 60.0, "eval": 30.0}\' > runs/train/timings.json && echo table > runs/train/results.md')
+    result = module.main(["--command", command, "--workdir", str(tmp_path / "work"), "--copy-results",
+                          str(tmp_path / "copied"), "--output", str(tmp_path / "main_job.json")])
+    assert result["stage_minutes"] == {"sft": 1.0, "eval": 0.5} and result["wall_seconds"] > 0
+    assert result["matmul_gflops_before"] > 0 and len(result["commit"]) == 40
+    assert result["projected_minutes_on_slow"] == pytest.approx(
+        result["wall_seconds"] / 60 * min(result["matmul_gflops_before"], result["matmul_gflops_after"]) / 100, abs=0.06)
+    assert json.loads((tmp_path / "main_job.json").read_text())["commit"] == result["commit"]
+    assert (tmp_path / "copied" / "results.md").read_text() == "table\n"
+    assert "| target on the slower machines | 30 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="already holds"):  # the job must start from nothing
+        module.main(["--command", "true", "--workdir", str(tmp_path / "work")])
+    with pytest.raises(SystemExit, match="failed \\(exit 3\\)"):
+        module.main(["--command", "exit 3", "--workdir", str(tmp_path / "other"), "--output", str(tmp_path / "x.json")])

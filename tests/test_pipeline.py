@@ -7,10 +7,11 @@ import json
 import pytest
 from conftest import TINY_QRELS, write_beir
 
-from sr3_agent.cli import main
-from sr3_agent.config import ConfigError, TrainConfig
-from sr3_agent.pipeline import (comparison_pairs, comparison_table, plot_rl_curves, read_scalars, stage_configs,
-                                stage_state)
+from sr3_agent.cli import build_parser, main
+from sr3_agent.config import ConfigError, TrainConfig, config_from_args
+from sr3_agent.pipeline import (comparison_pairs, comparison_table, plot_rl_curves, read_scalars, recipe_note,
+                                stage_configs, stage_state)
+from sr3_agent.cli import COMMANDS
 
 
 def test_stage_configs_carry_the_shared_settings():
@@ -27,6 +28,21 @@ def test_stage_configs_carry_the_shared_settings():
     assert list(models) == ["SFT+RS", "SFT+RS+RL"] and evaluation.models == ["out/rs/final", "out/rl/final"]
     assert evaluation.datasets == ["semanlink"] and evaluation.reasoning and evaluation.max_new_tokens == 12
     assert evaluation.seed == 0 and evaluation.output == "out/results.json"  # same test sample for every seed
+
+
+def test_the_recipe_note_names_the_stages_and_gives_commands_sr3_accepts():
+    config = TrainConfig(dataset="semanlink", train_queries=None, corpus_docs=300, output_dir="out")
+    note = recipe_note(config)
+    assert note.startswith("Recipe: SFT (24 steps), then rejection-sampling SFT (8 steps), then one-turn RL (20 steps)")
+    commands = [line.split()[1:] for line in note.splitlines() if line.startswith("    sr3 ")]
+    assert [words[0] for words in commands] == ["sft", "rl", "eval"]
+    parser = build_parser()
+    configs = [config_from_args(COMMANDS[words[0]], parser.parse_args(words)) for words in commands]  # valid settings
+    assert configs[0].model == "out/sft/final" and configs[0].feedback_fraction == 0.5 and configs[0].num_queries is None
+    assert configs[1].model == configs[0].output_dir + "/final" and configs[1].turns == 2 and configs[1].steps == 120
+    assert configs[1].corpus_docs == 300 and configs[2].models == [configs[1].output_dir + "/final"]
+    assert (configs[2].turns, configs[2].num_queries, configs[2].corpus_docs) == (2, None, None)
+    assert recipe_note(TrainConfig(rs_steps=0)).startswith("Recipe: SFT (24 steps), then one-turn RL (20 steps)")
 
 
 def test_without_rejection_sampling_rl_starts_from_sft():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sr3_agent.config import ConfigError, RLConfig, SFTConfig
-from sr3_agent.embedder import autocast_dtype_for
+from sr3_agent.embedder import autocast_dtype_for, native_bf16
 from sr3_agent.rl import train_rl
 from sr3_agent.sft import train_sft
 from sr3_env import load_dataset
@@ -17,7 +17,10 @@ from sr3_env import load_dataset
 def test_precision_settings_resolve_per_device():
     assert autocast_dtype_for("fp32", "cpu") is None
     assert autocast_dtype_for("bf16", "cpu") is torch.bfloat16
-    assert autocast_dtype_for("auto", "cpu") is None  # fp32 on a CPU
+    cpu_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert native_bf16("cpu") == cpu_bf16
+    assert autocast_dtype_for("auto", "cpu") is (torch.bfloat16 if cpu_bf16 else None)  # bf16 where the CPU has bf16 units
+    assert not native_bf16("meta") and autocast_dtype_for("auto", "meta") is None
     with pytest.raises(ValueError, match="precision"):
         autocast_dtype_for("fp16", "cpu")
     with pytest.raises(ConfigError, match="loss scaler"):
