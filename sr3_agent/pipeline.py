@@ -96,6 +96,14 @@ def recipe_note(config: TrainConfig) -> str:
             "--num-queries none --corpus-docs none\n")
 
 
+def eval_embedders(models: dict[str, Path], config: EvalConfig) -> list[tuple[str, ReasoningEmbedder]]:
+    """The table's models under their labels, loaded as `sr3 eval` loads them (its device, precision,
+    batch size and prompt length)."""
+    from sr3_agent.compare import load_embedder
+
+    return [(label, load_embedder("base" if label == "base" else str(source), config)[1]) for label, source in models.items()]
+
+
 def comparison_pairs(labels: list[str]) -> list[tuple[str, str]]:
     """(baseline, system) row names the table's paired intervals compare (pure): for each model,
     reasoning and fused against its direct embedding; then each way of the last model (after RL)
@@ -193,10 +201,7 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     announce(f"[eval] {', '.join(models)}: each direct, with reasoning and fused"
              + (", beside BM25 and MiniLM" if config.baselines else ""))
     start = time.perf_counter()
-    embedders = [(label, ReasoningEmbedder.from_pretrained(config.model if label == "base" else source,
-                                                           device=config.device, batch_size=eval_config.batch_size))
-                 for label, source in models.items()]
-    rows = run_eval(eval_config, embedders=embedders)
+    rows = run_eval(eval_config, embedders=eval_embedders(models, eval_config))
     seconds["eval"] = time.perf_counter() - start
     table = markdown_table(rows) + "\nPaired differences over the same queries:\n\n" + comparison_table(
         rows, comparison_pairs([label for label in models if label != "base"])) + "\n" + recipe_note(config)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
+import torch
 from conftest import TINY_QRELS, write_beir
 
 from sr3_agent.cli import build_parser, main
 from sr3_agent.config import ConfigError, TrainConfig, config_from_args
-from sr3_agent.pipeline import (comparison_pairs, comparison_table, plot_rl_curves, read_scalars, recipe_note,
-                                stage_configs, stage_state)
+from sr3_agent.pipeline import (comparison_pairs, comparison_table, eval_embedders, plot_rl_curves, read_scalars,
+                                recipe_note, stage_configs, stage_state)
 from sr3_agent.cli import COMMANDS
 
 
@@ -43,6 +45,19 @@ def test_the_recipe_note_names_the_stages_and_gives_commands_sr3_accepts():
     assert configs[1].corpus_docs == 300 and configs[2].models == [configs[1].output_dir + "/final"]
     assert (configs[2].turns, configs[2].num_queries, configs[2].corpus_docs) == (2, None, None)
     assert recipe_note(TrainConfig(rs_steps=0)).startswith("Recipe: SFT (24 steps), then one-turn RL (20 steps)")
+
+
+def test_the_table_loads_its_models_with_the_configured_precision_and_batch(tiny_embedder, tmp_path):
+    """`sr3 train --precision bf16` reaches the evaluation too (it once did not: the models were loaded in fp32)."""
+    tiny_embedder.save_pretrained(tmp_path / "run" / "rl" / "final")
+    config = TrainConfig(model=str(tmp_path / "run" / "rl" / "final"), rs_steps=0, eval_base=True, precision="bf16",
+                         device="cpu", output_dir=str(tmp_path / "run"))
+    _, evaluation, models = stage_configs(config)
+    models = {label: path for label, path in models.items() if label != "SFT"}  # SFT's folder was never trained here
+    loaded = eval_embedders(models, evaluation)
+    assert [label for label, _ in loaded] == ["base", "SFT+RL"]
+    assert all(e.autocast_dtype is torch.bfloat16 and e.batch_size == evaluation.batch_size == 64 for _, e in loaded)
+    assert eval_embedders(models, dataclasses.replace(evaluation, precision="fp32"))[1][1].autocast_dtype is None
 
 
 def test_without_rejection_sampling_rl_starts_from_sft():
