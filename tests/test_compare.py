@@ -30,7 +30,7 @@ def test_run_eval_puts_systems_side_by_side(tiny_embedder, tiny_beir, tmp_path, 
 def test_eval_loads_models_in_the_configured_precision(tiny_embedder, tmp_path):
     tiny_embedder.save_pretrained(tmp_path / "model")
     _, bf16 = load_embedder(str(tmp_path / "model"), EvalConfig(precision="bf16", device="cpu"))
-    _, fp32 = load_embedder(str(tmp_path / "model"), EvalConfig(precision="auto", device="cpu"))  # auto: fp32 on a CPU
+    _, fp32 = load_embedder(str(tmp_path / "model"), EvalConfig(precision="fp32", device="cpu"))
     assert bf16.autocast_dtype == torch.bfloat16 and fp32.autocast_dtype is None
     assert bf16.fingerprint() != fp32.fingerprint()  # their corpus embeddings are cached apart
     texts = ["a small dog", "the capital of France"]
