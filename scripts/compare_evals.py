@@ -3,6 +3,8 @@
     python scripts/compare_evals.py runs/eval/sft-wordnet.json runs/eval/rl-seed*.json
     python scripts/compare_evals.py --within direct runs/eval/rl-seed*.json
     python scripts/compare_evals.py --against all-MiniLM-L6-v2 runs/eval/baselines.json runs/eval/rl-seed*.json
+    python scripts/compare_evals.py --within direct --model SFT+RS+RL runs/train*/results.json
+    python scripts/compare_evals.py --between SFT+RS SFT+RS+RL runs/train*/results.json
 
 The first file is the baseline. For every other file and each way of embedding (direct, reasoning, fused,
 turn N, turn N fused), prints nDCG@10, its difference from the baseline's same way on the same queries,
@@ -12,7 +14,9 @@ files. With ``--within MODE`` there is no baseline file: each model's other ways
 MODE row (e.g. reasoning against direct of the same model, as issue 11 asks), pooled the same way over
 every model of every file (baselines such as BM25 left out). With ``--against SYSTEM`` the first file's
 SYSTEM row (e.g. all-MiniLM-L6-v2) is the baseline of every way of every model in the other files.
-Writes the table as JSON next to the first file (``--output`` to change).
+``--model LABEL`` keeps one model of files that hold several (`sr3 train`'s results.json: SFT+RS and
+SFT+RS+RL). With ``--between BEFORE AFTER`` each file's AFTER model is compared with its BEFORE model,
+way by way (e.g. after RL against before, over the main job's seeds). Writes the table as JSON next to the first file (``--output`` to change).
 """
 
 from __future__ import annotations
@@ -91,14 +95,33 @@ def compare(baseline: dict[str, dict], others: list[tuple[str, dict[str, dict]]]
     return table
 
 
-def within_units(paths: list[Path]) -> list[tuple[str, dict[str, dict]]]:
-    """One ``(name, {mode: row})`` per model in the files, baseline systems left out: the file's path when it
-    holds one model, else ``path: model``."""
+def models_of(path: Path, *labels: str) -> dict[str, dict[str, dict]]:
+    """The trained models of a file, or only those named (each must be there)."""
+    models = trained_models(by_model(path))
+    for label in labels:
+        if label not in models:
+            raise SystemExit(f"{path}: no model {label!r}; it holds {sorted(models)}.")
+    return {label: models[label] for label in labels} if labels else models
+
+
+def within_units(paths: list[Path], model: str | None = None) -> list[tuple[str, dict[str, dict]]]:
+    """One ``(name, {mode: row})`` per model in the files (only ``model`` when given), baseline systems left
+    out: the file's path when it holds one model, else ``path: model``."""
     units = []
     for path in paths:
-        models = trained_models(by_model(path))
+        models = models_of(path, *([model] if model else []))
         units += [(str(path) if len(models) == 1 else f"{path}: {m}", rows) for m, rows in models.items()]
     return units
+
+
+def compare_between(paths: list[Path], before: str, after: str) -> list[dict]:
+    """Each file's ``after`` model against its ``before`` model, way by way, pooled over files per way."""
+    pairs = [(str(path), *models_of(path, before, after).values()) for path in paths]
+    table = []
+    for mode in dict.fromkeys(m for _, old, new in pairs for m in new if m in old):
+        table += differences(f"{mode}: {after} vs {before}",
+                             [(name, old[mode], new[mode]) for name, old, new in pairs if mode in old and mode in new])
+    return table
 
 
 def compare_within(files: list[tuple[str, dict[str, dict]]], base_mode: str) -> list[dict]:
@@ -141,10 +164,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--against", metavar="SYSTEM", default=None,
                         help="compare every way of each model in the other files with the first file's SYSTEM row "
                              "(e.g. all-MiniLM-L6-v2 or BM25)")
+    parser.add_argument("--model", metavar="LABEL", default=None,
+                        help="with --within: only this model of each file (e.g. SFT+RS+RL of sr3 train's results.json)")
+    parser.add_argument("--between", nargs=2, metavar=("BEFORE", "AFTER"), default=None,
+                        help="compare each file's AFTER model with its BEFORE model (e.g. SFT+RS SFT+RS+RL)")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
-    if args.within is not None and args.against is not None:
-        parser.error("give --within or --against, not both")
+    if sum(option is not None for option in (args.within, args.against, args.between)) > 1:
+        parser.error("give one of --within, --against and --between")
+    if args.model is not None and args.within is None:
+        parser.error("--model goes with --within")
     if args.against is not None:
         rows = by_mode(args.baseline)
         if args.against not in rows:
@@ -154,8 +183,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         table = compare_against(rows[args.against], args.against, within_units(args.others))
         print(f"each model against {args.against} of {args.baseline}")
     elif args.within is not None:
-        table = compare_within(within_units([args.baseline, *args.others]), args.within)
+        table = compare_within(within_units([args.baseline, *args.others], args.model), args.within)
         print(f"each model against its own ({args.within}) row")
+    elif args.between is not None:
+        table = compare_between([args.baseline, *args.others], *args.between)
+        print(f"each file's {args.between[1]} against its {args.between[0]}")
     elif not args.others:
         parser.error("give a baseline file and at least one file to compare with it (or --within MODE)")
     else:

@@ -97,3 +97,29 @@ def test_against_compares_every_way_of_each_model_with_one_system_of_another_fil
     assert "each model against all-MiniLM-L6-v2" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no row 'BM25'"):
         load().main(["--against", "BM25", str(tmp_path / "baselines.json"), str(a)])
+
+
+def test_main_job_files_compare_one_model_within_and_after_against_before(tmp_path, capsys):
+    """sr3 train's results.json holds two models (before and after RL): --model picks one for --within, and
+    --between compares them way by way in each file, pooled over files (seeds)."""
+    files = []
+    for seed, gain in enumerate((0.1, 0.3)):
+        before = json.loads(write(tmp_path / "x.json", "SFT+RS", [0.5] * 30, [0.3] * 30).read_text())
+        after = json.loads(write(tmp_path / "x.json", "SFT+RS+RL", [0.5] * 30, [0.3 + gain] * 30).read_text())
+        files.append(tmp_path / f"seed{seed}.json")
+        files[-1].write_text(json.dumps(before + after))
+    table = load().main(["--within", "direct", "--model", "SFT+RS+RL", *map(str, files)])
+    assert [(r["model"], r["diff"]) for r in table] == [
+        (str(files[0]), pytest.approx(-0.1)), (str(files[1]), pytest.approx(0.1)), ("mean of 2", pytest.approx(0.0))]
+    table = load().main(["--between", "SFT+RS", "SFT+RS+RL", *map(str, files)])
+    assert [(r["model"], r["mode"], r["diff"]) for r in table] == [
+        (str(files[0]), "direct: SFT+RS+RL vs SFT+RS", 0.0), (str(files[1]), "direct: SFT+RS+RL vs SFT+RS", 0.0),
+        ("mean of 2", "direct: SFT+RS+RL vs SFT+RS", 0.0),
+        (str(files[0]), "reasoning: SFT+RS+RL vs SFT+RS", pytest.approx(0.1)),
+        (str(files[1]), "reasoning: SFT+RS+RL vs SFT+RS", pytest.approx(0.3)),
+        ("mean of 2", "reasoning: SFT+RS+RL vs SFT+RS", pytest.approx(0.2))]
+    assert "each file's SFT+RS+RL against its SFT+RS" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no model 'SFT'"):
+        load().main(["--between", "SFT", "SFT+RS+RL", str(files[0])])
+    with pytest.raises(SystemExit):  # --model only narrows --within
+        load().main(["--model", "SFT+RS", str(files[0]), str(files[1])])
