@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sr3_agent.compare import QueryPaths, embedder_systems, evaluation_set
+from sr3_agent.compare import QueryPaths, embedder_systems, evaluation_set, load_embedder
 from sr3_agent.config import EvalConfig
-from sr3_agent.embedder import ReasoningEmbedder, fuse
+from sr3_agent.embedder import fuse
 
 
 def gold_ranks(queries: np.ndarray, docs: np.ndarray, gold: list[np.ndarray]) -> np.ndarray:
@@ -36,14 +36,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--num-queries", type=optional, default=200, help="test queries sampled (none: all)")
     parser.add_argument("--corpus-docs", type=optional, default=3000, help="sub-corpus size (none: whole corpus)")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="reasoning cap (sr3 eval's default)")
+    parser.add_argument("--precision", default="auto", help="fp32, bf16 or auto, as in sr3 eval")
     parser.add_argument("--show", type=int, default=10)
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
 
     config = EvalConfig(models=[args.model], datasets=[args.dataset], num_queries=args.num_queries,
-                        corpus_docs=args.corpus_docs, max_new_tokens=args.max_new_tokens, baselines=False)
+                        corpus_docs=args.corpus_docs, max_new_tokens=args.max_new_tokens, baselines=False,
+                        precision=args.precision)
     dataset, note = evaluation_set(args.dataset, config)
-    embedder = ReasoningEmbedder.from_pretrained(args.model)
+    _, embedder = load_embedder(args.model, config)  # as sr3 eval loads it: its precision, batch size and prompt length
     paths = QueryPaths(embedder, args.max_new_tokens)
     docs = embedder_systems(paths, "model", reasoning=False)[0].corpus_embeddings(dataset)  # cached by sr3 eval
     texts = list(dataset.query_texts)
