@@ -26,8 +26,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from sr3_agent.kvcache import (cache_argument, common_prefix_length, continue_forward, expanded_cache, key_values, pad_rests,
-                               positions_after, repeat_rows, returned_cache)
+from sr3_agent.chat import prompt_messages, stop_token_ids, supports_system_role, turn_end_id
+from sr3_agent.kvcache import (attention_window, cache_argument, common_prefix_length, continue_forward, expanded_cache,
+                               key_values, layout_is_exact, pad_rests, positions_after, repeat_rows, returned_cache)
 from sr3_agent.models import resolve_model
 from sr3_env.errors import EncoderError
 
@@ -115,24 +116,16 @@ TURN_END_SCALE = 1.01
 
 
 def _add_token_rows(model: Any, size: int, turn_end_id: int | None) -> None:
-    """Grow the vocabulary to ``size``. The new rows start as the turn-end token's (``<|im_end|>``
-    or eos) times `TURN_END_SCALE`, so the model writes ``<|embed_token|>`` where it would have ended
-    its turn; without a turn-end token, at the mean of the old rows. Deterministic, so the same base
-    model always gives the same embedder."""
+    """Grow the vocabulary to ``size``. The new rows start as the turn-end token's (the one the chat
+    template ends an answer with, else eos: `sr3_agent.chat.turn_end_id`) times `TURN_END_SCALE`, so
+    the model writes ``<|embed_token|>`` where it would have ended its turn; without a turn-end token,
+    at the mean of the old rows. Deterministic, so the same base model always gives the same embedder."""
     old = model.get_input_embeddings().num_embeddings
     model.resize_token_embeddings(size, mean_resizing=False)
     with torch.no_grad():
         for matrix in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}.values():
             start = matrix.weight[turn_end_id] * TURN_END_SCALE if turn_end_id is not None else matrix.weight[:old].mean(dim=0)
             matrix.weight[old:] = start
-
-
-def _turn_end_id(tokenizer: Any) -> int | None:
-    """The id of the token that ends an assistant turn: ``<|im_end|>`` (ChatML), else eos, else None."""
-    for token_id in (tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id):
-        if token_id is not None and token_id != tokenizer.unk_token_id:
-            return int(token_id)
-    return None
 
 
 def length_batches(lengths: Sequence[int], size: int, max_padding: float = 0.2) -> list[np.ndarray]:
@@ -202,8 +195,12 @@ class ReasoningEmbedder:
         self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
         self.embed_token_id = int(tokenizer.convert_tokens_to_ids(EMBED_TOKEN))
         self.pad_token_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
-        end_ids = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")} - {None, tokenizer.unk_token_id}
-        self.stop_token_ids = [self.embed_token_id, *sorted(int(i) for i in end_ids)]
+        #: the instruction goes in a system message, or at the head of the user turn where the template has no system role
+        self.system_role = supports_system_role(tokenizer)
+        #: generation ends at the token or at the model's own turn end (its template's, its generation config's eos)
+        self.stop_token_ids = [self.embed_token_id, *(i for i in stop_token_ids(tokenizer, getattr(model, "generation_config", None))
+                                                      if i != self.embed_token_id)]
+        self._said: set[str] = set()  #: notices logged once per embedder
         self._prefix_ids: dict[str, list[int]] = {}  #: per instruction (depends on the tokenizer only)
         self._prefixes: dict[str, tuple[tuple, list[int], list[tuple[torch.Tensor, torch.Tensor]]]] = {}
         self.version = 0
@@ -229,7 +226,7 @@ class ReasoningEmbedder:
         if EMBED_TOKEN not in tokenizer.get_vocab():
             tokenizer.add_special_tokens({"additional_special_tokens": [EMBED_TOKEN]})
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
-            _add_token_rows(model, len(tokenizer), _turn_end_id(tokenizer))
+            _add_token_rows(model, len(tokenizer), turn_end_id(tokenizer))
         saved = Path(source) / CONFIG_FILE
         if saved.is_file():
             settings = json.loads(saved.read_text())
@@ -344,8 +341,8 @@ class ReasoningEmbedder:
 
     def prompt_text(self, text: str, instruction: str) -> str:
         """The chat-templated prompt, ending where the assistant's answer starts."""
-        messages = [{"role": "system", "content": instruction}, {"role": "user", "content": text}]
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer.apply_chat_template(prompt_messages(instruction, text, system_role=self.system_role),
+                                                  tokenize=False, add_generation_prompt=True)
 
     def prompt_ids(self, texts: Sequence[str], instruction: str) -> list[list[int]]:
         """Token ids of each prompt; the user text is truncated so the prompt fits ``max_length``."""
@@ -471,7 +468,8 @@ class ReasoningEmbedder:
         if any(rows[i][:lengths[i]] != prompts[i // G] for i in range(len(rows))):
             raise EncoderError("grouped_hidden_states: the rollout's consecutive samples do not share their prompt; "
                                "build it with generate_reasoning(num_samples=G).")
-        split = self._split_prefix(prompts, self.prompts.reasoning, cached=False)  # computed here, with gradients
+        split = self._split_prefix(prompts, self.prompts.reasoning, cached=False,  # computed here, with gradients
+                                   appended=max(len(c) for c in continuations))
         if split is None:
             return None
         prefix_ids, _, rests = split
@@ -520,17 +518,30 @@ class ReasoningEmbedder:
         self._prefixes[instruction] = (key, ids, layers)
         return ids, layers
 
-    def _split_prefix(self, prompts: Sequence[Sequence[int]], instruction: str, *, cached: bool = True
+    def _split_prefix(self, prompts: Sequence[Sequence[int]], instruction: str, *, cached: bool = True, appended: int = 0
                       ) -> tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]] | None, list[list[int]]] | None:
         """(prefix ids, their cached keys/values or None when not ``cached``, each prompt's rest), or
-        None when prefix reuse is off or a prompt does not start with the prefix (the first token of
-        its text merged with the markup before it)."""
+        None when prefix reuse is off, a prompt does not start with the prefix (the first token of
+        its text merged with the markup before it), or the layout, with ``appended`` more tokens
+        after the rests, would not be exact under the model's attention window (`layout_is_exact`)."""
         if not self.reuse_prefix:
             return None
         ids = self.prefix_ids(instruction)
         if not ids or any(list(p[:len(ids)]) != ids or len(p) <= len(ids) for p in prompts):
             return None
+        span = max(len(p) for p in prompts) + appended
+        window = attention_window(self._decoder().config)
+        if not layout_is_exact(window, span, padded_inside=appended > 0 or len({len(p) for p in prompts}) > 1):
+            self._say_once("window", "%s attends over a window of %d tokens; prompts laid out over %d or more slots take "
+                           "the plain path (each prompt whole: exact, slower) instead of the shared-prefix cache",
+                           self.name, window, window)
+            return None
         return ids, self.prefix(instruction)[1] if cached else None, [list(p[len(ids):]) for p in prompts]
+
+    def _say_once(self, key: str, message: str, *args: Any) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            logger.warning(message, *args)
 
     def _continue_prefix(self, layers: list[tuple[torch.Tensor, torch.Tensor]], prefix_length: int,
                          rests: Sequence[Sequence[int]]) -> tuple[torch.Tensor, Any, torch.Tensor]:
@@ -596,7 +607,8 @@ class ReasoningEmbedder:
         was_training = self.model.training
         self.model.eval()
         try:
-            split = self._split_prefix(unique, self.prompts.reasoning)
+            # the layout grows by the generated tokens and the embed token read after them
+            split = self._split_prefix(unique, self.prompts.reasoning, appended=max_new_tokens + 1)
             if split is None:
                 ids, mask = self.pad_left(prompts)
                 with self._autocast(ids.device):

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from sr3_agent.chat import USER_TURN_SEPARATOR, supports_system_role
 from sr3_agent.embedder import EMBED_TOKEN, ReasoningEmbedder
 from sr3_env.errors import Sr3Error
 
@@ -56,12 +57,24 @@ class ExportError(Sr3Error, ValueError):
 
 
 def embedding_chat_template(tokenizer: Any) -> str:
-    """The tokenizer's chat template, followed by ``<|embed_token|>`` after the generation prompt."""
+    """The tokenizer's chat template, followed by ``<|embed_token|>`` after the generation prompt (and,
+    for a template without a system role, preceded by the move of the prompt into the user turn)."""
     template = tokenizer.chat_template
     if not isinstance(template, str) or not template:
         raise ExportError("The tokenizer has no single chat template (None, or several named ones); export needs "
                           "the one template the embedder uses.")
+    if not supports_system_role(tokenizer):
+        template = _SYSTEM_INTO_USER + template
     return template + "{% if add_generation_prompt %}" + EMBED_TOKEN + "{% endif %}"
+
+
+#: Where the template takes no system message, the prompt sentence-transformers sends as one goes at
+#: the head of the user turn, as `sr3_agent.chat.prompt_messages` puts it.
+_SYSTEM_INTO_USER = (
+    "{%- if messages and messages[0]['role'] == 'system' -%}"
+    "{%- set messages = [{'role': 'user', 'content': messages[0]['content'] + " + repr(USER_TURN_SEPARATOR)
+    + " + messages[1]['content']}] + messages[2:] -%}"
+    "{%- endif -%}")
 
 
 def transformer_config(embedder: ReasoningEmbedder) -> dict[str, Any]:

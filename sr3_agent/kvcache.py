@@ -10,7 +10,13 @@ them for every text. A batch then has this layout (``P`` prefix tokens, rests le
 
 Padding sits between the prefix and each rest and is masked out; position ids count real tokens
 only, so each row sees exactly the positions it would see alone (a test compares every layout with
-the plain forward of the whole prompt).
+the plain forward of the whole prompt, architecture by architecture).
+
+Sliding-window and chunked attention count cache *slots*, not positions: padding inside a row
+pushes the prefix further back than it is, and once a layout spans more slots than the window a
+row no longer sees what it would see alone. `attention_window` gives the shortest window of a
+model and `layout_is_exact` says whether a layout stays inside it; where it does not, the embedder
+takes the plain path (every prompt whole, padded on the left only), which is exact.
 
 The functions here are thin: they call the model's own decoder with a ``transformers`` ``DynamicCache``.
 """
@@ -39,6 +45,35 @@ def returned_cache(output: Any) -> Any:
     """The cache a forward pass or ``generate(return_dict_in_generate=True)`` returned (either name)."""
     cache = getattr(output, "cache", None)
     return cache if cache is not None else output.past_key_values
+
+
+def attention_window(config: Any) -> int | None:
+    """The fewest cache slots any layer of the model attends over (its sliding window or attention
+    chunk), or None when every layer attends to the whole sequence.
+
+    Read from the (text) config as transformers' own layers read it: ``layer_types`` names the kind
+    of each layer where the model has it (Gemma 2/3, Qwen2 with ``use_sliding_window``, Cohere 2...);
+    without it a set ``sliding_window`` applies to every layer (Mistral)."""
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    layer_types = getattr(config, "layer_types", None)
+    windows = []
+    sliding = getattr(config, "sliding_window", None)
+    if sliding is not None and (layer_types is None or any("sliding" in kind for kind in layer_types)):
+        windows.append(int(sliding))
+    chunk = getattr(config, "attention_chunk_size", None)
+    if chunk is not None and (layer_types is None or any("chunk" in kind for kind in layer_types)):
+        windows.append(int(chunk))
+    return min(windows) if windows else None
+
+
+def layout_is_exact(window: int | None, span: int, padded_inside: bool) -> bool:
+    """Whether a layout of ``span`` cache slots, with padding inside its rows or not, gives every row
+    what it would get alone under an attention ``window`` (`attention_window`).
+
+    Without padding inside a row, slot distances are position distances: always exact. With it, the
+    layout is exact while every slot is within the window of every later one and no cache layer
+    drops a slot (a sliding layer keeps ``window - 1``): ``span <= window - 1``."""
+    return window is None or not padded_inside or span <= window - 1
 
 
 def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:

@@ -1,8 +1,12 @@
-"""Prefix reuse and cache reads give what the plain forward gives (tiny random-weight model, real texts).
+"""Prefix reuse and cache reads give what the plain forward gives (tiny random-weight models, real texts).
 
 The plain path (`ReasoningEmbedder.reuse_prefix = False`) computes every prompt whole and embeds a
 reasoning with a second pass; the optimised one continues a shared prefix's key/value cache, computes
 each RL prompt once for its G samples, and reads a reasoning's embedding from the generation's cache.
+
+The equivalence tests run once per model family (`family_embedder`: Llama, Qwen2, Qwen3, Mistral,
+Gemma 2 and 3, Phi-3, OLMo 2, Granite; the sliding-window ones with a window shorter than most test
+prompts, where a layout with padding inside its rows must give way to the plain path).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import pytest
 import torch
 
 from sr3_agent.config import RLConfig
+from sr3_agent.kvcache import attention_window, layout_is_exact
 from sr3_agent.rl import policy_forward, reference_logprobs, rl_losses
 from sr3_agent.training import add_lora
 from sr3_env import load_dataset
@@ -30,6 +35,11 @@ def real_texts() -> list[str]:
 def varied_lengths(embedder, texts: list[str]) -> list[str]:
     """Real texts plus a one-token text and one cut to `max_length` (the longest a prompt can be)."""
     return ["x", *texts, " ".join(texts) * 4]
+
+
+def fits_window(embedder, span: int) -> bool:
+    """Whether a layout of ``span`` slots with padding inside fits the model's attention window."""
+    return layout_is_exact(attention_window(embedder.model.config), span, padded_inside=True)
 
 
 def plain(embedder):
@@ -54,17 +64,17 @@ def one_by_one(embedder, texts, instruction, right_padded: bool = False) -> np.n
 
 
 @pytest.mark.parametrize("kind", ["document", "query"])
-def test_prefix_reuse_equals_the_plain_forward(tiny_embedder, real_texts, kind):
-    texts = varied_lengths(tiny_embedder, real_texts)
-    instruction = getattr(tiny_embedder.prompts, kind)
-    lengths = [len(p) for p in tiny_embedder.prompt_ids(texts, instruction)]
-    assert min(lengths) - len(tiny_embedder.prefix_ids(instruction)) <= 8 and max(lengths) == tiny_embedder.max_length
-    encode = tiny_embedder.encode_documents if kind == "document" else tiny_embedder.encode_queries
-    tiny_embedder.batch_size = 5  # batches that mix lengths
+def test_prefix_reuse_equals_the_plain_forward(family_embedder, real_texts, kind):
+    texts = varied_lengths(family_embedder, real_texts)
+    instruction = getattr(family_embedder.prompts, kind)
+    lengths = [len(p) for p in family_embedder.prompt_ids(texts, instruction)]
+    assert min(lengths) - len(family_embedder.prefix_ids(instruction)) <= 8 and max(lengths) == family_embedder.max_length
+    encode = family_embedder.encode_documents if kind == "document" else family_embedder.encode_queries
+    family_embedder.batch_size = 5  # batches that mix lengths
     fast = encode(texts)
-    np.testing.assert_allclose(fast, one_by_one(tiny_embedder, texts, instruction), atol=ATOL)
-    np.testing.assert_allclose(fast, one_by_one(tiny_embedder, texts, instruction, right_padded=True), atol=ATOL)
-    slow = (plain(tiny_embedder).encode_documents if kind == "document" else plain(tiny_embedder).encode_queries)(texts)
+    np.testing.assert_allclose(fast, one_by_one(family_embedder, texts, instruction), atol=ATOL)
+    np.testing.assert_allclose(fast, one_by_one(family_embedder, texts, instruction, right_padded=True), atol=ATOL)
+    slow = (plain(family_embedder).encode_documents if kind == "document" else plain(family_embedder).encode_queries)(texts)
     np.testing.assert_allclose(fast, slow, atol=ATOL)
 
 
@@ -99,13 +109,16 @@ def test_the_prefix_is_recomputed_when_the_version_changes(tiny_embedder, real_t
 
 
 @pytest.mark.parametrize("temperature, samples", [(0.0, 1), (1.0, 3)])
-def test_reasoning_embeddings_read_from_the_cache_equal_a_second_pass(tiny_embedder, real_texts, temperature, samples):
+def test_reasoning_embeddings_read_from_the_cache_equal_a_second_pass(family_embedder, real_texts, temperature, samples):
     torch.manual_seed(0)
-    rollout = tiny_embedder.generate_reasoning(real_texts[10:14], max_new_tokens=7, temperature=temperature,
+    rollout = family_embedder.generate_reasoning(real_texts[10:14], max_new_tokens=7, temperature=temperature,
                                                num_samples=samples)
-    assert rollout.embeddings is not None and rollout.num_samples == samples
+    assert rollout.num_samples == samples
+    if rollout.embeddings is None:  # only a window shorter than the layout sends it down the plain path
+        assert not fits_window(family_embedder, rollout.input_ids.shape[1])
+        return
     with torch.no_grad():
-        second_pass = tiny_embedder.embed(rollout.input_ids, rollout.attention_mask)
+        second_pass = family_embedder.embed(rollout.input_ids, rollout.attention_mask)
     torch.testing.assert_close(rollout.embeddings, second_pass, atol=ATOL, rtol=0)
 
 
@@ -127,14 +140,14 @@ def test_an_emitted_token_is_read_where_the_model_wrote_it(tiny_embedder, real_t
     torch.testing.assert_close(rollout.embeddings, second_pass, atol=ATOL, rtol=0)
 
 
-def test_greedy_reasoning_is_the_same_with_and_without_prefix_reuse(tiny_embedder, real_texts):
+def test_greedy_reasoning_is_the_same_with_and_without_prefix_reuse(family_embedder, real_texts):
     texts = real_texts[10:14]
-    fast = tiny_embedder.generate_reasoning(texts, max_new_tokens=6)
-    slow = plain(tiny_embedder).generate_reasoning(texts, max_new_tokens=6)
+    fast = family_embedder.generate_reasoning(texts, max_new_tokens=6)
+    slow = plain(family_embedder).generate_reasoning(texts, max_new_tokens=6)
     assert slow.embeddings is None
     assert torch.equal(fast.input_ids, slow.input_ids) and torch.equal(fast.reasoning_mask, slow.reasoning_mask)
-    np.testing.assert_allclose(tiny_embedder.encode_queries(texts, reasoning=True, max_new_tokens=6),
-                               plain(tiny_embedder).encode_queries(texts, reasoning=True, max_new_tokens=6), atol=ATOL)
+    np.testing.assert_allclose(family_embedder.encode_queries(texts, reasoning=True, max_new_tokens=6),
+                               plain(family_embedder).encode_queries(texts, reasoning=True, max_new_tokens=6), atol=ATOL)
 
 
 def rl_step_losses(policy, rollout, grouped: bool):
@@ -155,15 +168,15 @@ def rl_step_losses(policy, rollout, grouped: bool):
     return losses, embeddings
 
 
-def test_the_grouped_rl_forward_gives_the_plain_losses_and_gradients(tiny_embedder, real_texts):
+def test_the_grouped_rl_forward_gives_the_plain_losses_and_gradients(family_embedder, real_texts):
     torch.manual_seed(0)
-    rollout = tiny_embedder.generate_reasoning(real_texts[10:13], max_new_tokens=6, temperature=1.0, num_samples=3)
+    rollout = family_embedder.generate_reasoning(real_texts[10:13], max_new_tokens=6, temperature=1.0, num_samples=3)
     results = {}
     for grouped in (False, True):
-        tiny_embedder.model.zero_grad(set_to_none=True)
-        losses, embeddings = rl_step_losses(tiny_embedder, rollout, grouped)
+        family_embedder.model.zero_grad(set_to_none=True)
+        losses, embeddings = rl_step_losses(family_embedder, rollout, grouped)
         sum(losses.values()).backward()
-        results[grouped] = (losses, embeddings, {n: p.grad.clone() for n, p in tiny_embedder.model.named_parameters()})
+        results[grouped] = (losses, embeddings, {n: p.grad.clone() for n, p in family_embedder.model.named_parameters()})
     (plain_losses, plain_embeddings, plain_grads), (losses, embeddings, grads) = results[False], results[True]
     for name in plain_losses:
         torch.testing.assert_close(losses[name], plain_losses[name], atol=1e-5, rtol=1e-4)
@@ -173,31 +186,35 @@ def test_the_grouped_rl_forward_gives_the_plain_losses_and_gradients(tiny_embedd
     assert any(g.abs().max() > 0 for g in grads.values())
 
 
-def test_grouped_log_probs_fill_the_reasoning_columns(tiny_embedder, real_texts):
+def test_grouped_log_probs_fill_the_reasoning_columns(family_embedder, real_texts):
     torch.manual_seed(0)
-    rollout = tiny_embedder.generate_reasoning(real_texts[10:12], max_new_tokens=5, temperature=1.0, num_samples=2)
+    rollout = family_embedder.generate_reasoning(real_texts[10:12], max_new_tokens=5, temperature=1.0, num_samples=2)
     with torch.no_grad():
-        full, _ = policy_forward(tiny_embedder, rollout, grouped=False)
-        grouped, _ = policy_forward(tiny_embedder, rollout, grouped=True)
+        full, _ = policy_forward(family_embedder, rollout, grouped=False)
+        grouped, _ = policy_forward(family_embedder, rollout, grouped=True)
+        if family_embedder.grouped_hidden_states(rollout) is None:  # a window shorter than the layout: the plain path
+            assert not fits_window(family_embedder, rollout.input_ids.shape[1])
+            torch.testing.assert_close(grouped, full, atol=0, rtol=0)
+            return
     mask = rollout.reasoning_mask[:, 1:]
     torch.testing.assert_close(grouped[mask], full[mask], atol=1e-5, rtol=0)
     assert (grouped[~rollout.attention_mask[:, 1:].bool()] == 0).all()
 
 
-def test_with_lora_the_reference_is_the_policy_with_adapters_disabled(tiny_embedder, real_texts):
+def test_with_lora_the_reference_is_the_policy_with_adapters_disabled(family_embedder, real_texts):
     torch.manual_seed(0)
-    frozen = copy.deepcopy(tiny_embedder)
-    tiny_embedder.model = add_lora(tiny_embedder.model, RLConfig(lora=True, lora_rank=4))
+    frozen = copy.deepcopy(family_embedder)
+    family_embedder.model = add_lora(family_embedder.model, RLConfig(lora=True, lora_rank=4))
     with torch.no_grad():  # move the adapters away from zero, as training would
-        for name, parameter in tiny_embedder.model.named_parameters():
+        for name, parameter in family_embedder.model.named_parameters():
             if "lora_B" in name:
                 parameter.normal_(0, 0.5)
-    rollout = tiny_embedder.generate_reasoning(real_texts[10:12], max_new_tokens=5, temperature=1.0, num_samples=2)
+    rollout = family_embedder.generate_reasoning(real_texts[10:12], max_new_tokens=5, temperature=1.0, num_samples=2)
     mask = rollout.reasoning_mask[:, 1:]
-    without_copy = reference_logprobs(tiny_embedder, None, rollout)
-    with_copy = reference_logprobs(tiny_embedder, frozen, rollout)
+    without_copy = reference_logprobs(family_embedder, None, rollout)
+    with_copy = reference_logprobs(family_embedder, frozen, rollout)
     torch.testing.assert_close(without_copy[mask], with_copy[mask], atol=1e-5, rtol=0)
-    policy_now, _ = policy_forward(tiny_embedder, rollout)
+    policy_now, _ = policy_forward(family_embedder, rollout)
     assert (policy_now.detach()[mask] - with_copy[mask]).abs().max() > 1e-3  # the adapters do change the policy
 
 
@@ -215,27 +232,27 @@ def test_length_batches_keep_every_row_once_and_bound_the_padding():
     assert [len(b) for b in batches if 120 in [lengths[i] for i in b]] == [1]  # the outlier pads nobody
 
 
-def test_sft_embeddings_after_the_prefix_give_the_whole_sequences_losses_and_gradients(tiny_embedder, real_texts):
+def test_sft_embeddings_after_the_prefix_give_the_whole_sequences_losses_and_gradients(family_embedder, real_texts):
     from sr3_agent.sft import query_sequences, training_embeddings
 
     torch.manual_seed(0)
     texts = real_texts[10:16]
     reasonings = [[101, 102], None, [7, 8, 9, 10], None, None, [55]]  # two instructions in one batch
-    sequences, instructions = query_sequences(tiny_embedder, texts, reasonings)
+    sequences, instructions = query_sequences(family_embedder, texts, reasonings)
     labelled = [3, 1, 5, 1, 1, 2]  # kept reasonings labelled too
-    documents = [ids + [tiny_embedder.embed_token_id]
-                 for ids in tiny_embedder.prompt_ids(real_texts[:6], tiny_embedder.prompts.document)]
+    documents = [ids + [family_embedder.embed_token_id]
+                 for ids in family_embedder.prompt_ids(real_texts[:6], family_embedder.prompts.document)]
     results = {}
     for whole in (True, False):
-        tiny_embedder.model.zero_grad(set_to_none=True)
-        queries, q_lm, q_whole = training_embeddings(tiny_embedder, sequences, instructions, whole=whole,
+        family_embedder.model.zero_grad(set_to_none=True)
+        queries, q_lm, q_whole = training_embeddings(family_embedder, sequences, instructions, whole=whole,
                                                      labelled=labelled)
-        docs, d_lm, _ = training_embeddings(tiny_embedder, documents, [tiny_embedder.prompts.document] * 6, whole=whole)
-        assert (q_whole is None) != whole
+        docs, d_lm, _ = training_embeddings(family_embedder, documents, [family_embedder.prompts.document] * 6, whole=whole)
+        assert (q_whole is None) != whole or not fits_window(family_embedder, max(len(q) for q in sequences))
         loss = (queries * docs).sum() + q_lm + d_lm
         loss.backward()
         results[whole] = (queries.detach(), q_lm.detach(), d_lm.detach(),
-                          {n: p.grad.clone() for n, p in tiny_embedder.model.named_parameters()})
+                          {n: p.grad.clone() for n, p in family_embedder.model.named_parameters()})
     for a, b in zip(results[True][:3], results[False][:3]):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
     for name, grad in results[True][3].items():
