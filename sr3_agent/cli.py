@@ -25,9 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sr3", description="Train and evaluate reasoning embedders (Search-R3).")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True)
+    parser.commands = {}  # name -> its sub-parser (a config file sets its defaults)
     for name, cls in COMMANDS.items():
         sub = commands.add_parser(name, help=(cls.__doc__ or "").strip().splitlines()[0], description=cls.__doc__)
+        sub.add_argument("--config", metavar="FILE", help="a TOML file of this command's options, or the name of a bundled "
+                         "recipe (sr3_agent/recipes: qwen2.5-1.5b); options given on the command line override it")
         dataclass_arguments(sub, cls)
+        parser.commands[name] = sub
     return parser
 
 
@@ -64,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     progress_for_logs()  # one line per refresh, every 30 s at most, when stderr is not a terminal
     setup_logging(args.verbose)
     try:
+        if args.config:  # the file's values become the defaults; options on the command line still win
+            from sr3_agent.recipes import read_config_file
+
+            parser.commands[args.command].set_defaults(**read_config_file(args.config, COMMANDS[args.command]))
+            args = parser.parse_args(argv)
         config = config_from_args(COMMANDS[args.command], args)
         if launched_world_size() > 1 and args.command not in DATA_PARALLEL:
             raise ConfigError(f"sr3 {args.command} runs in one process; with accelerate launch run `sr3 sft` and "

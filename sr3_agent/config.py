@@ -97,6 +97,8 @@ class SFTConfig:
     """LoRA rank."""
     lora_alpha: int = 32
     """LoRA alpha (scale = alpha / rank)."""
+    activation_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward pass instead of keeping them (less memory, about a third more compute; the training forwards then take the plain path)."""
     seed: int = 0
     """Random seed (query order, negatives, initialisation of new weights)."""
     output_dir: str = "runs/sft"
@@ -238,6 +240,8 @@ class RLConfig:
     """LoRA rank."""
     lora_alpha: int = 32
     """LoRA alpha (scale = alpha / rank)."""
+    activation_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward pass instead of keeping them (less memory, about a third more compute; the training forwards then take the plain path)."""
     eval_every: int = 10
     """Steps between held-out evaluations (nDCG@10 with reasoning; 0: never)."""
     eval_queries: int = 50
@@ -408,9 +412,18 @@ class TrainConfig:
     """cpu, cuda, ... (default: cuda when available)."""
     precision: str = "auto"
     """fp32, bf16 (mixed precision: bf16 compute, fp32 weights and optimiser) or auto (bf16 where the device computes it natively: a CUDA GPU that supports it, a CPU with AVX-512 BF16 or AMX; else fp32)."""
+    max_length: int = 128
+    """Prompt tokens kept per text in training and evaluation (longer texts are truncated inside the chat template)."""
+    lora: bool = False
+    """Train LoRA adapters (peft) instead of all weights, in every training stage."""
+    lora_rank: int = 16
+    """LoRA rank."""
+    activation_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, more compute), in every training stage."""
 
     def __post_init__(self) -> None:
         _precision(self)
+        _positive(self, "max_length", "lora_rank")
         _positive(self, "sft_steps", "sft_batch_size", "rl_steps", "queries_per_step", "reasoning_tokens",
                   "rl_eval_queries", "rl_eval_docs")
         _at_least(self, 0, "rl_eval_every", "rs_steps")

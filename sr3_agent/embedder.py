@@ -425,7 +425,7 @@ class ReasoningEmbedder:
         None when it does not apply (prefix reuse off, data-parallel training, or a sequence that
         does not start with the prefix): use `hidden_states`."""
         training = torch.is_grad_enabled()
-        if training and self.parallel_forward is not None:  # DDP must see the whole forward
+        if training and (self.parallel_forward is not None or self._checkpointing()):  # DDP must see the whole forward
             return None
         split = self._split_prefix(sequences, instruction, cached=not training)
         if split is None:
@@ -436,6 +436,12 @@ class ReasoningEmbedder:
         hidden, _, _ = self._continue_prefix(layers, len(prefix_ids), rests)
         ids, mask = (t.to(self.device) for t in pad_rests(rests, self.pad_token_id))
         return (hidden.float() if self.autocast_dtype is not None else hidden), ids, mask
+
+    def _checkpointing(self) -> bool:
+        """Whether a forward now would drop its cache: activation checkpointing, in training, with gradients
+        (transformers then runs each layer without its cache, so a layout that continues one would be wrong)."""
+        return (torch.is_grad_enabled() and self.model.training
+                and any(getattr(module, "gradient_checkpointing", False) for module in self._decoder().modules()))
 
     def _prefix_with_gradients(self, prefix_ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The prefix's per-layer keys and values computed now, in the autograd graph."""
@@ -459,7 +465,8 @@ class ReasoningEmbedder:
         or prompts that do not start with the prefix): use `hidden_states`.
         """
         G = rollout.num_samples
-        if rollout.prompt_lengths is None or self.parallel_forward is not None or rollout.input_ids.shape[0] % G:
+        if (rollout.prompt_lengths is None or self.parallel_forward is not None or rollout.input_ids.shape[0] % G
+                or self._checkpointing()):
             return None
         rows = [seq[mask.bool()].tolist() for seq, mask in zip(rollout.input_ids.cpu(), rollout.attention_mask.cpu())]
         lengths = rollout.prompt_lengths.tolist()

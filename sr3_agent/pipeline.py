@@ -46,7 +46,8 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
     the table holds by label (pure). The rejection-sampling stage ("rs") is left out with ``rs_steps=0``."""
     out = Path(config.output_dir)
     shared = dict(dataset=config.dataset, num_queries=config.train_queries, corpus_docs=config.corpus_docs,
-                  seed=config.seed, device=config.device, precision=config.precision)
+                  seed=config.seed, device=config.device, precision=config.precision, max_length=config.max_length,
+                  lora=config.lora, lora_rank=config.lora_rank, activation_checkpointing=config.activation_checkpointing)
     # without reasonings the LM loss would only teach the token right after a prompt, which the model would
     # then also write first under the reasoning prompt: it is left out
     sft = SFTConfig(model=config.model, steps=config.sft_steps, batch_size=config.sft_batch_size,
@@ -73,7 +74,7 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
                             datasets=[config.dataset], num_queries=config.eval_queries, corpus_docs=config.eval_docs,
                             reasoning=True, max_new_tokens=config.reasoning_tokens, baselines=config.baselines, seed=0,
                             output=str(out / "results.json"), device=config.device,
-                            precision=config.precision)
+                            precision=config.precision, max_length=config.max_length)
     return stages, evaluation, models
 
 

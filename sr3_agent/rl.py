@@ -40,8 +40,9 @@ from sr3_agent.evaluate import dense_run, ir_metrics
 from sr3_agent.feedback import feedback_texts, refine_turns
 from sr3_agent.losses import clipped_policy_loss, group_advantages, info_nce, kl_penalty_k3, token_logprobs
 from sr3_agent.runlock import holds_run_lock
-from sr3_agent.training import (add_lora, batch_query_rows, checkpoint_or_stop, close_writer, false_negative_mask, finish,
-                                index_state, make_writer, training_data, training_index, write_scalars)
+from sr3_agent.training import (add_lora, batch_query_rows, checkpoint_or_stop, close_writer,
+                                enable_activation_checkpointing, false_negative_mask, finish, index_state,
+                                make_writer, training_data, training_index, write_scalars)
 from sr3_env import RetrievalDataset, load_dataset
 from sr3_env.refine_vector import RetrievalRefineVectorEnv
 from sr3_env.vector import RetrievalEmbedVectorEnv
@@ -51,7 +52,8 @@ from sr3_env.vector import RetrievalEmbedVectorEnv
 
 def policy_forward(policy: ReasoningEmbedder, rollout: Rollout, *, grouped: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward pass: (N, T-1) log-probability of each token given the ones before it, and
-    (N, D) embeddings at the embed token. Column t of the log-probs scores token t+1.
+    (N, D) embeddings at the embed token. Column t of the log-probs scores token t+1; the columns
+    before the batch's earliest reasoning token are 0 (prompts are never scored).
 
     With ``grouped`` (and where `ReasoningEmbedder.grouped_hidden_states` applies), each prompt is
     computed once for its G samples and the LM head runs only on the reasoning; the log-probs are
@@ -60,8 +62,14 @@ def policy_forward(policy: ReasoningEmbedder, rollout: Rollout, *, grouped: bool
     parts = policy.grouped_hidden_states(rollout) if grouped else None
     if parts is None:
         hidden = policy.hidden_states(rollout.input_ids, rollout.attention_mask)  # (N, T, H)
-        logits = policy.model.get_output_embeddings()(hidden[:, :-1]).float()  # (N, T-1, V)
-        logprobs = token_logprobs(logits, rollout.input_ids[:, 1:])
+        # the LM head only where a reasoning can be: from the earliest reasoning column to the end (the
+        # prompt's columns are never scored, and (N, T, V) logits of a 150k vocabulary would not fit)
+        N, T = rollout.input_ids.shape
+        marked = rollout.reasoning_mask.any(dim=0).nonzero()
+        start = max(int(marked.min()) - 1, 0) if len(marked) else T - 2
+        logits = policy.model.get_output_embeddings()(hidden[:, start:-1]).float()  # (N, T-1-start, V)
+        logprobs = torch.zeros(N, T - 1, device=hidden.device)
+        logprobs = torch.cat([logprobs[:, :start], token_logprobs(logits, rollout.input_ids[:, start + 1:])], dim=1)
         return logprobs, policy.pool(hidden, rollout.input_ids, rollout.attention_mask)
     last, states, tokens, mask = parts  # (N, H), (N, L, H), (N, L), (N, L): the continuation, right-padded
     N, L = mask.shape
@@ -201,6 +209,8 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
     policy.autocast_dtype = autocast_dtype_for(config.precision, policy.device)  # bf16 mixed precision, or None
     if config.lora:
         policy.model = add_lora(policy.model, config)
+    if config.activation_checkpointing:
+        enable_activation_checkpointing(policy.model)
     prepare_data_parallel(policy, processes)
     seed_process(config.seed, processes)
     reference = None  # the starting model; with LoRA it is the policy with its adapters disabled (no copy)

@@ -33,8 +33,8 @@ from sr3_agent.losses import info_nce, kl_to_reference, lm_loss, triplet_margin
 from sr3_agent.rejection import Picked, pick_reasonings
 from sr3_agent.runlock import holds_run_lock
 from sr3_agent.training import (add_lora, batch_query_rows, best_ranks, checkpoint_or_stop, close_writer,
-                                false_negative_mask, feedback_query_texts, finish, index_state, make_writer, training_data,
-                                training_index, write_scalars)
+                                enable_activation_checkpointing, false_negative_mask, feedback_query_texts, finish,
+                                index_state, make_writer, training_data, training_index, write_scalars)
 from sr3_env import RetrievalDataset
 
 logger = logging.getLogger(__name__)
@@ -201,6 +201,8 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
     embedder.autocast_dtype = autocast_dtype_for(config.precision, embedder.device)  # bf16 mixed precision, or None
     if config.lora:
         embedder.model = add_lora(embedder.model, config)
+    if config.activation_checkpointing:
+        enable_activation_checkpointing(embedder.model)
     prepare_data_parallel(embedder, processes, head_in_loss=config.lm_weight > 0 or config.kl_weight > 0)
     seed_process(config.seed, processes)
     reference = copy.deepcopy(embedder.model).eval().requires_grad_(False) if config.kl_weight > 0 else None

@@ -81,6 +81,16 @@ def add_lora(model: Any, config: SFTConfig | RLConfig) -> Any:
     return get_peft_model(model, lora)
 
 
+def enable_activation_checkpointing(model: Any) -> None:
+    """Recompute each decoder layer in the backward pass (transformers' own checkpointing, non-reentrant,
+    so LoRA's frozen inputs need no gradient trick)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if hasattr(base, "activation_checkpointing_enable"):  # transformers 5 (the older name is deprecated there)
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def training_index(data: RetrievalDataset, embedder: ReasoningEmbedder, config: SFTConfig | RLConfig,
                    saved: dict[str, Any] | None = None, processes: Processes = Processes()) -> LazyIndex:
     """The lazily refreshed index over the training corpus, encoded by the model being trained;

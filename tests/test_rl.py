@@ -22,7 +22,10 @@ def test_policy_forward_scores_each_token_given_the_ones_before(tiny_embedder):
         row = rollout.input_ids[0][rollout.attention_mask[0].bool()].unsqueeze(0)
         logits = tiny_embedder.model(input_ids=row).logits[0, :-1]
         expected = torch.log_softmax(logits, -1).gather(-1, row[0, 1:, None])[:, 0]
-    torch.testing.assert_close(logprobs[0, -len(expected):], expected, atol=1e-4, rtol=1e-4)
+    scored = rollout.reasoning_mask[:, 1:].any(dim=0)  # the reasoning's columns: the LM head runs from the first
+    start = int(scored.nonzero().min())
+    torch.testing.assert_close(logprobs[0, start:], expected[start - logprobs.shape[1]:], atol=1e-4, rtol=1e-4)
+    assert (logprobs[:, :start] == 0).all()  # prompts are never scored
     torch.testing.assert_close(embeddings, torch.as_tensor(tiny_embedder.embed(rollout.input_ids, rollout.attention_mask)))
 
 
