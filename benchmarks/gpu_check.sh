@@ -3,7 +3,9 @@
 #   1. pytest -m gpu                      (GPU index, 16-bit storage, faiss-gpu if installed, bf16 training)
 #   2. the scoring benchmark on CUDA      (1M x 1536 corpus, 64 queries, fp16 storage, against one read of the matrix)
 #   3. the embedder benchmark on CUDA     (prefix reuse against the plain path; documents, queries, reasoning)
-# and write every log and result into one folder, with a summary. Budget: about 8 minutes in all.
+#   4. the paper's recipe, 3 steps a stage (sr3 train --config qwen2.5-1.5b: Qwen2.5-1.5B-Instruct where it is in the
+#      local Hugging Face cache, else the bundled SmolLM2 with the recipe's settings): s/step, peak memory beside the budget
+# and write every log and result into one folder, with a summary. Budget: about 10 minutes in all.
 #
 # Usage:  bash benchmarks/gpu_check.sh [RESULTS_DIR]          (default: gpu_check_results)
 #   PYTHON=python3           the interpreter that holds the machine's CUDA build of torch
@@ -58,7 +60,9 @@ step bench_scoring 150 "$PY" benchmarks/bench_scoring.py --device cuda --dtype f
 step bench_embedder 150 "$PY" benchmarks/bench_embedder.py --device cuda --docs 1024 --queries 256 \
     --reasoning-queries 64 --batch-sizes 64 256 --output "$OUT/bench_embedder.json"
 
-for log in bench_scoring bench_embedder; do
+step bench_recipe 180 "$PY" benchmarks/bench_recipe.py --steps 3 --output "$OUT/bench_recipe.json"
+
+for log in bench_scoring bench_embedder bench_recipe; do
     echo "--- $log" >> "$SUMMARY"
     grep '^|' "$OUT/$log.log" >> "$SUMMARY" 2>/dev/null || true
 done

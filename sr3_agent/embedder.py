@@ -201,6 +201,8 @@ class ReasoningEmbedder:
         self.stop_token_ids = [self.embed_token_id, *(i for i in stop_token_ids(tokenizer, getattr(model, "generation_config", None))
                                                       if i != self.embed_token_id)]
         self._said: set[str] = set()  #: notices logged once per embedder
+        #: batches sent down the plain path because a shared-prefix layout would be longer than the attention window
+        self.window_fallbacks = 0
         self._prefix_ids: dict[str, list[int]] = {}  #: per instruction (depends on the tokenizer only)
         self._prefixes: dict[str, tuple[tuple, list[int], list[tuple[torch.Tensor, torch.Tensor]]]] = {}
         self.version = 0
@@ -539,6 +541,7 @@ class ReasoningEmbedder:
         span = max(len(p) for p in prompts) + appended
         window = attention_window(self._decoder().config)
         if not layout_is_exact(window, span, padded_inside=appended > 0 or len({len(p) for p in prompts}) > 1):
+            self.window_fallbacks += 1
             self._say_once("window", "%s attends over a window of %d tokens; prompts laid out over %d or more slots take "
                            "the plain path (each prompt whole: exact, slower) instead of the shared-prefix cache",
                            self.name, window, window)

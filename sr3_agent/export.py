@@ -199,6 +199,14 @@ def prompts_of(embedder: ReasoningEmbedder) -> dict[str, str]:
     return asdict(embedder.prompts)
 
 
+def licence_notice(config: Any) -> str | None:
+    """What a shared model built on this architecture's weights must say (Gemma's terms ask for their notice)."""
+    from sr3_agent.models import BUNDLED_MODELS
+
+    model_type = (config.get_text_config() if hasattr(config, "get_text_config") else config).model_type
+    return BUNDLED_MODELS["gemma-3-270m"].notice if model_type.startswith("gemma") else None
+
+
 def run_export(config: "ExportConfig") -> dict[str, Any]:
     """``sr3 export``: load the model, write the folder and its card, check it against the embedder.
 
@@ -227,7 +235,8 @@ def run_export(config: "ExportConfig") -> dict[str, Any]:
     start_model = stages[-1][1].get("model") if stages else (config.base_model if config.model == "base" else None)
     facts = CardFacts(name=directory.name, source=config.model, base_model=str(start_model or DEFAULT_MODEL),
                       dim=embedder.dim, max_length=embedder.max_length, prompts=prompts_of(embedder), results=rows,
-                      results_source=results_path.name if results_path else None, own_labels=own, training=stages)
+                      results_source=results_path.name if results_path else None, own_labels=own, training=stages,
+                      licence=licence_notice(embedder.model.config))
     if config.check_texts > 0:
         queries, documents = check_texts(config.check_dataset, config.check_texts)
         facts.check = {**compare_with_embedder(embedder, directory, queries, documents), "dataset": config.check_dataset}

@@ -37,6 +37,7 @@ class CardFacts:
     results_source: str | None = None
     own_labels: tuple[str, ...] = ()  #: the rows of ``results`` that are this model
     training: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  #: (stage folder, settings)
+    licence: str | None = None  #: what the base model's licence asks a shared derivative to say
 
 
 def find_results(model_dir: Path) -> tuple[Path | None, tuple[str, ...]]:
@@ -173,4 +174,6 @@ def render(facts: CardFacts) -> str:
         "- Reasoning embeddings need generation (sr3, not sentence-transformers) and cost one generation per query; "
         "see the evaluation table for whether they pay for this model.", "",
     ]
+    if facts.licence:
+        lines += ["## Licence", "", facts.licence, ""]
     return "\n".join(lines)

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from sr3_agent.tiny_models import TINY_FAMILIES, sliding_families, tiny_model
+
 #: 12 documents about distinct topics (so that lexical encoders can tell them apart).
 TINY_CORPUS: list[dict[str, str]] = [
     {"_id": "d0", "title": "Cats", "text": "Cats are small carnivorous mammals kept as pets."},
@@ -159,55 +161,14 @@ def tiny_embedder(_tiny_embedder_session):
     return copy.deepcopy(_tiny_embedder_session)
 
 
-# -- tiny random-weight models of many families (the architecture matrix) ----------------------
-
-#: An attention window shorter than most test prompts (a reasoning prompt's markup alone is about 40
-#: tokens of the SmolLM2 tokenizer) and longer than the shortest: some layouts fit it, most do not.
-SHORT_WINDOW = 48
-
-#: family -> (transformers model type, config settings beyond the shared tiny sizes). Sliding-window
-#: families get `SHORT_WINDOW`, the case in which a shared-prefix layout with padding inside would be wrong.
-TINY_FAMILIES: dict[str, tuple[str, dict]] = {
-    "llama": ("llama", {}),
-    "qwen2": ("qwen2", {}),
-    "qwen2-sliding": ("qwen2", {"use_sliding_window": True, "sliding_window": SHORT_WINDOW, "max_window_layers": 0}),
-    "qwen3": ("qwen3", {"head_dim": 8}),
-    "mistral-sliding": ("mistral", {"sliding_window": SHORT_WINDOW}),
-    "gemma3-sliding": ("gemma3_text", {"sliding_window": SHORT_WINDOW, "head_dim": 8,
-                                       "layer_types": ["sliding_attention", "full_attention"]}),
-    "gemma2-sliding": ("gemma2", {"sliding_window": SHORT_WINDOW, "head_dim": 8}),
-    "phi3": ("phi3", {}),
-    "olmo2": ("olmo2", {}),
-    "granite": ("granite", {}),
-}
-
-
-def tiny_model(family: str, tokenizer, seed: int = 0, window: int | None = None):
-    """A 2-layer random-weight causal LM of ``family`` (`TINY_FAMILIES`) sized for ``tokenizer``;
-    ``window`` replaces a sliding-window family's window."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    model_type, settings = TINY_FAMILIES[family]
-    if window is not None and "sliding_window" in settings:
-        settings = {**settings, "sliding_window": window}
-    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                  max_position_embeddings=512, tie_word_embeddings=True,
-                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                                  bos_token_id=tokenizer.bos_token_id, **settings)
-    torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(config).eval()
-
+# -- tiny random-weight models of many families (the architecture matrix: sr3_agent.tiny_models) ----
 
 @pytest.fixture(scope="session")
 def _family_embedders():
-    from transformers import AutoTokenizer
+    from sr3_agent.embedder import ReasoningEmbedder
+    from sr3_agent.tiny_models import tiny_tokenizer
 
-    from sr3_agent.embedder import EMBED_TOKEN, ReasoningEmbedder
-    from sr3_agent.models import resolve_model
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model())
-    tokenizer.add_special_tokens({"additional_special_tokens": [EMBED_TOKEN]})
+    tokenizer = tiny_tokenizer()
     built: dict[tuple[str, int | None], object] = {}
 
     def get(family: str, window: int | None = None):
@@ -223,8 +184,7 @@ def _family_embedders():
 LONG_WINDOW = 400
 
 #: each family, and each sliding-window family once more with `LONG_WINDOW`
-FAMILY_VARIANTS = sorted(TINY_FAMILIES) + [f"{family}/long-window" for family, (_, settings) in sorted(TINY_FAMILIES.items())
-                                           if "sliding_window" in settings]
+FAMILY_VARIANTS = sorted(TINY_FAMILIES) + [f"{family}/long-window" for family in sliding_families()]
 
 
 @pytest.fixture(params=FAMILY_VARIANTS)

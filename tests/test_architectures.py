@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import LONG_WINDOW, SHORT_WINDOW, TINY_FAMILIES
+from conftest import LONG_WINDOW
+from sr3_agent.tiny_models import SHORT_WINDOW, TINY_FAMILIES, sliding_families
 from sr3_agent.kvcache import attention_window, layout_is_exact
 from sr3_env import load_dataset
 
 ATOL = 1e-4
-SLIDING = sorted(family for family, (_, settings) in TINY_FAMILIES.items() if "sliding_window" in settings)
+SLIDING = sliding_families()
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,7 @@ def test_a_window_shorter_than_the_layout_takes_the_plain_path_and_says_so_once(
     np.testing.assert_allclose(fast, plain(embedder).encode_documents(texts["documents"]), atol=ATOL)
     np.testing.assert_allclose(reasoned, plain(embedder).encode_queries(texts["queries"], reasoning=True, max_new_tokens=6),
                                atol=ATOL)
+    assert embedder.window_fallbacks >= 3  # documents twice and the reasoning, at least a batch each
     notices = [r.getMessage() for r in caplog.records if "window" in r.getMessage()]
     assert len(notices) == 1 and f"window of {SHORT_WINDOW} tokens" in notices[0] and "plain path" in notices[0]
 
@@ -80,7 +82,7 @@ def test_a_window_longer_than_the_layout_keeps_the_fast_path(_family_embedders, 
         documents = embedder.encode_documents(texts["documents"])
         torch.manual_seed(0)
         rollout = embedder.generate_reasoning(texts["queries"], max_new_tokens=6, temperature=1.0, num_samples=2)
-    assert not [r for r in caplog.records if "window" in r.getMessage()]
+    assert not [r for r in caplog.records if "window" in r.getMessage()] and embedder.window_fallbacks == 0
     np.testing.assert_allclose(documents, plain(embedder).encode_documents(texts["documents"]), atol=ATOL)
     assert rollout.embeddings is not None  # read from the generation's cache
     with torch.no_grad():
@@ -107,3 +109,35 @@ def test_the_export_equals_the_embedder_for_every_family(_family_embedders, text
     np.testing.assert_allclose(model.encode_document(documents, batch_size=5), embedder.encode_documents(documents),
                                atol=ATOL)
     np.testing.assert_allclose(model.encode_query(queries, batch_size=5), embedder.encode_queries(queries), atol=ATOL)
+
+
+@pytest.mark.parametrize("family, window", [("llama", None), ("gemma3-sliding", 512)])
+def test_prompts_of_1024_tokens_through_the_index_and_training(family, window):
+    """BEIR-length passages: 1,024-token prompts (longer than Gemma-3-270m's 512-token window) give the
+    plain path's vectors, rank in the lazy index, and train with the whole sequences' gradients."""
+    from sr3_agent.embedder import ReasoningEmbedder
+    from sr3_agent.sft import training_embeddings
+    from sr3_agent.tiny_models import tiny_model, tiny_tokenizer
+    from sr3_env.index import LazyIndex
+
+    tokenizer = tiny_tokenizer()
+    embedder = ReasoningEmbedder(tiny_model(family, tokenizer, window=window, max_positions=2048), tokenizer,
+                                 max_length=1024, batch_size=4)
+    glosses = load_dataset("wordnet-revdict").documents
+    texts = [" ".join(glosses[i * 90:(i + 1) * 90][:size]) for i, size in enumerate([90, 60, 35, 80, 5, 90])]
+    lengths = [len(p) for p in embedder.prompt_ids(texts, embedder.prompts.document)]
+    assert max(lengths) == 1024 and min(lengths) < 100
+    vectors = embedder.encode_documents(texts)
+    np.testing.assert_allclose(vectors, plain(embedder).encode_documents(texts), atol=ATOL)
+    index = LazyIndex(texts, embedder)
+    result = index.search(vectors[:2], [np.array([0]), np.array([1])], k=3)
+    assert [r.tolist() for r in result.gold_ranks] == [[1], [1]]  # a document's own vector ranks it first
+    sequences = [ids + [embedder.embed_token_id] for ids in embedder.prompt_ids(texts, embedder.prompts.document)]
+    grads = []
+    for whole in (True, False):
+        embedder.model.zero_grad(set_to_none=True)
+        out, _, _ = training_embeddings(embedder, sequences, [embedder.prompts.document] * len(texts), whole=whole)
+        (out[:3] @ out[3:].T).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in embedder.model.named_parameters() if p.grad is not None})
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-5, rtol=1e-3, msg=f"gradient of {name}")

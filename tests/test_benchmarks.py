@@ -230,3 +230,33 @@ def test_bench_main_job_clones_times_and_projects(load, tmp_path, capsys):
         module.main(["--command", "true", "--workdir", str(tmp_path / "work")])
     with pytest.raises(SystemExit, match="failed \\(exit 3\\)"):
         module.main(["--command", "exit 3", "--workdir", str(tmp_path / "other"), "--output", str(tmp_path / "x.json")])
+
+
+def test_bench_architectures_shows_the_window_check_at_work(load, tmp_path, capsys):
+    results = load("bench_architectures").main(["--unchecked", "--output", str(tmp_path / "arch.json")])
+    checked = [row for row in results["rows"] if row["window_check"]]
+    unchecked = {row["family"]: row for row in results["rows"] if not row["window_check"]}
+    assert len(checked) == len(unchecked) == 10
+    assert all(max(row["documents"], row["queries"], row["reasoning"]) <= 1e-4 for row in checked)
+    for family, row in unchecked.items():  # without the check, only the sliding-window families go wrong
+        wrong = max(row["documents"], row["queries"], row["reasoning"]) > 1e-3
+        assert wrong == (row["window"] is not None), family
+    assert "| gemma3-sliding | 48 | off |" in capsys.readouterr().out
+
+
+def test_bench_recipe_runs_every_stage_beside_its_budget(load, tmp_path, capsys, monkeypatch):
+    """The paper's recipe falls back to the given model where Qwen2.5 is not in the local cache."""
+    from sr3_agent.tiny_models import tiny_model, tiny_tokenizer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("SR3_CACHE_DIR", str(tmp_path / "cache"))
+    tokenizer = tiny_tokenizer()
+    tiny_model("qwen2", tokenizer).save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    results = load("bench_recipe").main(["--steps", "1", "--corpus-docs", "60", "--train-queries", "32",
+                                         "--fallback-model", str(tmp_path / "tiny"), "--output", str(tmp_path / "recipe.json")])
+    assert [row["stage"] for row in results["rows"]] == ["sft", "rs", "rl"]
+    assert all(row["model"] == str(tmp_path / "tiny") and row["peak_gib"] > 0 and row["budget_gib"] > 0
+               for row in results["rows"])
+    assert results["config"]["lora"] and results["config"]["activation_checkpointing"]
+    assert "| rl | 1 |" in capsys.readouterr().out

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_model
+from sr3_agent.tiny_models import tiny_model
 from sr3_agent.chat import stop_token_ids, supports_system_role, template_turn_end, turn_end_id
 from sr3_env import load_dataset
 

@@ -140,3 +140,10 @@ def test_bundled_model_export_equals_the_embedder(tmp_path, offline, capsys):
     card = (out / "README.md").read_text()
     line = next(row for row in card.splitlines() if row.startswith("| 16 document texts"))
     assert float(line.split("|")[2]) <= TOLERANCE
+
+
+def test_a_gemma_models_card_carries_the_gemma_terms_notice(_family_embedders):
+    from sr3_agent.export import licence_notice
+
+    assert "Gemma Terms of Use" in licence_notice(_family_embedders("gemma3-sliding").model.config)
+    assert licence_notice(_family_embedders("llama").model.config) is None

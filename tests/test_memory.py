@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from conftest import TINY_FAMILIES
+from sr3_agent.tiny_models import TINY_FAMILIES
 from sr3_agent.config import RLConfig
 from sr3_agent.memory import RunSizes, largest_fitting, model_shape, stage_budgets
 from sr3_agent.training import add_lora

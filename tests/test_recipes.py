@@ -8,11 +8,12 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_QRELS, tiny_model, write_beir
+from conftest import TINY_QRELS, write_beir
 
 from sr3_agent.cli import main
 from sr3_agent.config import ConfigError, RLConfig, TrainConfig
 from sr3_agent.recipes import bundled_recipes, read_config_file
+from sr3_agent.tiny_models import tiny_model
 
 #: Qwen2.5-Instruct's chat-template layout (tools left out): a default system message when none is given.
 QWEN25_TEMPLATE = (
