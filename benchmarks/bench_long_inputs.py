@@ -5,7 +5,7 @@ For each model (default: the bundled SmolLM2-135M-Instruct and Gemma-3-270m, who
 
 - **index**: `encode_documents` of ``--docs`` texts (what the corpus index and the evaluation do), docs/s;
 - **train**: one SFT step at that length (``--batch`` queries, each with its positive and one hard
-  negative, forward and backward, AdamW), seconds;
+  negative, forward and backward, AdamW, its state allocated in the step), seconds;
 - the process's peak resident memory, and whether the shared-prefix layout ran or the plain path
   (a prompt longer than a sliding window takes the plain path).
 
@@ -32,19 +32,19 @@ GIB = 1024 ** 3
 
 def texts_of(length: int, count: int) -> list[str]:
     """``count`` texts of about ``length / 2`` to more than ``length`` tokens (cut at ``length`` in the
-    template), as a real corpus varies: real glosses (about 10-15 tokens each), concatenated, each text its own."""
+    template), as a real corpus varies: real glosses (about 4 tokens each), concatenated, each text its own."""
     from sr3_env import load_dataset
 
     documents = load_dataset("wordnet-revdict").documents
     out, start = [], 0
     for i in range(count):
-        glosses = max(1, round(length / 12 * (0.5 + i / max(1, count - 1))))
+        glosses = max(1, round(length / 4 * (0.5 + i / max(1, count - 1))))
         out.append(" ".join(documents[start:start + glosses]))
         start += glosses
     return out
 
 
-def one(model: str, length: int, docs: int, batch: int) -> dict:
+def one(model: str, length: int, docs: int, batch: int, steps: int = 1) -> dict:
     """Measure one model at one length (run in its own process)."""
     import torch
 
@@ -68,7 +68,7 @@ def one(model: str, length: int, docs: int, batch: int) -> dict:
                  for ids in embedder.prompt_ids(texts_of(length, 3 * batch), embedder.prompts.document)]
     instructions = [embedder.prompts.document] * len(sequences)
     seconds = []
-    for _ in range(2):  # the first step allocates AdamW's state
+    for _ in range(steps):  # the first step also allocates AdamW's state
         start = time.perf_counter()
         vectors, _, _ = training_embeddings(embedder, sequences, instructions)
         queries, positives, negatives = vectors[:batch], vectors[batch:2 * batch], vectors[2 * batch:]
@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["SmolLM2-135M-Instruct", "gemma-3-270m"])
     parser.add_argument("--lengths", nargs="+", type=int, default=[128, 512, 1024])
-    parser.add_argument("--docs", type=int, default=32, help="documents encoded per measurement")
-    parser.add_argument("--batch", type=int, default=4, help="SFT queries per step (each with 2 documents)")
+    parser.add_argument("--docs", type=int, default=16, help="documents encoded per measurement")
+    parser.add_argument("--batch", type=int, default=2, help="SFT queries per step (each with 2 documents)")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "LENGTH"), help=argparse.SUPPRESS)
     parser.add_argument("--output", default="benchmarks/results/bench_long_inputs.json")
     args = parser.parse_args(argv)

@@ -65,7 +65,7 @@ def test_a_window_shorter_than_the_layout_takes_the_plain_path_and_says_so_once(
     np.testing.assert_allclose(fast, plain(embedder).encode_documents(texts["documents"]), atol=ATOL)
     np.testing.assert_allclose(reasoned, plain(embedder).encode_queries(texts["queries"], reasoning=True, max_new_tokens=6),
                                atol=ATOL)
-    assert embedder.window_fallbacks >= 3  # documents twice and the reasoning, at least a batch each
+    assert embedder.window_fallbacks >= 1  # the reasoning at least (a batch of one prompt is exact at any length)
     notices = [r.getMessage() for r in caplog.records if "window" in r.getMessage()]
     assert len(notices) == 1 and f"window of {SHORT_WINDOW} tokens" in notices[0] and "plain path" in notices[0]
 
@@ -124,7 +124,7 @@ def test_prompts_of_1024_tokens_through_the_index_and_training(family, window):
     embedder = ReasoningEmbedder(tiny_model(family, tokenizer, window=window, max_positions=2048), tokenizer,
                                  max_length=1024, batch_size=4)
     glosses = load_dataset("wordnet-revdict").documents
-    texts = [" ".join(glosses[i * 90:(i + 1) * 90][:size]) for i, size in enumerate([90, 60, 35, 80, 5, 90])]
+    texts = [" ".join(glosses[i * 400:(i + 1) * 400][:size]) for i, size in enumerate([400, 150, 90, 300, 5, 400])]
     lengths = [len(p) for p in embedder.prompt_ids(texts, embedder.prompts.document)]
     assert max(lengths) == 1024 and min(lengths) < 100
     vectors = embedder.encode_documents(texts)
