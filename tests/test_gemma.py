@@ -40,7 +40,8 @@ def test_gemma_fast_paths_equal_the_plain_path_below_and_above_the_window(gemma)
     from sr3_env import load_dataset
 
     glosses = load_dataset("wordnet-revdict").documents
-    texts = [glosses[0], " ".join(glosses[1:12]), " ".join(glosses[12:120])]  # the last is over 512 tokens
+    # two texts over the 512-token window, of similar lengths so that they share a batch (padding inside it)
+    texts = [glosses[0], " ".join(glosses[1:12]), " ".join(glosses[12:200]), " ".join(glosses[200:370])]
     embedder = copy.copy(gemma)
     embedder.max_length = 1024
     plain = copy.copy(embedder)
@@ -48,7 +49,8 @@ def test_gemma_fast_paths_equal_the_plain_path_below_and_above_the_window(gemma)
     np.testing.assert_allclose(embedder.encode_documents(texts[:2]), plain.encode_documents(texts[:2]), atol=1e-4)
     before = embedder.window_fallbacks
     np.testing.assert_allclose(embedder.encode_documents(texts), plain.encode_documents(texts), atol=1e-4)
-    assert embedder.window_fallbacks > before  # the long batch took the plain path
+    lengths = [len(p) for p in embedder.prompt_ids(texts, embedder.prompts.document)]
+    assert min(lengths[2:]) > 512 and embedder.window_fallbacks > before  # the long batch took the plain path
     reasoned = embedder.encode_queries(texts[:2], reasoning=True, max_new_tokens=8)
     np.testing.assert_allclose(reasoned, plain.encode_queries(texts[:2], reasoning=True, max_new_tokens=8), atol=1e-4)
 
