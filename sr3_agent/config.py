@@ -510,13 +510,19 @@ class ServeConfig:
     """Most texts in one forward pass; texts of concurrent requests are batched together up to this."""
     batch_wait_ms: float = 5.0
     """How long the batcher waits for more requests before running a batch, in milliseconds."""
+    max_queue: int = 1024
+    """Most texts waiting to be encoded; past it a request gets 429 with Retry-After, and one of more texts 413."""
+    api_key: str | None = None
+    """A Bearer key every request but /health must send (default: $SR3_API_KEY; unset: no key)."""
     max_length: int | None = None
     """Prompt tokens kept per text (default: the model's own setting)."""
     device: str | None = None
     """cpu, cuda, ... (default: cuda when available)."""
 
     def __post_init__(self) -> None:
-        _positive(self, "topk", "max_topk", "reasoning_tokens", "max_inputs", "max_chars", "max_batch")
+        _positive(self, "topk", "max_topk", "reasoning_tokens", "max_inputs", "max_chars", "max_batch", "max_queue")
+        if self.api_key is not None and not self.api_key.strip():
+            raise ConfigError("api_key is empty; give a non-empty key, or none (then $SR3_API_KEY, if set, is used).")
         if self.topk > self.max_topk:
             raise ConfigError(f"topk ({self.topk}) must be <= max_topk ({self.max_topk}).")
         if self.default_input_type not in ("query", "document"):

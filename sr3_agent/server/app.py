@@ -2,7 +2,9 @@
 
 Every error is a JSON body in the OpenAI shape (``{"error": {"message", "type", "param", "code"}}``):
 a malformed or out-of-limits request gets a 4xx that says what to change (400 for a bad body,
-404 for an unknown model, 413 for an oversized body, 503 while shutting down), never a 500.
+401 without the API key, 404 for an unknown model, 413 for an oversized body or more texts than the
+queue holds, 429 with ``Retry-After`` while the queue is full, 503 while shutting down), never a 500.
+``/metrics`` and ``/info`` come from `sr3_env.serving.operations`.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from sr3_agent.server.batcher import BatcherClosed
 from sr3_agent.server.schemas import (Document, Embedding, EmbeddingRequest, EmbeddingResponse, Limits,
                                       RetrieveRequest, RetrieveResponse, ScoredDocument, Usage)
 from sr3_agent.server.service import EmbeddingService
+from sr3_env.serving.batcher import BatcherClosed
+from sr3_env.serving.operations import add_operations, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +32,6 @@ class RequestError(Exception):
                  kind: str = "invalid_request_error") -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
-
-
-def error_body(message: str, kind: str = "invalid_request_error", param: str | None = None,
-               code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
@@ -60,8 +58,10 @@ def encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str
 
 
 def create_app(service: EmbeddingService, *, limits: Limits | None = None, default_input_type: str = "query",
-               default_topk: int = 3, max_body_bytes: int | None = None) -> Any:
-    """The FastAPI app serving ``service``; the batcher starts and stops with the app's lifespan."""
+               default_topk: int = 3, max_body_bytes: int | None = None, api_key: str | None = None) -> Any:
+    """The FastAPI app serving ``service``; the batcher starts and stops with the app's lifespan.
+
+    ``api_key``: the Bearer key every route but ``/health`` needs (None: none)."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
@@ -83,6 +83,12 @@ def create_app(service: EmbeddingService, *, limits: Limits | None = None, defau
                         service.batcher.stats.texts)
 
     app = FastAPI(title="sr3 embedding server", lifespan=lifespan)
+
+    def info() -> dict[str, Any]:
+        return {**service.info(), "max_inputs": limits.max_inputs, "max_chars": limits.max_chars,
+                "max_topk": limits.max_topk, "reasoning_tokens": limits.reasoning_tokens}
+
+    add_operations(app, metrics=service.metrics, api_key=api_key, info=info)
 
     @app.exception_handler(RequestError)
     async def _request_error(_: Request, error: RequestError) -> JSONResponse:

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from sr3_agent.server.batcher import MicroBatcher
 from sr3_agent.server.corpus import CorpusIndex
+from sr3_env.serving.batcher import MicroBatcher
+from sr3_env.serving.operations import ServerMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -40,19 +41,35 @@ class EmbeddingService:
         embedder: a `ReasoningEmbedder`; only the batcher's worker thread uses it once serving starts.
         name: the model name clients send and see.
         index: the corpus for ``/retrieve`` (None: no corpus).
-        max_batch, max_wait: the batcher's settings.
+        max_batch, max_wait, max_queue: the batcher's settings (``max_queue``: most texts waiting; None: no bound).
     """
 
     def __init__(self, embedder: Any, name: str, *, index: CorpusIndex | None = None, max_batch: int = 32,
-                 max_wait: float = 0.005) -> None:
+                 max_wait: float = 0.005, max_queue: int | None = None) -> None:
         self.embedder = embedder
         self.name = name
         self.index = index
-        self.batcher = MicroBatcher(self._run, max_batch=max_batch, max_wait=max_wait)
+        self.metrics = ServerMetrics("texts_encoded", "Texts encoded (queries, documents, reasonings), all requests.")
+        self.batcher = MicroBatcher(self._run, max_batch=max_batch, max_wait=max_wait, max_queue=max_queue,
+                                    on_batch=self.metrics.observe_batch)
+        self.metrics.watch_queue(lambda: self.batcher.waiting)
 
     @property
     def dim(self) -> int:
         return int(self.embedder.dim)
+
+    def info(self) -> dict[str, Any]:
+        """What is served, for ``GET /info``."""
+        from sr3_env import __version__
+
+        embedder = self.embedder
+        dtype = getattr(embedder, "autocast_dtype", None)
+        weights = str(next(embedder.model.parameters()).dtype).removeprefix("torch.")
+        corpus = None if self.index is None else {"name": self.index.dataset.name, "documents": len(self.index)}
+        return {"model": self.name, "dimension": self.dim, "max_length": int(embedder.max_length),
+                "precision": {"weights": weights, "compute": "bf16" if dtype is not None else weights},
+                "device": str(embedder.device), "corpus": corpus, "max_batch": self.batcher.max_batch,
+                "max_queue": self.batcher.max_queue, "version": __version__, "backend": "sr3"}
 
     def start(self) -> None:
         self.batcher.start()
