@@ -1,22 +1,20 @@
 """Start the server: load the embedder and the corpus (`build_service`), then run uvicorn (`serve`),
 or run it on a background thread (`ServerThread`: tests, examples and the benchmark).
 
-uvicorn handles SIGINT/SIGTERM: it stops accepting connections, lets requests in flight finish,
-then the app's lifespan closes the batcher (queued work runs, the worker stops); ``sr3 serve`` then
-exits with status 0.
+uvicorn handles SIGINT/SIGTERM (`sr3_env.serving.thread.run_until_signal`): it stops accepting
+connections, lets requests in flight finish, then the app's lifespan closes the batcher (queued work
+runs, the worker stops); ``sr3 serve`` then exits with status 0.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
 from sr3_agent.server.schemas import Limits
 from sr3_agent.server.service import EmbeddingService
-from sr3_env.serving.thread import ServerThread, free_port  # noqa: F401  (re-exported: tests, examples)
+from sr3_env.serving.thread import ServerThread, free_port, run_until_signal  # noqa: F401  (ServerThread, free_port: re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -57,24 +55,10 @@ def create_app_for(config: Any, service: EmbeddingService) -> Any:
 
 def serve(config: Any) -> None:
     """``sr3 serve``: build the service and run uvicorn until SIGINT/SIGTERM."""
-    import uvicorn
-
     from sr3_env.serving.operations import resolve_api_key
 
     service = build_service(config)
     app = create_app_for(config, service)
     logger.warning("serving %s on http://%s:%d (Ctrl-C stops)%s", service.name, config.host, config.port,
                    "" if resolve_api_key(config.api_key) is None else "; requests need the API key")
-    # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler it found:
-    # ours notes it, so the command ends normally (exit 0) instead of dying of the signal afterwards.
-    stops: list[int] = []
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = {sig: signal.signal(sig, lambda number, _: stops.append(number))
-                for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
-    try:
-        uvicorn.run(app, host=config.host, port=config.port, log_level="warning", timeout_graceful_shutdown=30)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if stops:
-        logger.warning("stopped by %s after answering the requests in flight", signal.Signals(stops[-1]).name)
+    run_until_signal(app, config.host, config.port)

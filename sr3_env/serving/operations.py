@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from starlette.websockets import WebSocketDisconnect
+
 from sr3_env.serving.batcher import JobTooLarge, QueueFull
 
 API_KEY_VARIABLE = "SR3_API_KEY"
@@ -129,7 +131,13 @@ class GuardMiddleware:
                     status["code"] = 403  # closed before the handshake completed
                 await send(message)
 
-            await self.app(scope, receive, recording_send)
+            try:
+                await self.app(scope, receive, recording_send)
+            except WebSocketDisconnect:
+                if status["code"] != 101:
+                    raise
+                # The client closed an accepted session first (OpenEnv's client sends "close", then hangs
+                # up; the server's own close then finds the socket gone): the session ended normally.
         finally:
             self.metrics.requests.labels(route, str(status["code"])).inc()
             if scope["type"] == "http":

@@ -1,12 +1,38 @@
-"""A server on a background thread (`ServerThread`) and a free loopback port (`free_port`): for
-tests, examples and benchmarks, which talk to a real uvicorn server over loopback."""
+"""Running a server: in the foreground until SIGINT/SIGTERM (`run_until_signal`, the commands), or
+on a background thread (`ServerThread`) at a free loopback port (`free_port`) for tests, examples
+and benchmarks, which talk to a real uvicorn server over loopback."""
 
 from __future__ import annotations
 
+import logging
+import signal
 import socket
 import threading
 import time
 from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def run_until_signal(app: Any, host: str, port: int) -> None:
+    """Run ``app`` with uvicorn until SIGINT/SIGTERM, then return normally (exit status 0).
+
+    uvicorn stops gracefully on those signals (no new connections, requests in flight answered, the
+    app's shutdown runs), then re-raises the signal to the handler it found: ours notes it, so the
+    command ends normally instead of dying of the signal afterwards."""
+    import uvicorn
+
+    stops: list[int] = []
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, lambda number, _: stops.append(number))
+                for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stops:
+        logger.warning("stopped by %s after answering the requests in flight", signal.Signals(stops[-1]).name)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
