@@ -32,11 +32,16 @@ from _common import environment
 
 def start_server(model: str, port: int, extra: list[str]) -> subprocess.Popen:
     """``sr3 serve`` in a child process; returns once /health answers."""
+    return start_process([sys.executable, "-m", "sr3_agent.cli", "serve", "--model", model, "--port", str(port), *extra],
+                         port, "sr3 serve")
+
+
+def start_process(command: list[str], port: int, what: str) -> subprocess.Popen:
+    """A server ``command`` in a child process; returns once its /health on ``port`` answers."""
     import httpx
 
     log = tempfile.TemporaryFile()
-    process = subprocess.Popen([sys.executable, "-m", "sr3_agent.cli", "serve", "--model", model, "--port", str(port),
-                                *extra], stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     while True:
         try:
@@ -45,7 +50,7 @@ def start_server(model: str, port: int, extra: list[str]) -> subprocess.Popen:
         except httpx.TransportError:
             if process.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)
-                raise RuntimeError("sr3 serve did not start:\n" + log.read().decode(errors="replace")) from None
+                raise RuntimeError(f"{what} did not start:\n" + log.read().decode(errors="replace")) from None
             time.sleep(0.5)
 
 
