@@ -9,12 +9,18 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def test_bench_serve_runs_at_a_tiny_size(tiny_embedder, tmp_path, monkeypatch, capsys):
+def load_bench(name: str, monkeypatch, tmp_path):
+    """The benchmark script ``name`` as a module, with an empty cache (benchmarks import their neighbours)."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     monkeypatch.setenv("SR3_CACHE_DIR", str(tmp_path / "cache"))
-    spec = importlib.util.spec_from_file_location("bench_serve", BENCHMARKS / "bench_serve.py")
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_bench_serve_runs_at_a_tiny_size(tiny_embedder, tmp_path, monkeypatch, capsys):
+    bench = load_bench("bench_serve", monkeypatch, tmp_path)
     model = tiny_embedder.save_pretrained(tmp_path / "model")
     out = tmp_path / "bench_serve.json"
     result = bench.main(["--model", str(model), "--clients", "1", "3", "--requests", "6", "--reasoning-requests", "3",
@@ -28,11 +34,7 @@ def test_bench_serve_runs_at_a_tiny_size(tiny_embedder, tmp_path, monkeypatch, c
 
 
 def test_bench_serve_load_runs_at_a_tiny_size(tiny_embedder, tmp_path, monkeypatch, capsys):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    monkeypatch.setenv("SR3_CACHE_DIR", str(tmp_path / "cache"))
-    spec = importlib.util.spec_from_file_location("bench_serve_load", BENCHMARKS / "bench_serve_load.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("bench_serve_load", monkeypatch, tmp_path)
     model = tiny_embedder.save_pretrained(tmp_path / "model")
     out = tmp_path / "load.json"
     result = bench.main(["--model", str(model), "--levels", "1,64", "--seconds", "3", "--per-client", "2",
