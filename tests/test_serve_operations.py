@@ -15,7 +15,7 @@ import pytest
 
 from sr3_agent.config import ServeConfig
 from sr3_agent.server.run import ServerThread, build_service, create_app_for
-from sr3_env.serving.batcher import JobTooLarge, MicroBatcher, QueueFull
+from sr3_env.serving.batcher import BatcherClosed, JobTooLarge, MicroBatcher, QueueFull
 
 NAME = "tiny-random"
 KEY = "s3cret-key"
@@ -154,3 +154,43 @@ def test_batcher_bounds_its_queue_and_refuses_at_once():
         batcher.close()
     with pytest.raises(ValueError, match="max_queue"):
         MicroBatcher(run, max_queue=0)
+
+
+def test_call_runs_on_the_worker_between_batches_and_counts_no_item():
+    threads = []
+
+    def run(kind, items):
+        threads.append(threading.current_thread().name)
+        return items
+
+    batcher = MicroBatcher(run, max_batch=4, max_wait=0, max_queue=2, name="sr3-test-worker").start()
+    try:
+        assert batcher.call(lambda: threading.current_thread().name).result(30) == "sr3-test-worker"
+        assert batcher.submit("k", [1, 2]).result(30) == [1, 2] and threads == ["sr3-test-worker"]
+        with pytest.raises(ZeroDivisionError):  # the function's own error reaches the caller
+            batcher.call(lambda: 1 / 0).result(30)
+        assert batcher.waiting == 0 and batcher.submit("k", [3, 4]).result(30) == [3, 4]  # the worker lives on
+    finally:
+        batcher.close()
+    with pytest.raises(BatcherClosed):
+        batcher.call(lambda: None)
+
+
+def test_the_server_loads_its_model_and_index_on_the_worker_thread(monkeypatch, _tiny_embedder_session):
+    from sr3_agent.server.corpus import CorpusIndex
+
+    built_on = []
+    original = CorpusIndex.build
+
+    def build(*args, **kwargs):
+        built_on.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(CorpusIndex, "build", build)
+    service = build_service(ServeConfig(model="base", corpus="semanlink", corpus_docs=20),
+                            embedder=copy.deepcopy(_tiny_embedder_session))
+    try:
+        assert built_on == [service.batcher._thread.name] and built_on[0] != threading.main_thread().name
+        assert service.index is not None and service.embedder is not None
+    finally:
+        service.close()

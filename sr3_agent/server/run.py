@@ -20,26 +20,32 @@ logger = logging.getLogger(__name__)
 
 
 def build_service(config: Any, embedder: Any | None = None) -> EmbeddingService:
-    """Load the model (unless given) and the corpus index of a `ServeConfig`."""
-    from sr3_agent.embedder import ReasoningEmbedder
-    from sr3_agent.evaluate import sub_corpus
-    from sr3_agent.server.corpus import CorpusIndex
-    from sr3_env import load_dataset
+    """Load the model (unless given) and the corpus index of a `ServeConfig`, on the service's worker
+    thread (`EmbeddingService.loaded_on_worker`); the service is started."""
 
-    if embedder is None:
-        source = config.base_model if config.model == "base" else config.model
-        settings = {"max_length": config.max_length} if config.max_length is not None else {}
-        embedder = ReasoningEmbedder.from_pretrained(source, device=config.device, **settings)
-    embedder.batch_size = config.max_batch
-    name = config.served_name or (embedder.name if config.model == "base" else Path(config.model).name)
-    index = None
-    if config.corpus:
-        dataset, note = sub_corpus(load_dataset(config.corpus, split=config.split), config.corpus_docs)
-        if note:
-            logger.info("corpus %s: %s", dataset.name, note)
-        index = CorpusIndex.build(embedder, dataset)
-    return EmbeddingService(embedder, name, index=index, max_batch=config.max_batch, max_wait=config.batch_wait_ms / 1000,
-                            max_queue=config.max_queue)
+    def load() -> tuple[Any, str, Any]:
+        from sr3_agent.embedder import ReasoningEmbedder
+        from sr3_agent.evaluate import sub_corpus
+        from sr3_agent.server.corpus import CorpusIndex
+        from sr3_env import load_dataset
+
+        model = embedder
+        if model is None:
+            source = config.base_model if config.model == "base" else config.model
+            settings = {"max_length": config.max_length} if config.max_length is not None else {}
+            model = ReasoningEmbedder.from_pretrained(source, device=config.device, **settings)
+        model.batch_size = config.max_batch
+        name = config.served_name or (model.name if config.model == "base" else Path(config.model).name)
+        index = None
+        if config.corpus:
+            dataset, note = sub_corpus(load_dataset(config.corpus, split=config.split), config.corpus_docs)
+            if note:
+                logger.info("corpus %s: %s", dataset.name, note)
+            index = CorpusIndex.build(model, dataset)
+        return model, name, index
+
+    return EmbeddingService.loaded_on_worker(load, max_batch=config.max_batch, max_wait=config.batch_wait_ms / 1000,
+                                             max_queue=config.max_queue)
 
 
 def create_app_for(config: Any, service: EmbeddingService) -> Any:

@@ -1,8 +1,8 @@
 """`RetrievalEmbed-v0` and `RetrievalRefine-v0` as OpenEnv environments: one `RetrievalSession` per
 WebSocket session, every session over one `EnvironmentHub`.
 
-The hub builds the Gymnasium environment once (dataset, encoder, lazily refreshed index, reward)
-and scores the actions of all sessions through one `MicroBatcher`: the steps that arrive together
+The hub builds the Gymnasium environment once (dataset, encoder, lazily refreshed index, reward),
+on the batcher's worker thread, and scores the actions of all sessions through one `MicroBatcher`: the steps that arrive together
 run as one index search (`RetrievalTask.score` on the stacked actions), exactly as a vector
 environment's step does, and only the batcher's worker thread touches the index, so the lazy
 refresh needs no lock. A session is a shallow copy of the hub's environment with its own episode
@@ -78,12 +78,16 @@ class EnvironmentHub:
         else:
             from sr3_env.refine import RetrievalRefineEnv as env_class
         self.env_id = env_id
-        self.template = env_class(**env_kwargs)
-        self.task = self.template.task
         self.metrics = ServerMetrics("steps_scored", "Actions (query embeddings) scored, all sessions.")
         self.batcher = MicroBatcher(self._score, max_batch=max_batch, max_wait=max_wait, max_queue=max_queue,
-                                    on_batch=self.metrics.observe_batch, unit="steps", name="sr3-env-batcher")
+                                    on_batch=self.metrics.observe_batch, unit="steps", name="sr3-env-batcher").start()
         self.metrics.watch_queue(lambda: self.batcher.waiting)
+        try:  # the encoder and the index are built on the worker, the one thread that runs torch (MicroBatcher.call)
+            self.template = self.batcher.call(lambda: env_class(**env_kwargs)).result()
+        except BaseException:
+            self.batcher.close()
+            raise
+        self.task = self.template.task
         self.template.task = BatchedTask(self.task, self.batcher)
 
     def _score(self, _: Hashable, items: list[tuple[int, np.ndarray]]) -> list[tuple[float, dict[str, Any]]]:

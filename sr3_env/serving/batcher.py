@@ -12,6 +12,13 @@ is refused at once with `QueueFull` (the server answers 429 with ``Retry-After``
 than the whole queue with `JobTooLarge` (413: it could never be taken). Latency and memory stay
 bounded under any load instead of growing with the backlog.
 
+``call(fn)`` runs any function on the worker thread between batches: servers load their model and
+build their index there, so that all of a process's torch work runs on one thread. On a CPU this
+matters: PyTorch's OpenMP threads (libgomp) belong to the thread that started them, and once two
+threads have started teams there are more OpenMP threads than cores, their waits turn to sleeps,
+and every operator of the worker ran 1.5-2x slower than the same work on one thread
+(``benchmarks/bench_serve_load.py``, docs/serving.md "Under load").
+
 ``close()`` stops new jobs, runs those already queued, and joins the worker (graceful shutdown).
 """
 
@@ -30,6 +37,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 _STOP = object()
+_CALL = object()  # the kind of a `call` job: its one item is the function to run
 
 
 class BatcherClosed(RuntimeError):
@@ -141,7 +149,20 @@ class MicroBatcher:
             self._queue.put(job)
         return job.future
 
+    def call(self, fn: Callable[[], Any]) -> Future:
+        """Run ``fn()`` on the worker thread (between batches); the future holds its result or exception.
+
+        It counts as no item against ``max_queue``. Raises `BatcherClosed` while shutting down."""
+        job = _Job(_CALL, [fn])
+        with self._lock:
+            if self._closed.is_set():
+                raise BatcherClosed("The server is shutting down and takes no new requests.")
+            self._queue.put(job)
+        return job.future
+
     def _taken(self, job: _Job) -> None:
+        if job.kind is _CALL:
+            return
         with self._lock:
             self._waiting -= len(job.texts)
 
@@ -172,7 +193,7 @@ class MicroBatcher:
                 return jobs, True
             self._taken(item)
             jobs.append(item)
-            count += len(item.texts)
+            count += 0 if item.kind is _CALL else len(item.texts)
         return jobs, False
 
     def _work(self) -> None:
@@ -199,6 +220,10 @@ class MicroBatcher:
         for job in jobs:
             kinds.setdefault(job.kind, []).append(job)
         for kind, group in kinds.items():
+            if kind is _CALL:
+                for job in group:
+                    self._call(job)
+                continue
             texts = [text for job in group for text in job.texts]
             started = time.perf_counter()
             try:
@@ -222,3 +247,12 @@ class MicroBatcher:
             for job in group:
                 job.future.set_result(results[start:start + len(job.texts)])
                 start += len(job.texts)
+
+    @staticmethod
+    def _call(job: _Job) -> None:
+        try:
+            result = job.texts[0]()
+        except Exception as error:  # handed to the caller, which raises it
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(result)
