@@ -28,30 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from _common import environment
+from sr3_env.serving.process import start_process
 
 
 def start_server(model: str, port: int, extra: list[str]) -> subprocess.Popen:
     """``sr3 serve`` in a child process; returns once /health answers."""
     return start_process([sys.executable, "-m", "sr3_agent.cli", "serve", "--model", model, "--port", str(port), *extra],
                          port, "sr3 serve")
-
-
-def start_process(command: list[str], port: int, what: str) -> subprocess.Popen:
-    """A server ``command`` in a child process; returns once its /health on ``port`` answers."""
-    import httpx
-
-    log = tempfile.TemporaryFile()
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).raise_for_status()
-            return process
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"{what} did not start:\n" + log.read().decode(errors="replace")) from None
-            time.sleep(0.5)
 
 
 def run_level(url: str, model: str, texts: list[str], clients: int, per_client: int, reasoning: bool,

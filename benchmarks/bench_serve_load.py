@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from _common import environment
-from bench_serve import start_process, start_server
+from bench_serve import start_server
+from sr3_env.serving.process import start_process, stop_process
 
 LEVELS = (1, 8, 64, 256)
 
@@ -143,11 +144,6 @@ def start_openenv(port: int, extra: list[str]) -> subprocess.Popen:
     return start_process([sys.executable, "-m", "sr3_env.openenv", "--port", str(port), *extra], port, "the OpenEnv server")
 
 
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    process.wait(120)
-
-
 def serve_levels(args: argparse.Namespace, queries: list[str]) -> tuple[list[dict], dict]:
     from sr3_env.serving.thread import free_port
 
@@ -181,7 +177,7 @@ def serve_levels(args: argparse.Namespace, queries: list[str]) -> tuple[list[dic
         final = scrape(url, headers)
         check = {route: {"sent": n, "counted": counted(final, "sr3_requests_total", route=route)} for route, n in sent.items()}
     finally:
-        stop(process)
+        stop_process(process)
     return rows, check
 
 
@@ -213,7 +209,7 @@ def openenv_levels(args: argparse.Namespace) -> tuple[list[dict], dict, int]:
             print(json.dumps(rows[-1]), flush=True)
         check = {"/ws steps": {"sent": sent, "counted": counted(scrape(url, {}), "sr3_steps_scored_total")}}
     finally:
-        stop(process)
+        stop_process(process)
     return rows, check, dim
 
 

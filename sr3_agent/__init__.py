@@ -6,7 +6,8 @@
   it implements the `sr3_env` ``Encoder`` protocol.
 - `train_sft` / ``sr3 sft``: contrastive warm-up with hard negatives mined from a lazy index.
 - `train_rl` / ``sr3 rl``: reasoning and embedding trained together against ``RetrievalEmbed-v0``.
-- `RetrievalReward`, `grpo_dataset`: the same environment as a reward function for ``trl.GRPOTrainer``.
+- `RetrievalReward`, `grpo_dataset`: the same environment as a reward function for ``trl.GRPOTrainer``;
+  `RemoteRetrievalReward`: the same from an OpenEnv server of it (``python -m sr3_env.openenv``).
 - `run_eval` / ``sr3 eval``: nDCG@10, Recall@100, MRR@10 beside BM25 and all-MiniLM-L6-v2.
 """
 
@@ -16,8 +17,9 @@ from sr3_agent.embedder import EMBED_TOKEN, Prompts, ReasoningEmbedder, Rollout
 from sr3_agent.evaluate import evaluate_systems, ir_metrics, markdown_table
 from sr3_agent.rl import train_rl
 from sr3_agent.sft import train_sft
-from sr3_agent.trl_reward import RetrievalReward, grpo_dataset
+from sr3_agent.trl_reward import RemoteRetrievalReward, RetrievalReward, grpo_dataset
 
-__all__ = ["EMBED_TOKEN", "ConfigError", "EvalConfig", "Prompts", "RLConfig", "ReasoningEmbedder", "RetrievalReward",
+__all__ = ["EMBED_TOKEN", "ConfigError", "EvalConfig", "Prompts", "RLConfig", "ReasoningEmbedder", "RemoteRetrievalReward",
+           "RetrievalReward",
            "Rollout", "SFTConfig", "evaluate_systems", "grpo_dataset", "ir_metrics", "markdown_table", "run_eval",
            "train_rl", "train_sft"]

@@ -25,6 +25,7 @@ causal LM, so that the reference also has the ``<|embed_token|>`` row.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Sequence
 
 import numpy as np
@@ -55,34 +56,16 @@ def completion_sequence(prompt_ids: Sequence[int], completion_ids: Sequence[int]
     return list(prompt_ids) + completion[:stop] + [embed_token_id]
 
 
-class RetrievalReward:
-    """Reward completions by the rank the environment gives their embedding (see the module docstring).
+class CompletionEmbeddings:
+    """What every Search-R3 reward for TRL shares: each completion's embedding and its query id.
 
     Args:
         embedder: wraps the model GRPOTrainer trains (pass ``embedder.model`` as the trainer's model).
-        dataset: queries (their ids must be in the training dataset's ``query_id`` column) and corpus.
-        reward, top_k, refresh, refresh_budget: as in ``RetrievalEmbed-v0``.
         query_id_column: the dataset column holding each prompt's query id.
     """
 
-    def __init__(self, embedder: ReasoningEmbedder, dataset: RetrievalDataset, *, reward: str = "log_rank",
-                 top_k: int = 10, refresh: str = "lazy", refresh_budget: int = 0,
-                 query_id_column: str = "query_id") -> None:
-        self.__name__ = f"retrieval_{reward}"  # TRL names the reward's logs after it
-        self.embedder, self.dataset, self.reward, self.top_k = embedder, dataset, reward, top_k
-        self.query_id_column = query_id_column
-        self.index = LazyIndex(dataset.documents, embedder, refresh=refresh, refresh_budget=refresh_budget,
-                               device=embedder.device)
-        self._envs: dict[int, RetrievalEmbedVectorEnv] = {}
-        self._seen_step: int | None = None
-        self.last_info: dict[str, Any] = {}  #: the environment's final_info of the latest call (ranks, top ids, ...)
-
-    def env(self, size: int) -> RetrievalEmbedVectorEnv:
-        """The vector environment for ``size`` completions at once (all share one index)."""
-        if size not in self._envs:
-            self._envs[size] = RetrievalEmbedVectorEnv(num_envs=size, dataset=self.dataset, index=self.index,
-                                                       reward=self.reward, top_k=self.top_k)
-        return self._envs[size]
+    def __init__(self, embedder: ReasoningEmbedder, query_id_column: str = "query_id") -> None:
+        self.embedder, self.query_id_column = embedder, query_id_column
 
     def _prompt_ids(self, prompt: Any) -> list[int]:
         tokenizer = self.embedder.tokenizer
@@ -97,12 +80,22 @@ class RetrievalReward:
         text = completion if isinstance(completion, str) else "".join(m.get("content", "") for m in completion)
         return self.embedder.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _track_updates(self, trainer_state: Any) -> None:
-        step = getattr(trainer_state, "global_step", None)
-        if step is not None and self._seen_step is not None and step != self._seen_step:
-            self.embedder.bump_version()  # the trainer stepped its optimiser: index rows are stale now
-        if step is not None:
-            self._seen_step = step
+    def query_ids(self, prompts: Sequence[Any], completions: Sequence[Any],
+                  completion_ids: Sequence[Sequence[int]] | None, kwargs: dict[str, Any]) -> list[str]:
+        """The query id of each completion, from TRL's dataset columns; every list checked for one entry each."""
+        n, who = len(completions), type(self).__name__
+        if self.query_id_column not in kwargs:
+            raise Sr3Error(f"{who} needs the query id of each prompt, but the training dataset has no "
+                           f"{self.query_id_column!r} column (got {sorted(k for k in kwargs if k != 'trainer_state')}). "
+                           "Build it with sr3_agent.grpo_dataset, or pass query_id_column=<your column>.")
+        query_ids = [str(q) for q in kwargs[self.query_id_column]]
+        lengths = {"prompts": len(prompts), self.query_id_column: len(query_ids)}
+        if completion_ids is not None:
+            lengths["completion_ids"] = len(completion_ids)
+        wrong = {name: size for name, size in lengths.items() if size != n}
+        if wrong:
+            raise Sr3Error(f"{who} got {n} completions but {wrong}: every list must hold one entry per completion.")
+        return query_ids
 
     @torch.no_grad()
     def embed(self, prompts: Sequence[Any], completions: Sequence[Any],
@@ -123,21 +116,47 @@ class RetrievalReward:
             embedder.model.train(was_training)
         return out
 
+
+class RetrievalReward(CompletionEmbeddings):
+    """Reward completions by the rank the environment gives their embedding (see the module docstring).
+
+    Args:
+        embedder: wraps the model GRPOTrainer trains (pass ``embedder.model`` as the trainer's model).
+        dataset: queries (their ids must be in the training dataset's ``query_id`` column) and corpus.
+        reward, top_k, refresh, refresh_budget: as in ``RetrievalEmbed-v0``.
+        query_id_column: the dataset column holding each prompt's query id.
+    """
+
+    def __init__(self, embedder: ReasoningEmbedder, dataset: RetrievalDataset, *, reward: str = "log_rank",
+                 top_k: int = 10, refresh: str = "lazy", refresh_budget: int = 0,
+                 query_id_column: str = "query_id") -> None:
+        super().__init__(embedder, query_id_column)
+        self.__name__ = f"retrieval_{reward}"  # TRL names the reward's logs after it
+        self.dataset, self.reward, self.top_k = dataset, reward, top_k
+        self.index = LazyIndex(dataset.documents, embedder, refresh=refresh, refresh_budget=refresh_budget,
+                               device=embedder.device)
+        self._envs: dict[int, RetrievalEmbedVectorEnv] = {}
+        self._seen_step: int | None = None
+        self.last_info: dict[str, Any] = {}  #: the environment's final_info of the latest call (ranks, top ids, ...)
+
+    def env(self, size: int) -> RetrievalEmbedVectorEnv:
+        """The vector environment for ``size`` completions at once (all share one index)."""
+        if size not in self._envs:
+            self._envs[size] = RetrievalEmbedVectorEnv(num_envs=size, dataset=self.dataset, index=self.index,
+                                                       reward=self.reward, top_k=self.top_k)
+        return self._envs[size]
+
+    def _track_updates(self, trainer_state: Any) -> None:
+        step = getattr(trainer_state, "global_step", None)
+        if step is not None and self._seen_step is not None and step != self._seen_step:
+            self.embedder.bump_version()  # the trainer stepped its optimiser: index rows are stale now
+        if step is not None:
+            self._seen_step = step
+
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any],
                  completion_ids: Sequence[Sequence[int]] | None = None, **kwargs: Any) -> list[float]:
         n = len(completions)
-        if self.query_id_column not in kwargs:
-            raise Sr3Error(f"RetrievalReward needs the query id of each prompt, but the training dataset has no "
-                           f"{self.query_id_column!r} column (got {sorted(k for k in kwargs if k != 'trainer_state')}). "
-                           "Build it with sr3_agent.grpo_dataset, or pass query_id_column=<your column>.")
-        query_ids = [str(q) for q in kwargs[self.query_id_column]]
-        lengths = {"prompts": len(prompts), self.query_id_column: len(query_ids)}
-        if completion_ids is not None:
-            lengths["completion_ids"] = len(completion_ids)
-        wrong = {name: size for name, size in lengths.items() if size != n}
-        if wrong:
-            raise Sr3Error(f"RetrievalReward got {n} completions but {wrong}: every list must hold one entry per "
-                           "completion.")
+        query_ids = self.query_ids(prompts, completions, completion_ids, kwargs)
         if n == 0:
             return []
         self._track_updates(kwargs.get("trainer_state"))
@@ -156,3 +175,89 @@ class RetrievalReward:
             log_metric("sr3/rank_mean", float(np.mean(self.last_info["rank"])))
             log_metric("sr3/rows_reencoded", float(np.asarray(self.last_info["index"]["rows_reencoded"])[0]))
         return [float(r) for r in rewards]
+
+
+class RemoteRetrievalReward(CompletionEmbeddings):
+    """Reward completions by the rank an OpenEnv server of ``RetrievalEmbed-v0`` gives their embedding.
+
+    The trainer embeds each completion with the policy, as `RetrievalReward` does, and sends the
+    vector as the action of one episode (``reset(query_id=...)``, then ``step({"embedding": ...})``)
+    to ``python -m sr3_env.openenv`` on another process or machine, over ``connections`` WebSocket
+    sessions at once, so that the server scores them in shared index searches.
+
+    The server's document encoder must embed into the policy's space: start it with
+    ``--encoder FOLDER``, a ``sr3 export`` of the model the run starts from. Its index is then a frozen
+    snapshot of the policy's document embeddings, not `RetrievalReward`'s lazily refreshed one: as
+    the policy trains, its queries move away from the snapshot. Re-export and restart the server to
+    refresh it, or use `RetrievalReward` where the trainer can hold the index itself.
+
+    Args:
+        embedder: wraps the model GRPOTrainer trains.
+        base_url: the server, e.g. ``http://127.0.0.1:8001``.
+        api_key: the server's ``--api-key`` (default: ``$SR3_API_KEY``).
+        connections: sessions open at once (at most the server's ``--max-concurrent-envs``).
+        timeout: seconds a reset or step may take before the call fails.
+        query_id_column: the dataset column holding each prompt's query id.
+    """
+
+    def __init__(self, embedder: ReasoningEmbedder, base_url: str, *, api_key: str | None = None,
+                 connections: int = 8, timeout: float = 60.0, query_id_column: str = "query_id") -> None:
+        from sr3_env.serving.operations import resolve_api_key
+
+        if connections < 1:
+            raise Sr3Error(f"connections must be >= 1, got {connections}.")
+        super().__init__(embedder, query_id_column)
+        self.__name__ = "remote_retrieval"  # TRL names the reward's logs after it
+        self.base_url, self.api_key = base_url, resolve_api_key(api_key)
+        self.connections, self.timeout = int(connections), float(timeout)
+        self.last_infos: list[dict[str, Any]] = []  #: each step's info from the server in the latest call
+
+    async def _episodes(self, query_ids: list[str], embeddings: np.ndarray) -> list[tuple[float, dict[str, Any]]]:
+        from sr3_env.openenv.client import Sr3EnvClient
+
+        results: list[tuple[float, dict[str, Any]] | None] = [None] * len(query_ids)
+
+        async def session(rows: range) -> None:
+            async with Sr3EnvClient(self.base_url, api_key=self.api_key, message_timeout_s=self.timeout) as env:
+                for row in rows:
+                    await env.reset(query_id=query_ids[row])
+                    step = await env.step({"embedding": embeddings[row].tolist()})
+                    results[row] = (float(step.reward), dict(step.observation["info"]))
+
+        count = min(self.connections, len(query_ids))
+        await asyncio.gather(*(session(range(k, len(query_ids), count)) for k in range(count)))
+        return [result for result in results if result is not None]
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any],
+                 completion_ids: Sequence[Sequence[int]] | None = None, **kwargs: Any) -> list[float]:
+        query_ids = self.query_ids(prompts, completions, completion_ids, kwargs)
+        if not query_ids:
+            return []
+        embeddings = self.embed(prompts, completions, completion_ids)
+        try:
+            results = run_coroutine(self._episodes(query_ids, embeddings))
+        except ConnectionError as error:
+            raise Sr3Error(f"Could not reach the OpenEnv server at {self.base_url}: {error}. Start it with "
+                           "`python -m sr3_env.openenv --encoder <sr3 export folder> ...` and pass its address.") from error
+        except TimeoutError as error:
+            raise Sr3Error(f"The OpenEnv server at {self.base_url} did not answer within {self.timeout} s; is it "
+                           "overloaded (see its /metrics), or should timeout be larger?") from error
+        except RuntimeError as error:  # the server's answer to a bad reset or step (unknown id, wrong length)
+            raise Sr3Error(f"The OpenEnv server at {self.base_url} refused an episode: {error}") from error
+        self.last_infos = [info for _, info in results]
+        log_metric = kwargs.get("log_metric")
+        if callable(log_metric):  # TRL averages these over each logging step
+            log_metric("sr3/rank_mean", float(np.mean([info["rank"] for info in self.last_infos])))
+        return [reward for reward, _ in results]
+
+
+def run_coroutine(coroutine: Any) -> Any:
+    """Run ``coroutine`` to its end from synchronous code, on a thread of its own if this one runs a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

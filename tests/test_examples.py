@@ -42,6 +42,16 @@ def test_grpo_with_trl_runs_at_a_tiny_budget(tmp_path, capsys):
     assert "mean gold rank" in capsys.readouterr().out
 
 
+def test_grpo_with_openenv_trains_against_a_server_process(tmp_path, capsys):
+    logs = load("grpo_with_openenv").main(["--steps", "1", "--queries", "8", "--docs", "40",
+                                           "--output-dir", str(tmp_path / "run")])
+    assert len(logs) == 1 and 0.0 <= logs[0]["rewards/remote_retrieval/mean"] <= 1.0
+    assert 1 <= logs[0]["sr3/rank_mean"] <= 40
+    assert (tmp_path / "run" / "doc-encoder" / "modules.json").is_file()
+    assert (tmp_path / "run" / "final" / "sr3_embedder.json").is_file()
+    assert "from http://127.0.0.1:" in capsys.readouterr().out
+
+
 def test_sharded_env_runs_in_a_group_of_one(capsys):
     result = load("sharded_env").main(["--encoder", "hashing", "--steps", "1", "--num-envs", "4"])
     assert result["world"] == 1 and 0.0 <= result["mean_reward"] <= 1.0
@@ -57,5 +67,6 @@ def test_export_and_serve_runs_at_a_tiny_budget(tmp_path, monkeypatch, capsys):
 
 
 def test_every_example_is_tested():
-    tested = {"quickstart", "sb3_demo", "embed_and_finetune", "grpo_with_trl", "sharded_env", "export_and_serve"}
+    tested = {"quickstart", "sb3_demo", "embed_and_finetune", "grpo_with_trl", "grpo_with_openenv", "sharded_env",
+              "export_and_serve"}
     assert {path.stem for path in EXAMPLES.glob("*.py")} == tested

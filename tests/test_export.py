@@ -82,6 +82,27 @@ def test_compare_reports_the_differences(tiny_embedder, tmp_path, offline):
     assert report["query_max_abs_diff"] <= TOLERANCE and report["document_min_cosine"] > 0.9999
 
 
+def test_an_export_is_an_environments_document_encoder(tiny_embedder, tmp_path, offline):
+    """``make_encoder(folder)``: the export's vectors are the embedder's, documents and queries alike, and
+    its cache key changes when the folder is written again."""
+    import os
+
+    from sr3_env.encoders import SentenceTransformerEncoder, make_encoder
+    from sr3_env.errors import EncoderError
+
+    queries, documents = real_texts()
+    folder = export_embedder(tiny_embedder, tmp_path / "st")
+    encoder = make_encoder(str(folder))
+    assert isinstance(encoder, SentenceTransformerEncoder) and encoder.frozen and encoder.dim == tiny_embedder.dim
+    np.testing.assert_allclose(encoder.encode_documents(documents), tiny_embedder.encode_documents(documents), atol=1e-4)
+    np.testing.assert_allclose(encoder.encode_queries(queries), tiny_embedder.encode_queries(queries), atol=1e-4)
+    weights = next(folder.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert make_encoder(folder).name != encoder.name
+    with pytest.raises(EncoderError, match="no modules.json"):
+        make_encoder(str(tmp_path))
+
+
 def sr3_train_layout(tiny_embedder, root: Path) -> Path:
     """A folder as `sr3 train` leaves it: sft/final (the model), sft/config.json, results.json."""
     final = tiny_embedder.save_pretrained(root / "sft" / "final")

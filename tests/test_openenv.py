@@ -196,3 +196,45 @@ def test_the_api_key_guards_the_websocket(monkeypatch):
     finally:
         process.terminate()
         assert process.wait(60) == 0
+
+
+@pytest.fixture
+def remote_and_local(tiny_embedder, tiny_beir):
+    """`RemoteRetrievalReward` against a server whose encoder is the embedder, beside the in-process reward."""
+    from sr3_agent.trl_reward import RemoteRetrievalReward, RetrievalReward
+    from sr3_env import load_dataset
+
+    data = load_dataset(tiny_beir, split="test")
+    hub = EnvironmentHub("RetrievalEmbed-v0", max_batch=64, max_wait=0.05, dataset=data, encoder=tiny_embedder,
+                         reward="log_rank", top_k=3)
+    with ServerThread(create_app(hub, max_concurrent_envs=8)) as server:
+        yield (RemoteRetrievalReward(tiny_embedder, server.url, connections=3),
+               RetrievalReward(tiny_embedder, data, reward="log_rank", top_k=3), data, hub)
+
+
+def test_the_remote_reward_equals_the_in_process_one(tiny_embedder, remote_and_local):
+    remote, local, data, hub = remote_and_local
+    rows = [0, 0, 1, 2, 1]
+    prompts = [tiny_embedder.prompt_text(data.query_texts[i], tiny_embedder.prompts.reasoning) for i in rows]
+    completions = ["cats and dogs", "wolves", "cities of europe", "", "rivers"]
+    ids = [data.query_ids[i] for i in rows]
+    logged = {}
+    values = remote(prompts=prompts, completions=completions, query_id=ids, log_metric=logged.__setitem__)
+    assert values == pytest.approx(local(prompts=prompts, completions=completions, query_id=ids), abs=1e-5)
+    assert [info["rank"] for info in remote.last_infos] == list(local.last_info["rank"])
+    assert logged["sr3/rank_mean"] == pytest.approx(np.mean(local.last_info["rank"]))
+    assert hub.batcher.stats.texts == len(rows)  # every completion was one step on the server
+
+
+def test_the_remote_reward_says_what_went_wrong(tiny_embedder, remote_and_local):
+    from sr3_agent.trl_reward import RemoteRetrievalReward
+    from sr3_env.errors import Sr3Error
+
+    remote, _, data, _ = remote_and_local
+    with pytest.raises(Sr3Error, match="refused an episode.*no-such-query"):
+        remote(prompts=["p"], completions=["c"], query_id=["no-such-query"])
+    with pytest.raises(Sr3Error, match="no 'query_id' column"):
+        remote(prompts=["p"], completions=["c"])
+    unreachable = RemoteRetrievalReward(tiny_embedder, f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(Sr3Error, match="Could not reach the OpenEnv server.*python -m sr3_env.openenv"):
+        unreachable(prompts=["p"], completions=["c"], query_id=[data.query_ids[0]])
