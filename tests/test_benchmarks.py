@@ -260,3 +260,12 @@ def test_bench_recipe_runs_every_stage_beside_its_budget(load, tmp_path, capsys,
                for row in results["rows"])
     assert results["config"]["lora"] and results["config"]["activation_checkpointing"]
     assert "| rl | 1 |" in capsys.readouterr().out
+
+
+def test_bench_threads_times_each_case_in_its_own_process(load, tiny_embedder, tmp_path, capsys):
+    tiny_embedder.save_pretrained(tmp_path / "model")
+    results = load("bench_threads").main(["--model", str(tmp_path / "model"), "--texts", "4", "--repeats", "2",
+                                          "--output", str(tmp_path / "threads.json")])
+    assert [len(times) for times in results["times"].values()] == [2, 2, 2]
+    assert all(t > 0 for times in results["times"].values() for t in times) and results["rows"][0]["vs_main"] == 1.0
+    assert "MicroBatcher.call" in capsys.readouterr().out and (tmp_path / "threads.json").is_file()
