@@ -259,7 +259,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--per-client", type=int, default=50, help="Most requests per client and level.")
     parser.add_argument("--timeout", type=float, default=60.0, help="A request's time bound, in seconds.")
     parser.add_argument("--max-queue", type=int, default=64, help="The servers' --max-queue.")
-    parser.add_argument("--encoder", default="minilm", help="The OpenEnv server's document encoder: minilm or hashing.")
+    parser.add_argument("--encoder", default="minilm", help="The OpenEnv server's document encoder: minilm, hashing or a "
+                        "sentence-transformers folder.")
     parser.add_argument("--output", default="benchmarks/results/bench_serve_load.json")
     args = parser.parse_args(argv)
 

@@ -22,7 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8001, help="Port to listen on.")
     parser.add_argument("--dataset", default="semanlink", help="Bundled dataset name, BEIR folder or Hugging Face dataset.")
     parser.add_argument("--split", default="test", help="Qrels split whose queries the episodes draw.")
-    parser.add_argument("--encoder", default="minilm", help="Document encoder: minilm or hashing.")
+    parser.add_argument("--encoder", default="minilm", help="Document encoder: minilm, hashing, or a sentence-transformers folder "
+                        "(`sr3 export` of the policy: its document embeddings).")
     parser.add_argument("--reward", default="reciprocal_rank", help="reciprocal_rank, ndcg@k, recall@k or log_rank.")
     parser.add_argument("--top-k", type=int, default=100, help="Candidates re-encoded and returned per step.")
     parser.add_argument("--max-turns", type=int, default=2, help="RetrievalRefine-v0: turns per episode.")
