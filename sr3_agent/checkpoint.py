@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import pickle
-import random
 import shutil
 import signal
 import threading
@@ -41,6 +40,8 @@ import numpy as np
 import torch
 
 from sr3_agent.config import ConfigError
+from sr3_agent.distributed import is_main_process
+from sr3_agent.rng import rng_state, set_rng_state
 from sr3_env.errors import Sr3Error
 
 logger = logging.getLogger(__name__)
@@ -61,35 +62,6 @@ class CheckpointError(Sr3Error):
 
 
 # -- random states, as plain data ----------------------------------------------------------------
-
-def rng_state() -> dict[str, Any]:
-    """Python, numpy, torch (and CUDA) random states as tensors, lists and ints (loadable with weights_only)."""
-    numpy_state = np.random.get_state(legacy=False)
-    numpy_state["state"] = {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
-                            "pos": int(numpy_state["state"]["pos"])}
-    numpy_state["has_gauss"], numpy_state["gauss"] = int(numpy_state["has_gauss"]), float(numpy_state["gauss"])
-    return {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(_as_python_state(state["python"]))
-    numpy_state = state["numpy"]
-    if isinstance(numpy_state, dict):
-        key = numpy_state["state"]["key"]
-        key = key.numpy() if isinstance(key, torch.Tensor) else np.asarray(key)
-        numpy_state = {**numpy_state, "state": {**numpy_state["state"], "key": key.astype(np.uint32)}}
-    np.random.set_state(numpy_state)
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _as_python_state(state: Any) -> tuple:
-    """``random.getstate()`` as ``random.setstate`` wants it (tuples, even if stored as lists)."""
-    version, internal, gauss = state
-    return int(version), tuple(int(x) for x in internal), gauss
-
 
 def plain(value: Any) -> Any:
     """``value`` with numpy arrays turned into tensors and numpy scalars into Python numbers, so that
@@ -319,8 +291,6 @@ def load_latest(output_dir: str | Path) -> dict[str, Any]:
 def _set_aside(folder: Path) -> None:
     """Rename a damaged checkpoint so it is neither resumed from nor counted among the kept ones
     (only the main process renames; the files stay for inspection)."""
-    from sr3_agent.distributed import is_main_process
-
     if not is_main_process():
         return
     target = folder.with_name(DAMAGED_PREFIX + folder.name)

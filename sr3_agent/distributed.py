@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from sr3_agent.config import ConfigError
+from sr3_agent.rng import rng_state, set_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -185,8 +186,6 @@ def process_rng_states(processes: Processes) -> dict[str, Any]:
     stream (the checkpoint's ``rng`` holds the main process's only). Nothing in one process."""
     if not processes.distributed:
         return {}
-    from sr3_agent.checkpoint import rng_state
-
     return {"process_rng": processes.gather(rng_state())}
 
 
@@ -194,8 +193,6 @@ def restore_process_rng(state: dict[str, Any], processes: Processes) -> None:
     """After `sr3_agent.checkpoint.load_latest`: give each process back its own random states."""
     if not processes.distributed:
         return
-    from sr3_agent.checkpoint import set_rng_state
-
     saved = state.get("process_rng")
     if saved is not None and len(saved) == processes.world_size:
         set_rng_state(saved[processes.rank])
