@@ -22,8 +22,11 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class SFTConfig:
-    """Contrastive warm-up of the reasoning embedder (``sr3 sft``)."""
+class RunConfig:
+    """What every training run shares (``sr3 sft``, ``sr3 rl``): data, optimiser, model, checkpoints.
+
+    `SFTConfig` and `RLConfig` inherit these fields and checks; a field a command redeclares keeps its
+    place and takes that command's default and help."""
 
     model: str | None = None
     """Hugging Face causal LM name or folder to start from (default: the bundled SmolLM2-135M-Instruct)."""
@@ -34,17 +37,72 @@ class SFTConfig:
     num_queries: int | None = 4000
     """Training queries drawn from the split (None: all)."""
     corpus_docs: int | None = 3000
-    """Documents in the mining index: a sub-corpus that keeps every relevant document (None: all)."""
+    """Documents in the training index: a sub-corpus that keeps every relevant document (None: all)."""
     steps: int = 100
     """Optimiser steps."""
-    batch_size: int = 16
-    """Queries per step (each with one positive and `hard_negatives` mined negatives)."""
     learning_rate: float = 5e-5
-    """AdamW learning rate (linear warm-up over the first 10% of steps, then constant)."""
+    """AdamW learning rate."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
+    warmup_fraction: float = 0.0
+    """Share of the steps over which the learning rate warms up linearly (at least one step when above 0), then stays constant."""
+    kl_weight: float = 0.0
+    """Weight of the KL to the frozen starting model (0: no reference model kept)."""
+    refresh: str = "lazy"
+    """Index refresh policy: lazy, full, periodic or frozen (see sr3_env.LazyIndex)."""
+    refresh_every: int = 10
+    """With refresh=periodic: optimiser steps between full re-encodes of the index."""
+    refresh_budget: int = 0
+    """Extra stalest index rows re-encoded after each search (0: none)."""
+    max_length: int = 128
+    """Prompt tokens kept per text (longer texts are truncated inside the chat template)."""
+    lora: bool = False
+    """Train LoRA adapters (peft) instead of all weights."""
+    lora_rank: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA alpha (scale = alpha / rank)."""
+    activation_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward pass instead of keeping them (less memory, about a third more compute; the training forwards then take the plain path)."""
+    seed: int = 0
+    """Random seed (query batches, negatives, sampling, initialisation of new weights)."""
+    output_dir: str = "runs/train-run"
+    """Where checkpoints, the final model (`final/`) and TensorBoard logs go."""
+    save_every: int = 50
+    """Steps between checkpoints (the last step is always saved)."""
+    log_every: int = 5
+    """Steps between TensorBoard writes."""
+    resume: bool = False
+    """Continue from the latest checkpoint in output_dir (same config) instead of starting over."""
+    device: str | None = None
+    """cpu, cuda, cuda:1, ... (default: cuda when available)."""
+    precision: str = "auto"
+    """fp32, bf16 (mixed precision: bf16 compute, fp32 weights and optimiser) or auto (bf16 where the device computes it natively: a CUDA GPU that supports it, a CPU with AVX-512 BF16 or AMX; else fp32)."""
+
+    def __post_init__(self) -> None:
+        _precision(self)
+        _positive(self, "steps", "max_length", "save_every", "log_every", "lora_rank", "refresh_every")
+        _at_least(self, 0, "refresh_budget", "weight_decay", "kl_weight")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}.")
+        if not 0 <= self.warmup_fraction <= 1:
+            raise ConfigError(f"warmup_fraction is a share of the steps, in [0, 1]; got {self.warmup_fraction}.")
+        if self.refresh not in ("lazy", "full", "periodic", "frozen"):
+            raise ConfigError(f"refresh must be lazy, full, periodic or frozen, got {self.refresh!r}.")
+
+
+@dataclass
+class SFTConfig(RunConfig):
+    """Contrastive warm-up of the reasoning embedder (``sr3 sft``)."""
+
+    batch_size: int = 16
+    """Queries per step (each with one positive and `hard_negatives` mined negatives)."""
+    warmup_fraction: float = 0.1
+    """Share of the steps over which the learning rate warms up linearly (at least one step), then stays constant."""
     temperature: float = 0.05
     """InfoNCE temperature (logits are cosine similarities divided by it)."""
+    kl_weight: float = 0.0
+    """Weight of the KL to the frozen starting model on the query prompts (0: no reference model kept)."""
     margin: float = 0.2
     """Triplet margin between the positive's and each hard negative's cosine similarity."""
     infonce_weight: float = 1.0
@@ -53,8 +111,6 @@ class SFTConfig:
     """Weight of the triplet-margin loss on hard negatives."""
     lm_weight: float = 0.1
     """Weight of the language-model loss on the answer template (the embed token after each prompt)."""
-    kl_weight: float = 0.0
-    """Weight of the KL to the frozen starting model on the query prompts (0: no reference model kept)."""
     reasoning_fraction: float = 0.5
     """Share of training queries embedded after a reasoning the model writes (no gradient through the
     writing), so that the reasoning path is trained too; the rest are embedded directly."""
@@ -83,43 +139,13 @@ class SFTConfig:
     """Mined hard negatives per query (0: in-batch negatives only)."""
     mine_top_k: int = 8
     """Top-ranked documents searched for hard negatives; their stale rows are re-encoded (lazy refresh)."""
-    refresh: str = "lazy"
-    """Mining index refresh policy: lazy, full, periodic or frozen (see sr3_env.LazyIndex)."""
-    refresh_every: int = 10
-    """With refresh=periodic: optimiser steps between full re-encodes of the mining index."""
-    refresh_budget: int = 0
-    """Extra stalest index rows re-encoded after each search (0: none)."""
-    max_length: int = 128
-    """Prompt tokens kept per text (longer texts are truncated inside the chat template)."""
-    lora: bool = False
-    """Train LoRA adapters (peft) instead of all weights."""
-    lora_rank: int = 16
-    """LoRA rank."""
-    lora_alpha: int = 32
-    """LoRA alpha (scale = alpha / rank)."""
-    activation_checkpointing: bool = False
-    """Recompute each decoder layer's activations in the backward pass instead of keeping them (less memory, about a third more compute; the training forwards then take the plain path)."""
-    seed: int = 0
-    """Random seed (query order, negatives, initialisation of new weights)."""
     output_dir: str = "runs/sft"
     """Where checkpoints, the final model (`final/`) and TensorBoard logs go."""
-    save_every: int = 50
-    """Steps between checkpoints (the last step is always saved)."""
-    log_every: int = 5
-    """Steps between TensorBoard writes."""
-    resume: bool = False
-    """Continue from the latest checkpoint in output_dir (same config) instead of starting over."""
-    device: str | None = None
-    """cpu, cuda, cuda:1, ... (default: cuda when available)."""
-    precision: str = "auto"
-    """fp32, bf16 (mixed precision: bf16 compute, fp32 weights and optimiser) or auto (bf16 where the device computes it natively: a CUDA GPU that supports it, a CPU with AVX-512 BF16 or AMX; else fp32)."""
 
     def __post_init__(self) -> None:
-        _precision(self)
-        _positive(self, "steps", "batch_size", "max_length", "save_every", "log_every", "mine_top_k", "lora_rank",
-                  "refresh_every")
-        _at_least(self, 0, "hard_negatives", "refresh_budget", "weight_decay", "triplet_weight", "lm_weight",
-                  "kl_weight", "infonce_weight")
+        super().__post_init__()
+        _positive(self, "batch_size", "mine_top_k")
+        _at_least(self, 0, "hard_negatives", "triplet_weight", "lm_weight", "infonce_weight")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0 (0.05 is usual), got {self.temperature}.")
         if not 0 <= self.feedback_fraction <= 1:
@@ -143,8 +169,6 @@ class SFTConfig:
         if self.keep == "all" and self.reasoning_samples > 1:
             raise ConfigError("--keep all trains on one unselected sample per query: set --reasoning-samples 1, or "
                               "--keep best / beats_direct to choose among several.")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}.")
         if self.infonce_weight == 0 and self.triplet_weight == 0:
             raise ConfigError("With infonce_weight = triplet_weight = 0 nothing teaches the embedding; "
                               "set --infonce-weight 1.0 (or a triplet weight with --hard-negatives >= 1).")
@@ -153,8 +177,6 @@ class SFTConfig:
         if self.hard_negatives > self.mine_top_k:
             raise ConfigError(f"hard_negatives ({self.hard_negatives}) must be <= mine_top_k ({self.mine_top_k}): "
                               "negatives are picked among the top-ranked documents.")
-        if self.refresh not in ("lazy", "full", "periodic", "frozen"):
-            raise ConfigError(f"refresh must be lazy, full, periodic or frozen, got {self.refresh!r}.")
         if self.batch_size < 2 and self.hard_negatives == 0:
             raise ConfigError("batch_size 1 without hard negatives leaves InfoNCE no negative: raise --batch-size "
                               "or set --hard-negatives >= 1.")
@@ -163,19 +185,15 @@ class SFTConfig:
 
 
 @dataclass
-class RLConfig:
+class RLConfig(RunConfig):
     """Reinforcement learning of reasoning and embedding against RetrievalEmbed-v0 (``sr3 rl``)."""
 
     model: str | None = None
     """Embedder to start from: a folder written by `sr3 sft` (recommended) or a causal LM name/folder (default: bundled)."""
     dataset: str = "wordnet-revdict"
     """Training queries and corpus (bundled name, BEIR folder or Hugging Face dataset folder)."""
-    split: str = "train"
-    """Qrels split to train on."""
     num_queries: int | None = 2000
     """Training queries drawn from the split (None: all)."""
-    corpus_docs: int | None = 3000
-    """Documents in the environment's index: a sub-corpus that keeps every relevant document (None: all)."""
     steps: int = 40
     """Optimiser steps (one per batch of queries)."""
     queries_per_step: int = 4
@@ -214,14 +232,12 @@ class RLConfig:
     again; the episode's return (the last turn's reward) is what the advantages compare."""
     feedback_k: int = 3
     """Documents shown on turn 2 (at most --top-k)."""
-    refresh: str = "lazy"
-    """Index refresh policy: lazy, full, periodic or frozen (see sr3_env.LazyIndex)."""
-    refresh_every: int = 10
-    """With refresh=periodic: optimiser steps between full re-encodes of the index."""
     refresh_budget: int = 0
     """Extra stalest index rows re-encoded after each step (0: none)."""
     learning_rate: float = 1e-5
     """AdamW learning rate."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (0.01: AdamW's own default, which sr3 rl has always used)."""
     clip: float = 0.2
     """PPO clip range of the probability ratio."""
     kl_weight: float = 0.02
@@ -232,16 +248,6 @@ class RLConfig:
     """Temperature of the auxiliary InfoNCE."""
     aux_negatives: int = 4
     """Top-ranked non-relevant documents per query used as auxiliary negatives."""
-    max_length: int = 128
-    """Prompt tokens kept per text."""
-    lora: bool = False
-    """Train LoRA adapters (peft) instead of all weights."""
-    lora_rank: int = 16
-    """LoRA rank."""
-    lora_alpha: int = 32
-    """LoRA alpha (scale = alpha / rank)."""
-    activation_checkpointing: bool = False
-    """Recompute each decoder layer's activations in the backward pass instead of keeping them (less memory, about a third more compute; the training forwards then take the plain path)."""
     eval_every: int = 10
     """Steps between held-out evaluations (nDCG@10 with reasoning; 0: never)."""
     eval_queries: int = 50
@@ -256,19 +262,11 @@ class RLConfig:
     """Steps between checkpoints (the last step is always saved)."""
     log_every: int = 1
     """Steps between TensorBoard writes."""
-    resume: bool = False
-    """Continue from the latest checkpoint in output_dir (same config)."""
-    device: str | None = None
-    """cpu, cuda, ... (default: cuda when available)."""
-    precision: str = "auto"
-    """fp32, bf16 (mixed precision: bf16 compute, fp32 weights and optimiser) or auto (bf16 where the device computes it natively: a CUDA GPU that supports it, a CPU with AVX-512 BF16 or AMX; else fp32)."""
 
     def __post_init__(self) -> None:
-        _precision(self)
-        _positive(self, "steps", "queries_per_step", "max_new_tokens", "top_k", "refresh_every", "max_length",
-                  "lora_rank", "save_every", "log_every", "eval_queries", "eval_docs")
-        _at_least(self, 0, "kl_weight", "aux_weight", "aux_negatives", "refresh_budget", "eval_every", "margin_weight",
-                  "token_bonus", "token_lm_weight")
+        super().__post_init__()
+        _positive(self, "queries_per_step", "max_new_tokens", "top_k", "eval_queries", "eval_docs")
+        _at_least(self, 0, "aux_weight", "aux_negatives", "eval_every", "margin_weight", "token_bonus", "token_lm_weight")
         if self.turns not in (1, 2):
             raise ConfigError(f"turns must be 1 or 2 in sr3 rl, got {self.turns}: RL trains the reasoning of one turn "
                               "(the last); sr3 eval --turns evaluates more.")
@@ -284,10 +282,8 @@ class RLConfig:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}.")
         if not 0 < self.clip < 1:
             raise ConfigError(f"clip must be in (0, 1) (0.2 is usual), got {self.clip}.")
-        if self.learning_rate <= 0 or self.aux_temperature <= 0:
-            raise ConfigError("learning_rate and aux_temperature must be > 0.")
-        if self.refresh not in ("lazy", "full", "periodic", "frozen"):
-            raise ConfigError(f"refresh must be lazy, full, periodic or frozen, got {self.refresh!r}.")
+        if self.aux_temperature <= 0:
+            raise ConfigError(f"aux_temperature must be > 0, got {self.aux_temperature}.")
         if self.aux_weight > 0 and self.refresh == "frozen":
             raise ConfigError("aux_weight > 0 trains against index rows, which refresh=frozen never updates: the "
                               "auxiliary loss would pull towards stale documents. Use --refresh lazy or --aux-weight 0.")
@@ -558,14 +554,16 @@ def _at_least(config: Any, low: float, *names: str) -> None:
 
 @cache
 def field_docs(cls: type) -> dict[str, str]:
-    """Each field's docstring (the string literal right after it in the class body)."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body
-    docs = {}
-    for statement, following in zip(body, body[1:]):
-        if (isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
-                and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)):
-            docs[statement.target.id] = " ".join(str(following.value.value).split())
+    """Each field's docstring (the string literal right after it in the class body); a class's own
+    docstring for a field wins over its base classes'."""
+    docs: dict[str, str] = {}
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        body = tree.body[0].body
+        for statement, following in zip(body, body[1:]):
+            if (isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
+                    and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)):
+                docs[statement.target.id] = " ".join(str(following.value.value).split())
     return docs
 
 

@@ -24,25 +24,22 @@ The pieces are pure functions tested on their own: `sr3_agent.losses`, `policy_f
 
 from __future__ import annotations
 
-import copy
 import time
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from sr3_agent.checkpoint import check_resumable, graceful_interrupt, load_latest, save_config
+from sr3_agent.checkpoint import graceful_interrupt
 from sr3_agent.config import RLConfig
-from sr3_agent.distributed import (prepare_data_parallel, process_rng_states, restore_process_rng, seed_process,
-                                   shard_rows, start_processes, warn_if_uneven)
-from sr3_agent.embedder import ReasoningEmbedder, Rollout, autocast_dtype_for
+from sr3_agent.distributed import shard_rows, warn_if_uneven
+from sr3_agent.embedder import ReasoningEmbedder, Rollout
 from sr3_agent.evaluate import dense_run, ir_metrics
 from sr3_agent.feedback import feedback_texts, refine_turns
+from sr3_agent.harness import start_run
 from sr3_agent.losses import clipped_policy_loss, group_advantages, info_nce, kl_penalty_k3, token_logprobs
 from sr3_agent.runlock import holds_run_lock
-from sr3_agent.training import (add_lora, batch_query_rows, checkpoint_or_stop, close_writer,
-                                enable_activation_checkpointing, false_negative_mask, finish, index_state,
-                                make_writer, training_data, training_index, write_scalars)
+from sr3_agent.training import batch_query_rows, false_negative_mask
 from sr3_env import RetrievalDataset, load_dataset
 from sr3_env.refine_vector import RetrievalRefineVectorEnv
 from sr3_env.vector import RetrievalEmbedVectorEnv
@@ -188,6 +185,34 @@ def heldout_ndcg(policy: ReasoningEmbedder, dataset: RetrievalDataset, config: R
 
 # -- the loop -------------------------------------------------------------------------------------
 
+def heldout_set(config: RLConfig, given: RetrievalDataset | None, is_main: bool) -> RetrievalDataset | None:
+    """The held-out queries of the evaluations during training (None: no evaluation): ``given``, or a
+    seeded subset of the test split; only the main process evaluates."""
+    if not (config.eval_every > 0 and is_main):
+        return None
+    if given is not None:
+        return given
+    return load_dataset(config.dataset, split="test").subset(num_queries=config.eval_queries,
+                                                             num_docs=config.eval_docs, seed=config.seed)
+
+
+def step_scalars(shaped: torch.Tensor, rewards: np.ndarray, margins: torch.Tensor, first_rewards: Any,
+                 ranks: np.ndarray, rollout: Rollout, total: torch.Tensor, losses: dict[str, torch.Tensor],
+                 final: dict[str, Any], clock: list[float], config: RLConfig) -> dict[str, float]:
+    """The step's TensorBoard scalars (the loop averages them over the processes)."""
+    return {"charts/reward_mean": float(shaped.mean()), "charts/reward_std": float(shaped.std()),
+            "charts/env_reward_mean": float(rewards.mean()), "charts/margin_mean": float(margins.mean()),
+            **({"charts/turn1_env_reward_mean": float(np.mean(first_rewards))} if config.turns == 2 else {}),
+            "charts/zero_variance_groups": zero_variance_share(shaped, config.group_size),
+            "charts/rank_mean": float(ranks.mean()), "charts/rank_std": float(ranks.std()),
+            "charts/reasoning_length": float(rollout.reasoning_lengths.float().mean()),
+            "charts/embed_token_rate": float(rollout.emitted.float().mean()),
+            "losses/total": total.item(), **{f"losses/{k}": v.item() for k, v in losses.items()},
+            "index/rows_reencoded": float(np.asarray(final["index"]["rows_reencoded"])[0]),
+            "index/stale_fraction": float(np.asarray(final["index"]["stale_fraction"])[0]),
+            **{f"time/{name}_s": b - a for name, a, b in zip(("generation", "encoding", "scoring", "update"), clock, clock[1:])}}
+
+
 @holds_run_lock  # one run per output folder (sr3_agent.runlock)
 def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, dataset: RetrievalDataset | None = None,
              heldout: RetrievalDataset | None = None, progress: bool = True) -> ReasoningEmbedder:
@@ -195,58 +220,20 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
 
     ``policy``, ``dataset`` and ``heldout`` override the configured model and data (tests use tiny ones).
     """
-    from tqdm.auto import trange
-
-    output_dir = Path(config.output_dir)
-    processes = start_processes(config.device)  # one process unless started by accelerate launch / torchrun
-    torch.manual_seed(config.seed)
-    data = dataset if dataset is not None else training_data(config)
-    if heldout is None and config.eval_every and processes.is_main:  # the main process alone evaluates
-        heldout = load_dataset(config.dataset, split="test").subset(num_queries=config.eval_queries,
-                                                                   num_docs=config.eval_docs, seed=config.seed)
-    policy = policy or ReasoningEmbedder.from_pretrained(config.model, device=processes.device(config.device))
-    policy.max_length = config.max_length
-    policy.autocast_dtype = autocast_dtype_for(config.precision, policy.device)  # bf16 mixed precision, or None
-    if config.lora:
-        policy.model = add_lora(policy.model, config)
-    if config.activation_checkpointing:
-        enable_activation_checkpointing(policy.model)
-    prepare_data_parallel(policy, processes)
-    seed_process(config.seed, processes)
-    reference = None  # the starting model; with LoRA it is the policy with its adapters disabled (no copy)
-    if config.kl_weight > 0 and not config.lora:
-        reference = ReasoningEmbedder(copy.deepcopy(policy.model).eval().requires_grad_(False), policy.tokenizer,
-                                      prompts=policy.prompts, max_length=policy.max_length)
-        reference.autocast_dtype = policy.autocast_dtype
-    optimizer = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=config.learning_rate)
-    policy.attach_optimizer(optimizer)
-
-    start, index_rows = 0, None
-    if config.resume:
-        check_resumable(output_dir, config)
-        state = load_latest(output_dir)
-        policy.model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        policy.version, start, index_rows = state["version"], state["step"], state["index"]
-        restore_process_rng(state, processes)
-    if processes.is_main:  # on resumption too: the folder and the steps it now runs to
-        save_config(output_dir, config)
-    index = training_index(data, policy, config, index_rows, processes)
+    run = start_run(config, embedder=policy, dataset=dataset)
+    policy, data, index, processes, reference = run.embedder, run.data, run.index, run.processes, run.reference
     B, G = min(config.queries_per_step, len(data.query_ids)), config.group_size
     warn_if_uneven(B, processes)
     block = len(shard_rows(np.arange(B), processes))  # this process's queries per step
     task = dict(num_envs=block * G, dataset=data, index=index, reward=config.reward, top_k=config.top_k)
     env = (RetrievalRefineVectorEnv(max_turns=2, feedback_k=config.feedback_k, **task) if config.turns == 2
            else RetrievalEmbedVectorEnv(**task))
-    writer = make_writer(output_dir, processes)
-    evaluate = heldout is not None and config.eval_every > 0 and processes.is_main
-    if evaluate and start == 0:  # the starting point of the curve
-        writer.add_scalar("eval/ndcg@10", heldout_ndcg(policy, heldout, config), 0)
+    heldout = heldout_set(config, heldout, processes.is_main)  # the main process alone evaluates
+    if heldout is not None and run.start == 0:  # the starting point of the curve
+        run.writer.add_scalar("eval/ndcg@10", heldout_ndcg(policy, heldout, config), 0)
 
-    bar = trange(start, config.steps, desc="rl", disable=not (progress and processes.is_main), initial=start,
-                 total=config.steps)
     with graceful_interrupt() as stop:
-        for step in bar:
+        for step in run.steps("rl", progress):
             clock = [time.perf_counter()]
             # 1. B queries, each G times (the step's batch is the same on every process; each takes its block)
             rows = shard_rows(batch_query_rows(len(data.query_ids), B, step, config.seed), processes)
@@ -292,36 +279,21 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
                      + config.token_lm_weight * losses.get("token", 0))
 
             # 6. one optimiser step (DDP averages the gradients): the policy's version goes up, the index's rows go stale
-            optimizer.zero_grad(set_to_none=True)
+            run.optimizer.zero_grad(set_to_none=True)
             total.backward()
-            optimizer.step()
+            run.optimizer.step()
+            run.schedule.step()
             clock.append(time.perf_counter())
             done = step + 1
 
-            # 7. logs, held-out evaluation, checkpoints
+            # 7. held-out evaluation, logs, checkpoints
             ranks = np.asarray(final["rank"], dtype=np.float64)
-            bar.set_postfix(reward=f"{shaped.mean():.3f}", rank=f"{ranks.mean():.1f}")
-            if done % config.log_every == 0 or done == config.steps:  # means over the processes
-                scalars = {"charts/reward_mean": float(shaped.mean()), "charts/reward_std": float(shaped.std()),
-                           "charts/env_reward_mean": float(rewards.mean()), "charts/margin_mean": float(margins.mean()),
-                           **({"charts/turn1_env_reward_mean": float(np.mean(first_rewards))} if config.turns == 2 else {}),
-                           "charts/zero_variance_groups": zero_variance_share(shaped, G),
-                           "charts/rank_mean": float(ranks.mean()), "charts/rank_std": float(ranks.std()),
-                           "charts/reasoning_length": float(rollout.reasoning_lengths.float().mean()),
-                           "charts/embed_token_rate": float(rollout.emitted.float().mean()),
-                           "losses/total": total.item(), **{f"losses/{k}": v.item() for k, v in losses.items()},
-                           "index/rows_reencoded": float(np.asarray(final["index"]["rows_reencoded"])[0]),
-                           "index/stale_fraction": float(np.asarray(final["index"]["stale_fraction"])[0]),
-                           **{f"time/{name}_s": b - a for name, a, b in
-                              zip(("generation", "encoding", "scoring", "update"), clock, clock[1:])}}
-                write_scalars(writer, processes.mean(scalars), done)
-            if evaluate and (done % config.eval_every == 0 or done == config.steps):
+            run.bar.set_postfix(reward=f"{shaped.mean():.3f}", rank=f"{ranks.mean():.1f}")
+            if heldout is not None and (done % config.eval_every == 0 or done == config.steps):
                 policy.model.eval()
-                writer.add_scalar("eval/ndcg@10", heldout_ndcg(policy, heldout, config), done)
-            state = lambda: {"model": policy.model.state_dict(), "optimizer": optimizer.state_dict(),  # noqa: E731
-                             "version": policy.version, "index": index_state(index, processes),
-                             **process_rng_states(processes)}
-            if checkpoint_or_stop(output_dir, done, config.steps, config.save_every, state, stop, processes):
-                close_writer(writer)
+                run.writer.add_scalar("eval/ndcg@10", heldout_ndcg(policy, heldout, config), done)
+            scalars = lambda: step_scalars(shaped, rewards, margins, first_rewards, ranks, rollout, total, losses,  # noqa: E731
+                                           final, clock, config)
+            if run.end_step(done, scalars, stop):
                 return policy
-    return finish(policy, output_dir, writer, processes)
+    return run.finish()

@@ -14,30 +14,24 @@ the gradients (`sr3_agent.distributed`, docs/scaling.md).
 
 from __future__ import annotations
 
-import copy
 import functools
-import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from sr3_agent.checkpoint import check_resumable, graceful_interrupt, load_latest, save_config
+from sr3_agent.checkpoint import graceful_interrupt
 from sr3_agent.config import SFTConfig
-from sr3_agent.distributed import (prepare_data_parallel, process_entropy, restore_process_rng, process_rng_states,
-                                   seed_process, shard_rows, start_processes, warn_if_uneven)
-from sr3_agent.embedder import ReasoningEmbedder, autocast_dtype_for
+from sr3_agent.distributed import process_entropy, shard_rows, warn_if_uneven
+from sr3_agent.embedder import ReasoningEmbedder
+from sr3_agent.harness import start_run
 from sr3_agent.losses import info_nce, kl_to_reference, lm_loss, triplet_margin
 from sr3_agent.rejection import Picked, pick_reasonings
 from sr3_agent.runlock import holds_run_lock
-from sr3_agent.training import (add_lora, batch_query_rows, best_ranks, checkpoint_or_stop, close_writer,
-                                enable_activation_checkpointing, false_negative_mask, feedback_query_texts, finish,
-                                index_state, make_writer, training_data, training_index, write_scalars)
+from sr3_agent.training import batch_query_rows, best_ranks, false_negative_mask, feedback_query_texts
 from sr3_env import RetrievalDataset
 
-logger = logging.getLogger(__name__)
 
 
 # -- pure pieces (tested one by one) -------------------------------------------------------------
@@ -182,6 +176,18 @@ def step_scalars(total: torch.Tensor, losses: dict[str, torch.Tensor], queries: 
 
 # -- the loop -------------------------------------------------------------------------------------
 
+@torch.no_grad()
+def reference_logits(embedder: ReasoningEmbedder, reference: ReasoningEmbedder | None, input_ids: torch.Tensor,
+                     mask: torch.Tensor) -> torch.Tensor:
+    """The starting model's logits on a left-padded batch: the frozen copy ``reference``, or, when it is
+    None (LoRA), the policy with its adapters disabled, which is the starting model without a copy."""
+    position_ids = (mask.cumsum(1) - 1).clamp(min=0)
+    if reference is not None:
+        return reference.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).logits
+    with embedder.model.disable_adapter():
+        return embedder.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).logits
+
+
 @holds_run_lock  # one run per output folder (sr3_agent.runlock)
 def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
               dataset: RetrievalDataset | None = None, progress: bool = True) -> ReasoningEmbedder:
@@ -189,51 +195,14 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
 
     ``embedder`` and ``dataset`` override ``config.model`` and the configured data (tests pass a tiny model).
     """
-    from tqdm.auto import trange
-
-    output_dir = Path(config.output_dir)
-    processes = start_processes(config.device)  # one process unless started by accelerate launch / torchrun
-    torch.manual_seed(config.seed)
-    data = dataset if dataset is not None else training_data(config)
+    run = start_run(config, embedder=embedder, dataset=dataset, head_in_loss=config.lm_weight > 0 or config.kl_weight > 0)
+    embedder, data, index, processes = run.embedder, run.data, run.index, run.processes
     gold = [data.relevant_rows(q)[0] for q in data.query_ids]
-    embedder = embedder or ReasoningEmbedder.from_pretrained(config.model, device=processes.device(config.device))
-    embedder.max_length = config.max_length
-    embedder.autocast_dtype = autocast_dtype_for(config.precision, embedder.device)  # bf16 mixed precision, or None
-    if config.lora:
-        embedder.model = add_lora(embedder.model, config)
-    if config.activation_checkpointing:
-        enable_activation_checkpointing(embedder.model)
-    prepare_data_parallel(embedder, processes, head_in_loss=config.lm_weight > 0 or config.kl_weight > 0)
-    seed_process(config.seed, processes)
-    reference = copy.deepcopy(embedder.model).eval().requires_grad_(False) if config.kl_weight > 0 else None
-    parameters = [p for p in embedder.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
-    warmup = max(1, config.steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
-    embedder.attach_optimizer(optimizer)
-
-    start, index_rows = 0, None
-    if config.resume:
-        check_resumable(output_dir, config)
-        state = load_latest(output_dir)
-        embedder.model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        embedder.version, start, index_rows = state["version"], state["step"], state["index"]
-        restore_process_rng(state, processes)
-        logger.info("resuming from step %d", start)
-    if processes.is_main:  # on resumption too: the folder and the steps it now runs to
-        save_config(output_dir, config)
-
-    index = training_index(data, embedder, config, index_rows, processes)
-    writer = make_writer(output_dir, processes)
     embedder.model.train()
     warn_if_uneven(min(config.batch_size, len(data.query_ids)), processes)
 
-    bar = trange(start, config.steps, desc="sft", disable=not (progress and processes.is_main), initial=start,
-                 total=config.steps)
     with graceful_interrupt() as stop:
-        for step in bar:
+        for step in run.steps("sft", progress):
             timer = time.perf_counter()
             rng = np.random.default_rng(process_entropy([config.seed, step, 1], processes))
             # the step's batch, the same on every process; each takes its block of it
@@ -253,14 +222,13 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
                                      samples=config.reasoning_samples,
                                      max_new_tokens=min(config.reasoning_tokens, config.kept_reasoning_tokens + 1),
                                      temperature=config.reasoning_temperature, min_tokens=config.min_reasoning_tokens,
-                                     max_tokens=config.kept_reasoning_tokens,
-                                     rule=config.keep)
+                                     max_tokens=config.kept_reasoning_tokens, rule=config.keep)
             reasonings: list[list[int] | None] = [None] * len(rows)
             for i, reasoning in zip(reason, picked.reasonings):
                 reasonings[i] = reasoning
             q_sequences, q_instructions = query_sequences(embedder, texts, reasonings)
             queries, q_lm, q_whole = training_embeddings(
-                embedder, q_sequences, q_instructions, whole=reference is not None,
+                embedder, q_sequences, q_instructions, whole=config.kl_weight > 0,
                 labelled=answer_lengths(reasonings, learn_reasoning=config.keep != "all"))  # (B, D)
 
             # 2. hard negatives under the current model (the index re-encodes the stale rows it touches)
@@ -274,8 +242,7 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
             d_sequences = [ids + [embedder.embed_token_id] for ids in
                            embedder.prompt_ids([data.documents[r] for r in column_rows], embedder.prompts.document)]
             documents, d_lm, _ = training_embeddings(embedder, d_sequences, [embedder.prompts.document] * len(d_sequences))
-            # documents: (B + B*H, D)
-            positives, negatives = documents[:len(rows)], documents[len(rows):]
+            positives, negatives = documents[:len(rows)], documents[len(rows):]  # (B, D), (B*H, D)
 
             # 4. losses, one optimiser step (the model's version goes up; DDP averages the gradients)
             losses = {"info_nce": info_nce(queries, positives, negatives, temperature=config.temperature,
@@ -285,32 +252,24 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
                                                    margin=config.margin)
             if config.lm_weight > 0:
                 losses["lm"] = 0.5 * (q_lm + d_lm)
-            if reference is not None:  # every query position: computed whole
+            if config.kl_weight > 0:  # every query position: computed whole
                 q_hidden, q_ids, q_mask = q_whole
                 head = embedder.model.get_output_embeddings()
-                with torch.no_grad():
-                    ref_logits = reference(input_ids=q_ids, attention_mask=q_mask,
-                                           position_ids=(q_mask.cumsum(1) - 1).clamp(min=0)).logits
-                losses["kl"] = kl_to_reference(head(q_hidden), ref_logits, q_mask.bool())
+                losses["kl"] = kl_to_reference(head(q_hidden), reference_logits(embedder, run.reference, q_ids, q_mask),
+                                               q_mask.bool())
             weights = {"info_nce": config.infonce_weight, "triplet": config.triplet_weight, "lm": config.lm_weight,
                        "kl": config.kl_weight}
             total = sum(weights[name] * value for name, value in losses.items())
-            optimizer.zero_grad(set_to_none=True)
+            run.optimizer.zero_grad(set_to_none=True)
             total.backward()
-            optimizer.step()
-            schedule.step()
-            done = step + 1
+            run.optimizer.step()
+            run.schedule.step()
 
             # 5. logs and checkpoints, written by the main process (a first Ctrl-C stops here, after a checkpoint)
-            bar.set_postfix(loss=f"{total.item():.3f}", rank=f"{np.mean([r.mean() for r in found.gold_ranks]):.1f}")
-            if done % config.log_every == 0 or done == config.steps:
-                scalars = step_scalars(total, losses, queries, positives, negatives, found, picked, config,
-                                       lr=schedule.get_last_lr()[0], seconds=(mined - timer, time.perf_counter() - timer))
-                write_scalars(writer, processes.mean(scalars), done)
-            state = lambda: {"model": embedder.model.state_dict(), "optimizer": optimizer.state_dict(),  # noqa: E731
-                             "schedule": schedule.state_dict(), "version": embedder.version,
-                             "index": index_state(index, processes), **process_rng_states(processes)}
-            if checkpoint_or_stop(output_dir, done, config.steps, config.save_every, state, stop, processes):
-                close_writer(writer)
+            run.bar.set_postfix(loss=f"{total.item():.3f}", rank=f"{np.mean([r.mean() for r in found.gold_ranks]):.1f}")
+            scalars = lambda: step_scalars(total, losses, queries, positives, negatives, found, picked, config,  # noqa: E731
+                                           lr=run.schedule.get_last_lr()[0],
+                                           seconds=(mined - timer, time.perf_counter() - timer))
+            if run.end_step(step + 1, scalars, stop):
                 return embedder
-    return finish(embedder, output_dir, writer, processes)
+    return run.finish()

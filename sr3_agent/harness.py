@@ -1,0 +1,151 @@
+"""A training run's set-up and the end of each of its steps, for any loop (`train_sft`, `train_rl`, the next one).
+
+`start_run` does, in this order (the order fixes the random streams, so that a run repeats to the
+digit): the processes and the seed, the data, the model and its precision, LoRA, activation
+checkpointing, data parallelism, the frozen reference (the starting model, when the loss has a KL
+term), the optimiser and its warm-up, resumption from the latest checkpoint, the lazily refreshed
+index over the training corpus, and the TensorBoard writer. A loop then keeps only its algorithm:
+
+    run = start_run(config, embedder=embedder, dataset=dataset)
+    with graceful_interrupt() as stop:
+        for step in run.steps("sft", progress):
+            ...                                   # the algorithm: batch, losses, run.optimizer.step()
+            if run.end_step(step + 1, scalars, stop):
+                return run.embedder               # stopped (Ctrl-C, SIGTERM): a checkpoint was written
+    return run.finish()
+
+`Run.end_step` writes the step's scalars when due, saves a checkpoint when due and says whether the
+loop stops; `Run.finish` saves the final model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sr3_agent.checkpoint import check_resumable, load_latest, save_config
+from sr3_agent.distributed import (Processes, prepare_data_parallel, process_rng_states, restore_process_rng,
+                                   seed_process, start_processes)
+from sr3_agent.embedder import ReasoningEmbedder, autocast_dtype_for
+from sr3_agent.training import (add_lora, checkpoint_or_stop, close_writer, enable_activation_checkpointing, finish,
+                                index_state, make_writer, training_data, training_index, write_scalars)
+from sr3_env import LazyIndex, RetrievalDataset
+
+logger = logging.getLogger(__name__)
+
+
+def frozen_reference(embedder: ReasoningEmbedder, config: Any) -> ReasoningEmbedder | None:
+    """The starting model for a KL term: a frozen copy, or None with LoRA (the loop then disables the
+    policy's adapters, which gives the starting model without a second copy) or without a KL term."""
+    if config.kl_weight <= 0 or config.lora:
+        return None
+    import copy
+
+    reference = ReasoningEmbedder(copy.deepcopy(embedder.model).eval().requires_grad_(False), embedder.tokenizer,
+                                  prompts=embedder.prompts, max_length=embedder.max_length)
+    reference.autocast_dtype = embedder.autocast_dtype
+    return reference
+
+
+def warmup_schedule(optimizer: torch.optim.Optimizer, config: Any) -> torch.optim.lr_scheduler.LambdaLR:
+    """A linear warm-up over ``warmup_fraction`` of the steps (at least one step when the fraction is
+    above 0), then the constant learning rate."""
+    warmup = max(1, int(config.steps * config.warmup_fraction)) if config.warmup_fraction > 0 else 0
+    if warmup == 0:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+
+
+@dataclass
+class Run:
+    """What a loop works with (see the module docstring); `start_run` builds it."""
+
+    config: Any
+    output_dir: Path
+    processes: Processes
+    data: RetrievalDataset
+    embedder: ReasoningEmbedder
+    reference: ReasoningEmbedder | None
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    start: int
+    index: LazyIndex
+    writer: Any
+    bar: Any = None
+
+    def steps(self, name: str, progress: bool = True) -> Iterator[int]:
+        """The steps still to run (from ``start`` on a resumed run), with a progress bar on the main process."""
+        from tqdm.auto import trange
+
+        self.bar = trange(self.start, self.config.steps, desc=name, initial=self.start, total=self.config.steps,
+                          disable=not (progress and self.processes.is_main))
+        return iter(self.bar)
+
+    def state(self) -> dict[str, Any]:
+        """A checkpoint's contents (collective: the index's shards are gathered)."""
+        return {"model": self.embedder.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(), "version": self.embedder.version,
+                "index": index_state(self.index, self.processes), **process_rng_states(self.processes)}
+
+    def end_step(self, done: int, scalars: Callable[[], dict[str, float]], stop: Any) -> bool:
+        """After step ``done``: the scalars (means over the processes) when a log is due, a checkpoint
+        when one is due; True when the loop must stop now (the writer is then closed)."""
+        config = self.config
+        if done % config.log_every == 0 or done == config.steps:
+            write_scalars(self.writer, self.processes.mean(scalars()), done)
+        if checkpoint_or_stop(self.output_dir, done, config.steps, config.save_every, self.state, stop, self.processes):
+            close_writer(self.writer)
+            return True
+        return False
+
+    def finish(self) -> ReasoningEmbedder:
+        """All steps ran: the final model, saved as ``output_dir/final``."""
+        return finish(self.embedder, self.output_dir, self.writer, self.processes)
+
+
+def start_run(config: Any, *, embedder: ReasoningEmbedder | None = None, dataset: RetrievalDataset | None = None,
+              head_in_loss: bool = True) -> Run:
+    """Set up a run of ``config`` (a `RunConfig`), in the order of the module docstring.
+
+    ``embedder`` and ``dataset`` override ``config.model`` and the configured data (tests pass tiny
+    ones); ``head_in_loss``: whether the loss reads the LM head (data parallelism needs to know)."""
+    output_dir = Path(config.output_dir)
+    processes = start_processes(config.device)  # one process unless started by accelerate launch / torchrun
+    torch.manual_seed(config.seed)
+    data = dataset if dataset is not None else training_data(config)
+    embedder = embedder or ReasoningEmbedder.from_pretrained(config.model, device=processes.device(config.device))
+    embedder.max_length = config.max_length
+    embedder.autocast_dtype = autocast_dtype_for(config.precision, embedder.device)  # bf16 mixed precision, or None
+    if config.lora:
+        embedder.model = add_lora(embedder.model, config)
+    if config.activation_checkpointing:
+        enable_activation_checkpointing(embedder.model)
+    prepare_data_parallel(embedder, processes, head_in_loss=head_in_loss)
+    seed_process(config.seed, processes)
+    reference = frozen_reference(embedder, config)
+    parameters = [p for p in embedder.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    schedule = warmup_schedule(optimizer, config)
+    embedder.attach_optimizer(optimizer)
+
+    start, index_rows = 0, None
+    if config.resume:
+        check_resumable(output_dir, config)
+        state = load_latest(output_dir)
+        embedder.model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if "schedule" in state:  # checkpoints of sr3 rl before 0.1.0 kept none (its rate was constant)
+            schedule.load_state_dict(state["schedule"])
+        embedder.version, start, index_rows = state["version"], state["step"], state["index"]
+        restore_process_rng(state, processes)
+        logger.info("resuming from step %d", start)
+    if processes.is_main:  # on resumption too: the folder and the steps it now runs to
+        save_config(output_dir, config)
+    index = training_index(data, embedder, config, index_rows, processes)
+    writer = make_writer(output_dir, processes)
+    return Run(config, output_dir, processes, data, embedder, reference, optimizer, schedule, start, index, writer)
