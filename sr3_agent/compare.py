@@ -16,7 +16,8 @@ import numpy as np
 
 from sr3_agent.config import EvalConfig
 from sr3_agent.embedder import ReasoningEmbedder, autocast_dtype_for, fuse
-from sr3_agent.evaluate import BM25System, DenseSystem, Run, dense_run, evaluate_systems, minilm_system
+from sr3_agent.evaluate import (BM25System, DenseSystem, Run, corpus_cache_key, dense_run, evaluate_systems,
+                                minilm_system)
 from sr3_agent.feedback import Turn, refine_turns
 from sr3_env import RetrievalDataset, load_dataset
 
@@ -99,7 +100,7 @@ def embedder_systems(paths: QueryPaths, label: str, *, reasoning: bool) -> list[
     All share the documents (always embedded directly), hence one cache key.
     """
     embedder = paths.embedder
-    key = f"{embedder.name}@{embedder.fingerprint()}"
+    key = corpus_cache_key(embedder)
     names = ("direct", "reasoning", "fused") if reasoning else ("direct",)
     systems = [DenseSystem(f"{label} ({name})", getattr(paths, name), embedder.encode_documents, key) for name in names]
     variants = (False, True) if reasoning else (False,)

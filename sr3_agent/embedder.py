@@ -451,7 +451,8 @@ class ReasoningEmbedder:
             output = self._decoder()(input_ids=torch.tensor([prefix_ids], device=self.device), use_cache=True)
         return key_values(returned_cache(output))
 
-    def grouped_hidden_states(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    def grouped_hidden_states(self, rollout: Rollout
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """The final hidden states a training pass over ``rollout`` needs, each prompt computed once.
 
         The shared prefix of the reasoning prompt runs once, each query's rest of the prompt once for

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +26,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from sr3_env.data import RetrievalDataset, load_dataset
-from sr3_env.task import cache_dir
+from sr3_env.cache import cache_dir, load_matrix, save_matrix
+from sr3_env.encoders import as_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -110,23 +110,6 @@ def paired_bootstrap(a: Mapping[str, float], b: Mapping[str, float], samples: in
 
 
 # -------------------------------------------------------------------------------------------- runs
-def _float_matrix(vectors: Any, what: str, rows: int, dim: int | None) -> np.ndarray:
-    """``vectors`` as a finite float32 ``(rows, dim)`` array, or a ValueError naming that shape."""
-    expected = f"({rows}, {'dim' if dim is None else dim})"
-    if hasattr(vectors, "detach"):  # torch tensor, maybe on a GPU or in bf16
-        vectors = vectors.detach().float().cpu().numpy()
-    try:
-        matrix = np.asarray(vectors, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a numeric array of shape {expected}, got {type(vectors).__name__}.") from None
-    if matrix.ndim != 2 or matrix.shape[0] != rows or (dim is not None and matrix.shape[1] != dim):
-        raise ValueError(f"{what} has shape {matrix.shape}; expected {expected}.")
-    if not np.isfinite(matrix).all():
-        bad = int((~np.isfinite(matrix)).any(axis=1).sum())
-        raise ValueError(f"{what} holds NaN or inf in {bad} of {rows} rows; every value must be finite.")
-    return matrix
-
-
 def dense_run(dataset: RetrievalDataset, query_vectors: Any, doc_vectors: Any, k: int = 100) -> Run:
     """Exact inner-product search (float32, torch): the top ``k`` documents of every query.
 
@@ -140,8 +123,8 @@ def dense_run(dataset: RetrievalDataset, query_vectors: Any, doc_vectors: Any, k
 
     if int(k) < 1:
         raise ValueError(f"k must be at least 1, got {k}.")
-    docs = _float_matrix(doc_vectors, "doc_vectors", len(dataset.doc_ids), None)
-    queries = _float_matrix(query_vectors, "query_vectors", len(dataset.query_ids), docs.shape[1])
+    docs = as_matrix(doc_vectors, len(dataset.doc_ids), None, "doc_vectors")
+    queries = as_matrix(query_vectors, len(dataset.query_ids), docs.shape[1], "query_vectors")
     k = min(int(k), len(dataset.doc_ids))
     doc_matrix = torch.from_numpy(docs)
     run: Run = {}
@@ -195,6 +178,12 @@ class BM25System:
         return bm25_run(dataset, k)
 
 
+def corpus_cache_key(embedder: Any) -> str:
+    """The key under which a model's corpus embeddings are cached (`DenseSystem.cache_key`): its name
+    and weight fingerprint, so ``sr3 eval`` and ``sr3 serve`` share them."""
+    return f"{embedder.name}@{embedder.fingerprint()}"
+
+
 @dataclass
 class DenseSystem:
     """A bi-encoder: queries and documents embedded by two functions, ranked by inner product.
@@ -220,22 +209,17 @@ class DenseSystem:
     def corpus_embeddings(self, dataset: RetrievalDataset) -> np.ndarray:
         """The ``(docs, dim)`` float32 embeddings of ``dataset.documents``, from the cache when there."""
         path = self.cache_path(dataset)
-        if path is not None and path.is_file():
-            try:
-                return _float_matrix(np.load(path), f"cached embeddings {path}", len(dataset.doc_ids), None)
-            except (OSError, ValueError) as error:
-                logger.warning("ignoring unreadable embedding cache %s (%s); re-encoding", path, error)
+        cached = None if path is None else load_matrix(path, len(dataset.doc_ids))
+        if cached is not None:
+            return cached
         start = time.perf_counter()
-        vectors = _float_matrix(self.encode_documents(dataset.documents), f"{self.name}: encode_documents output",
-                                len(dataset.doc_ids), None)
+        vectors = as_matrix(self.encode_documents(dataset.documents), len(dataset.doc_ids), None,
+                            f"{self.name}: encode_documents")
         seconds = time.perf_counter() - start
         logger.info("%s: encoded %d documents of %s in %.1f s (%.0f docs/s)", self.name, len(vectors), dataset.name,
                     seconds, len(vectors) / max(seconds, 1e-9))
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(partial, vectors)
-            os.replace(partial, path)  # atomic: a crash never leaves a half-written cache
+            save_matrix(path, vectors)
         return vectors
 
     def run(self, dataset: RetrievalDataset, k: int = 100) -> Run:

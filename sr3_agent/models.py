@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from sr3_env.errors import DependencyNotInstalled, Sr3Error
-from sr3_env.task import cache_dir
+from sr3_env.cache import cache_dir
 
 logger = logging.getLogger(__name__)
 

@@ -44,16 +44,18 @@ class Encoder(Protocol):
     def encode_documents(self, texts: Sequence[str]) -> Any: ...
 
 
-def as_matrix(vectors: Any, rows: int, dim: int, who: str) -> np.ndarray:
-    """Check an encoder's output and return it as a float32 ``(rows, dim)`` numpy array."""
+def as_matrix(vectors: Any, rows: int, dim: int | None, who: str) -> np.ndarray:
+    """Check an encoder's output (or any matrix of embeddings) and return it as a finite float32
+    ``(rows, dim)`` numpy array (``dim`` None: any width); `EncoderError`, a ValueError, names ``who``."""
     if hasattr(vectors, "detach"):  # a torch tensor, possibly on a GPU or in bf16
         vectors = vectors.detach().float().cpu().numpy()
     try:
         matrix = np.asarray(vectors, dtype=np.float32)
     except (TypeError, ValueError) as error:
         raise EncoderError(f"{who} returned {type(vectors).__name__}, which is not a numeric array: {error}") from None
-    if matrix.shape != (rows, dim):
-        raise EncoderError(f"{who} returned shape {matrix.shape} for {rows} texts; expected ({rows}, {dim}) (one row of `dim` values per text).")
+    if matrix.ndim != 2 or matrix.shape[0] != rows or (dim is not None and matrix.shape[1] != dim):
+        raise EncoderError(f"{who} returned shape {matrix.shape} for {rows} texts; expected ({rows}, {'dim' if dim is None else dim}) "
+                           "(one row of `dim` values per text).")
     if not np.isfinite(matrix).all():
         bad = int((~np.isfinite(matrix)).any(axis=1).sum())
         raise EncoderError(f"{who} returned NaN or inf in {bad} of {rows} rows; check the model's weights and inputs.")
@@ -151,7 +153,8 @@ class SentenceTransformerEncoder:
         self.name = name or f"{folder.name}-{folder_fingerprint(folder)}"
         self.model = SentenceTransformer(str(folder), device=device, local_files_only=True)
         self.model.eval()
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(dimension())  # sentence-transformers 6 renamed the method
 
     def _encode(self, texts: Sequence[str], prompt_name: str) -> np.ndarray:
         prompt = {"prompt_name": prompt_name} if prompt_name in (self.model.prompts or {}) else {}

@@ -14,7 +14,7 @@ import numpy as np
 from gymnasium import spaces
 
 from sr3_env.errors import InvalidOptionError, ResetNeeded
-from sr3_env.task import RetrievalTask, TaskViews, query_charset, validate_actions
+from sr3_env.task import RetrievalTask, TaskViews, check_render_mode, query_charset, validate_actions
 
 
 def query_space(task: RetrievalTask) -> spaces.Text:
@@ -76,8 +76,7 @@ class RetrievalEmbedEnv(TaskViews, gym.Env[str, np.ndarray]):
                  top_k: int = 100, refresh: str = "lazy", refresh_every: int | None = None, refresh_budget: int = 0,
                  index: Any = None, device: str | None = None, candidate_search: str = "torch", dtype: Any = "float32",
                  process_group: Any = None, render_mode: str | None = None) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode={render_mode!r} is not supported; use one of {self.metadata['render_modes']} or None.")
+        check_render_mode(render_mode, self.metadata)
         self.task = RetrievalTask(dataset=dataset, split=split, encoder=encoder, reward=reward, top_k=top_k, refresh=refresh,
                                   refresh_every=refresh_every, refresh_budget=refresh_budget, index=index, device=device,
                                   candidate_search=candidate_search, dtype=dtype, process_group=process_group)

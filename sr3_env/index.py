@@ -2,7 +2,7 @@
 
 It holds the corpus embedding matrix ``E`` (N x d, a torch tensor on CUDA when there is one) and,
 for every row, the encoder version that produced it. When the encoder changes, rows go *stale*;
-a search re-encodes only the rows that matter for that search (DESIGN.md):
+a search re-encodes only the rows that matter for that search (docs/environment.md):
 
 1. score the queries against all rows, stale or not, and take each query's top-K candidates C;
 2. re-encode, with the current encoder, the stale rows of C and of the gold documents G, and write

@@ -17,7 +17,7 @@ from gymnasium import spaces
 
 from sr3_env.env import check_options, query_space
 from sr3_env.errors import ResetNeeded
-from sr3_env.task import RetrievalTask, TaskViews, query_charset, validate_actions
+from sr3_env.task import RetrievalTask, TaskViews, check_render_mode, query_charset, validate_actions
 
 Observation = dict[str, Any]  # {"query": str, "documents": tuple[str, ...]}
 
@@ -132,8 +132,7 @@ class RetrievalRefineEnv(TaskViews, gym.Env[Observation, np.ndarray]):
                  refresh_every: int | None = None, refresh_budget: int = 0, index: Any = None, device: str | None = None,
                  candidate_search: str = "torch", dtype: Any = "float32", process_group: Any = None,
                  render_mode: str | None = None) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode={render_mode!r} is not supported; use one of {self.metadata['render_modes']} or None.")
+        check_render_mode(render_mode, self.metadata)
         self.max_turns, feedback_k = check_turn_arguments(max_turns, feedback_k, top_k)
         self.task = RetrievalTask(dataset=dataset, split=split, encoder=encoder, reward=reward, top_k=top_k, refresh=refresh,
                                   refresh_every=refresh_every, refresh_budget=refresh_budget, index=index, device=device,

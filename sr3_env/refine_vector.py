@@ -19,7 +19,7 @@ from gymnasium.vector.utils import batch_space
 
 from sr3_env.errors import ResetNeeded
 from sr3_env.refine import TurnFeedback, check_turn_arguments, refine_observation_space
-from sr3_env.task import RetrievalTask, TaskViews, validate_actions
+from sr3_env.task import RetrievalTask, TaskViews, check_render_mode, validate_actions
 from sr3_env.vector import query_rows_from_options
 
 BatchObservation = dict[str, tuple]  # {"query": (B strings), "documents": (B tuples of strings)}
@@ -38,8 +38,7 @@ class RetrievalRefineVectorEnv(TaskViews, VectorEnv):
         if max_episode_steps not in (None, max_turns):
             raise ValueError(f"Episodes of RetrievalRefine-v0 last max_turns={max_turns} steps; pass max_turns="
                              f"{max_episode_steps} instead of max_episode_steps.")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode={render_mode!r} is not supported; use one of {self.metadata['render_modes']} or None.")
+        check_render_mode(render_mode, self.metadata)
         self.task = RetrievalTask(**kwargs)
         self.feedback = TurnFeedback(self.task, feedback_k)
         self.max_turns = max_turns

@@ -3,7 +3,7 @@
 Each process holds a contiguous block of rows (`shard_range`). A search needs three collectives,
 all on small tensors: the processes' query batches are gathered (every shard scores every query),
 the per-shard top-K lists are gathered and merged (`merge_top_k`), and per-shard counts of rows
-scoring above each gold document are summed (one all-reduce; DESIGN.md: the rank decomposes over
+scoring above each gold document are summed (one all-reduce; docs/scaling.md: the rank decomposes over
 shards). Without a group, `Shard` is the whole corpus and every collective is the identity, so the
 single-process index runs the very same code.
 """

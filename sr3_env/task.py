@@ -7,29 +7,21 @@ index search, which is what lets `RetrievalEmbedVectorEnv` score B queries in on
 
 from __future__ import annotations
 
-import logging
 import math
-import os
 import string
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sr3_env.cache import cache_dir, load_matrix, save_matrix
 from sr3_env.data import RetrievalDataset, load_dataset
 from sr3_env.encoders import Encoder, as_matrix, make_encoder
 from sr3_env.errors import InvalidActionError, Sr3Error
 from sr3_env.index import LazyIndex
 from sr3_env.rewards import STANDARD_METRICS, RewardFn, get_reward
 
-logger = logging.getLogger(__name__)
 
 _BASE_CHARSET = frozenset(string.printable) - frozenset("\x0b\x0c")
-
-
-def cache_dir() -> Path:
-    """Where cached corpus embeddings live: ``$SR3_CACHE_DIR``, else ``~/.cache/sr3``."""
-    return Path(os.environ.get("SR3_CACHE_DIR") or Path.home() / ".cache" / "sr3")
 
 
 def query_charset(dataset: RetrievalDataset) -> frozenset[str]:
@@ -43,18 +35,20 @@ def _cached_corpus_embeddings(dataset: RetrievalDataset, encoder: Encoder) -> np
     if not (getattr(encoder, "frozen", False) and name):
         return None  # an encoder whose weights may change must never be served from a cache
     path = cache_dir() / "embeddings" / f"{dataset.fingerprint()}-{name}.npy"
-    if path.is_file():
-        try:
-            return as_matrix(np.load(path), len(dataset.doc_ids), encoder.dim, f"cached embeddings {path}")
-        except (OSError, ValueError) as error:
-            logger.warning("ignoring unreadable embedding cache %s (%s); re-encoding", path, error)
+    cached = load_matrix(path, len(dataset.doc_ids), encoder.dim)
+    if cached is not None:
+        return cached
     vectors = as_matrix(encoder.encode_documents(dataset.documents), len(dataset.doc_ids), encoder.dim,
                         f"{type(encoder).__name__}.encode_documents")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(partial, vectors)
-    os.replace(partial, path)  # atomic: a crash never leaves a half-written cache
+    save_matrix(path, vectors)
     return vectors
+
+
+def check_render_mode(render_mode: str | None, metadata: dict[str, Any]) -> str | None:
+    """``render_mode`` when the environment supports it (``metadata["render_modes"]``) or None; else ValueError."""
+    if render_mode is not None and render_mode not in metadata["render_modes"]:
+        raise ValueError(f"render_mode={render_mode!r} is not supported; use one of {metadata['render_modes']} or None.")
+    return render_mode
 
 
 def validate_actions(actions: Any, shape: tuple[int, ...]) -> np.ndarray:

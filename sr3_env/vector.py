@@ -19,7 +19,7 @@ from gymnasium.vector.utils import batch_space
 from sr3_env.data import RetrievalDataset
 from sr3_env.env import check_options, query_space
 from sr3_env.errors import InvalidOptionError, ResetNeeded
-from sr3_env.task import RetrievalTask, TaskViews, validate_actions
+from sr3_env.task import RetrievalTask, TaskViews, check_render_mode, validate_actions
 
 
 def query_rows_from_options(dataset: RetrievalDataset, options: Any, num_envs: int) -> np.ndarray | None:
@@ -52,8 +52,7 @@ class RetrievalEmbedVectorEnv(TaskViews, VectorEnv):
             raise ValueError(f"num_envs must be at least 1, got {num_envs}.")
         if max_episode_steps not in (None, 1):
             raise ValueError("Episodes of RetrievalEmbed-v0 last exactly one step; max_episode_steps cannot change that.")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode={render_mode!r} is not supported; use one of {self.metadata['render_modes']} or None.")
+        check_render_mode(render_mode, self.metadata)
         self.task = RetrievalTask(**kwargs)
         self.num_envs = int(num_envs)
         self.render_mode = render_mode

@@ -86,7 +86,7 @@ def test_dense_run_matches_numpy_argsort():
 def test_dense_run_shape_and_nan_errors():
     dataset = random_dataset(3, 10)
     queries, docs = np.ones((3, 4)), np.ones((10, 4))
-    with pytest.raises(ValueError, match=r"doc_vectors has shape \(9, 4\); expected \(10, dim\)"):
+    with pytest.raises(ValueError, match=r"doc_vectors returned shape \(9, 4\) for 10 texts; expected \(10, dim\)"):
         dense_run(dataset, queries, docs[:9])
     with pytest.raises(ValueError, match=r"expected \(3, 4\)"):
         dense_run(dataset, np.ones((3, 5)), docs)

@@ -1,4 +1,4 @@
-"""LazyIndex invariants (DESIGN.md): exactness under `full`, fresh candidates under `lazy`, bounded
+"""LazyIndex invariants (docs/environment.md, Description): exactness under `full`, fresh candidates under `lazy`, bounded
 re-encoding, and no re-encoding at all while the encoder is unchanged."""
 
 from __future__ import annotations

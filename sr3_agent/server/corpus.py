@@ -39,11 +39,11 @@ class CorpusIndex:
     @classmethod
     def build(cls, embedder: Any, dataset: RetrievalDataset) -> "CorpusIndex":
         """Embed ``dataset``'s documents with ``embedder`` (or read them from the cache)."""
-        from sr3_agent.evaluate import DenseSystem
+        from sr3_agent.evaluate import DenseSystem, corpus_cache_key
 
         start = time.perf_counter()
-        key = f"{embedder.name}@{embedder.fingerprint()}"  # the key sr3 eval uses for the same model
-        system = DenseSystem(embedder.name, embedder.encode_queries, embedder.encode_documents, key)
+        system = DenseSystem(embedder.name, embedder.encode_queries, embedder.encode_documents,
+                             corpus_cache_key(embedder))  # the key sr3 eval uses for the same model
         vectors = system.corpus_embeddings(dataset)
         logger.info("corpus %s: %d documents ready in %.1f s (cache %s)", dataset.name, len(vectors),
                     time.perf_counter() - start, system.cache_path(dataset))
