@@ -8,7 +8,9 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sr3_agent.checkpoint import stop_exit_code
 from sr3_agent.config import (ConfigError, EvalConfig, ExportConfig, RLConfig, ServeConfig, SFTConfig, TrainConfig,
@@ -16,8 +18,6 @@ from sr3_agent.config import (ConfigError, EvalConfig, ExportConfig, RLConfig, S
 from sr3_agent.distributed import is_main_process, launched_world_size
 from sr3_env.errors import Sr3Error
 
-COMMANDS = {"train": TrainConfig, "sft": SFTConfig, "rl": RLConfig, "eval": EvalConfig, "export": ExportConfig,
-            "serve": ServeConfig}
 DATA_PARALLEL = ("sft", "rl")  #: the commands that run under accelerate launch with several processes
 
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True)
     parser.commands = {}  # name -> its sub-parser (a config file sets its defaults)
-    for name, cls in COMMANDS.items():
+    for name, (cls, _) in COMMANDS.items():
         sub = commands.add_parser(name, help=(cls.__doc__ or "").strip().splitlines()[0], description=cls.__doc__)
         sub.add_argument("--config", metavar="FILE", help="a TOML file of this command's options, or the name of a bundled "
                          "recipe (sr3_agent/recipes: qwen2.5-1.5b); options given on the command line override it")
@@ -60,6 +60,78 @@ def train_with_log(config: TrainConfig) -> dict:
     return result
 
 
+# -- the commands: each takes its config and returns the exit status ------------------------------
+
+def train_command(config: TrainConfig) -> int:
+    start = time.perf_counter()
+    result = train_with_log(config)
+    if "interrupted" in result:
+        print(f"stopped during {result['interrupted']}; continue with: sr3 train --resume --output-dir {config.output_dir}")
+        return stop_exit_code()
+    print(result["table"])
+    print(f"wrote {result['results']} and {result['plot']}; TensorBoard: tensorboard --logdir {config.output_dir}")
+    print(f"sr3 train finished in {(time.perf_counter() - start) / 60:.1f} min")
+    return 0
+
+
+def sft_command(config: SFTConfig) -> int:
+    from sr3_agent.sft import train_sft
+
+    train_sft(config)
+    if stopped("sft", config):
+        return stop_exit_code()
+    if is_main_process():
+        print(f"saved the trained embedder to {Path(config.output_dir) / 'final'}")
+    return 0
+
+
+def rl_command(config: RLConfig) -> int:
+    from sr3_agent.rl import train_rl
+
+    train_rl(config)
+    if stopped("rl", config):
+        return stop_exit_code()
+    if is_main_process():
+        print(f"saved the trained policy to {Path(config.output_dir) / 'final'}")
+    return 0
+
+
+def eval_command(config: EvalConfig) -> int:
+    from sr3_agent.compare import run_eval
+    from sr3_agent.evaluate import markdown_table, write_results
+
+    rows = run_eval(config)
+    print(markdown_table(rows))
+    print(f"wrote {write_results(rows, config.output)}")
+    return 0
+
+
+def export_command(config: ExportConfig) -> int:
+    from sr3_agent.export import run_export
+
+    result = run_export(config)
+    check = result["check"]
+    if check:
+        print(f"checked against ReasoningEmbedder on {check['query_texts']} queries and {check['document_texts']} "
+              f"documents of {check['dataset']}: largest absolute difference {check['query_max_abs_diff']:.2e} "
+              f"(queries), {check['document_max_abs_diff']:.2e} (documents)")
+    print(f"wrote {result['output']}; load it with SentenceTransformer({str(result['output'])!r})")
+    return 0
+
+
+def serve_command(config: ServeConfig) -> int:
+    from sr3_agent.server.run import serve
+
+    serve(config)
+    return 0
+
+
+#: ``sr3 NAME``: its config class (its options and help) and the function that runs it.
+COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
+    "train": (TrainConfig, train_command), "sft": (SFTConfig, sft_command), "rl": (RLConfig, rl_command),
+    "eval": (EvalConfig, eval_command), "export": (ExportConfig, export_command), "serve": (ServeConfig, serve_command)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -67,66 +139,20 @@ def main(argv: list[str] | None = None) -> int:
 
     progress_for_logs()  # one line per refresh, every 30 s at most, when stderr is not a terminal
     setup_logging(args.verbose)
+    cls, command = COMMANDS[args.command]
     try:
         if args.config:  # the file's values become the defaults; options on the command line still win
             from sr3_agent.recipes import read_config_file
 
-            parser.commands[args.command].set_defaults(**read_config_file(args.config, COMMANDS[args.command]))
+            parser.commands[args.command].set_defaults(**read_config_file(args.config, cls))
             args = parser.parse_args(argv)
-        config = config_from_args(COMMANDS[args.command], args)
+        config = config_from_args(cls, args)
         if launched_world_size() > 1 and args.command not in DATA_PARALLEL:
             raise ConfigError(f"sr3 {args.command} runs in one process; with accelerate launch run `sr3 sft` and "
                               f"`sr3 rl` (docs/scaling.md), or start sr3 {args.command} without a launcher.")
-        if args.command == "train":
-            start = time.perf_counter()
-            result = train_with_log(config)
-            if "interrupted" in result:
-                print(f"stopped during {result['interrupted']}; continue with: sr3 train --resume "
-                      f"--output-dir {config.output_dir}")
-                return stop_exit_code()
-            print(result["table"])
-            print(f"wrote {result['results']} and {result['plot']}; TensorBoard: tensorboard --logdir {config.output_dir}")
-            print(f"sr3 train finished in {(time.perf_counter() - start) / 60:.1f} min")
-        elif args.command == "sft":
-            from sr3_agent.sft import train_sft
-
-            train_sft(config)
-            if stopped(args.command, config):
-                return stop_exit_code()
-            if is_main_process():
-                print(f"saved the trained embedder to {Path(config.output_dir) / 'final'}")
-        elif args.command == "rl":
-            from sr3_agent.rl import train_rl
-
-            train_rl(config)
-            if stopped(args.command, config):
-                return stop_exit_code()
-            if is_main_process():
-                print(f"saved the trained policy to {Path(config.output_dir) / 'final'}")
-        elif args.command == "eval":
-            from sr3_agent.compare import run_eval
-            from sr3_agent.evaluate import markdown_table, write_results
-
-            rows = run_eval(config)
-            print(markdown_table(rows))
-            print(f"wrote {write_results(rows, config.output)}")
-        elif args.command == "export":
-            from sr3_agent.export import run_export
-
-            result = run_export(config)
-            check = result["check"]
-            if check:
-                print(f"checked against ReasoningEmbedder on {check['query_texts']} queries and {check['document_texts']} "
-                      f"documents of {check['dataset']}: largest absolute difference {check['query_max_abs_diff']:.2e} "
-                      f"(queries), {check['document_max_abs_diff']:.2e} (documents)")
-            print(f"wrote {result['output']}; load it with SentenceTransformer({str(result['output'])!r})")
-        elif args.command == "serve":
-            from sr3_agent.server.run import serve
-
-            serve(config)
+        return command(config)
     except (ConfigError, Sr3Error, FileNotFoundError, FileExistsError) as error:
         parser.exit(2, f"sr3 {args.command}: error: {error}\n")
-    return 0
 
 
 if __name__ == "__main__":

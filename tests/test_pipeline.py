@@ -39,7 +39,7 @@ def test_the_recipe_note_names_the_stages_and_gives_commands_sr3_accepts():
     commands = [line.split()[1:] for line in note.splitlines() if line.startswith("    sr3 ")]
     assert [words[0] for words in commands] == ["sft", "rl", "eval"]
     parser = build_parser()
-    configs = [config_from_args(COMMANDS[words[0]], parser.parse_args(words)) for words in commands]  # valid settings
+    configs = [config_from_args(COMMANDS[words[0]][0], parser.parse_args(words)) for words in commands]  # valid settings
     assert configs[0].model == "out/sft/final" and configs[0].feedback_fraction == 0.5 and configs[0].num_queries is None
     assert configs[1].model == configs[0].output_dir + "/final" and configs[1].turns == 2 and configs[1].steps == 120
     assert configs[1].corpus_docs == 300 and configs[2].models == [configs[1].output_dir + "/final"]

@@ -56,7 +56,7 @@ def train(command: str, out: Path, argv: list[str]) -> None:
     from sr3_agent.rl import train_rl
     from sr3_agent.sft import train_sft
 
-    config = config_from_args(COMMANDS[command], build_parser().parse_args([command, *argv]))
+    config = config_from_args(COMMANDS[command][0], build_parser().parse_args([command, *argv]))
     trained = (train_sft if command == "sft" else train_rl)(config, progress=False)
     rank = int(torch.distributed.get_rank()) if launched_world_size() > 1 else 0
     torch.save({"weights": trained.model.state_dict(), "version": trained.version}, out / f"weights-{rank}.pt")
