@@ -440,9 +440,11 @@ class ReasoningEmbedder:
         return (hidden.float() if self.autocast_dtype is not None else hidden), ids, mask
 
     def _checkpointing(self) -> bool:
-        """Whether a forward now would drop its cache: activation checkpointing, in training, with gradients
-        (transformers then runs each layer without its cache, so a layout that continues one would be wrong)."""
-        return (torch.is_grad_enabled() and self.model.training
+        """Whether a forward now may drop its cache: activation checkpointing in training mode. Transformers
+        then runs the layers without their cache (5.25 only with gradients on; 5.17 also under no_grad, as
+        when the index re-encodes documents in the middle of an SFT step), so a layout that continues
+        a cache would fail or be wrong."""
+        return (self.model.training
                 and any(getattr(module, "gradient_checkpointing", False) for module in self._decoder().modules()))
 
     def _prefix_with_gradients(self, prefix_ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -534,7 +536,7 @@ class ReasoningEmbedder:
         None when prefix reuse is off, a prompt does not start with the prefix (the first token of
         its text merged with the markup before it), or the layout, with ``appended`` more tokens
         after the rests, would not be exact under the model's attention window (`layout_is_exact`)."""
-        if not self.reuse_prefix:
+        if not self.reuse_prefix or self._checkpointing():
             return None
         ids = self.prefix_ids(instruction)
         if not ids or any(list(p[:len(ids)]) != ids or len(p) <= len(ids) for p in prompts):

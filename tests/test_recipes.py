@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY_QRELS, write_beir
@@ -130,3 +131,19 @@ def test_activation_checkpointing_gives_the_same_losses_and_gradients(family_emb
     torch.testing.assert_close(results[1][0], results[0][0], atol=1e-5, rtol=1e-5)
     for name, grad in results[0][1].items():
         torch.testing.assert_close(results[1][1][name], grad, atol=1e-5, rtol=1e-3, msg=f"gradient of {name}")
+
+
+def test_under_checkpointing_in_training_mode_documents_take_the_plain_path(family_embedder):
+    """The index re-encodes documents (no gradients) while the model is in training mode; under
+    checkpointing some transformers versions (5.17) then return no cache, so the shared-prefix path is
+    not taken, and the vectors are the plain path's."""
+    from sr3_agent.training import enable_activation_checkpointing
+
+    texts = ["a small dog", "rain in spring, and wind"]
+    instruction = family_embedder.prompts.document
+    with torch.no_grad():
+        expected = family_embedder.encode_documents(texts)
+        enable_activation_checkpointing(family_embedder.model)
+        family_embedder.model.train()
+        assert family_embedder._split_prefix(family_embedder.prompt_ids(texts, instruction), instruction) is None
+        np.testing.assert_allclose(family_embedder.encode_documents(texts), expected, atol=1e-5)
