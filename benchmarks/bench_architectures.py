@@ -1,10 +1,10 @@
 """Fast paths against the plain path, family by family: the largest difference of each kind of vector.
 
-For each tiny random-weight family of `sr3_agent.tiny_models` (the bundled SmolLM2 tokenizer, real
+For each tiny random-weight family of `sr3_agent.model.tiny_models` (the bundled SmolLM2 tokenizer, real
 wordnet-revdict texts of 1 to 96 prompt tokens), the embedder with prefix reuse against the same
 embedder with ``reuse_prefix = False``: documents, direct queries, and reasoning embeddings (greedy,
 8 tokens). ``--unchecked`` also runs the shared-prefix layout without the attention-window check
-(`sr3_agent.kvcache.layout_is_exact` forced true): what a sliding-window model gave before the check.
+(`sr3_agent.model.kvcache.layout_is_exact` forced true): what a sliding-window model gave before the check.
 
     python benchmarks/bench_architectures.py [--unchecked] [--output benchmarks/results/bench_architectures.json]
 
@@ -21,9 +21,9 @@ from unittest import mock
 import numpy as np
 
 from _common import environment, write_json
-from sr3_agent.embedder import ReasoningEmbedder
-from sr3_agent.kvcache import attention_window
-from sr3_agent.tiny_models import TINY_FAMILIES, tiny_model, tiny_tokenizer
+from sr3_agent.model.embedder import ReasoningEmbedder
+from sr3_agent.model.kvcache import attention_window
+from sr3_agent.model.tiny_models import TINY_FAMILIES, tiny_model, tiny_tokenizer
 from sr3_env import load_dataset
 
 
@@ -32,7 +32,7 @@ def window_check(enabled: bool):
     if enabled:
         yield
     else:
-        with mock.patch("sr3_agent.embedder.layout_is_exact", lambda *args, **kwargs: True):
+        with mock.patch("sr3_agent.model.embedder.layout_is_exact", lambda *args, **kwargs: True):
             yield
 
 

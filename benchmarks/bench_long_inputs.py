@@ -48,9 +48,9 @@ def one(model: str, length: int, docs: int, batch: int, steps: int = 1) -> dict:
     """Measure one model at one length (run in its own process)."""
     import torch
 
-    from sr3_agent.embedder import ReasoningEmbedder
-    from sr3_agent.kvcache import attention_window
-    from sr3_agent.sft import training_embeddings
+    from sr3_agent.model.embedder import ReasoningEmbedder
+    from sr3_agent.model.kvcache import attention_window
+    from sr3_agent.training.sft import training_embeddings
 
     torch.manual_seed(0)
     embedder = ReasoningEmbedder.from_pretrained(model, device="cpu", max_length=length, batch_size=8)

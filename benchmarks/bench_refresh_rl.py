@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from sr3_agent import RLConfig, train_rl
-from sr3_agent.pipeline import read_scalars, stage_state
-from sr3_agent.training import training_data
+from sr3_agent.training.train_command import read_scalars, stage_state
+from sr3_agent.training.parts import training_data
 
 TAGS = ("index/rows_reencoded", "index/stale_fraction", "time/generation_s", "time/encoding_s", "time/scoring_s",
         "time/update_s", "eval/ndcg@10")

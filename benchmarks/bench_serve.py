@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "bench_serve.json"))
     args = parser.parse_args(argv)
 
-    from sr3_agent.server.run import free_port
+    from sr3_agent.serving.run import free_port
     from sr3_env import load_dataset
 
     texts = load_dataset("wordnet-revdict").query_texts[:256]

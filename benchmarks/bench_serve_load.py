@@ -215,7 +215,7 @@ def openenv_levels(args: argparse.Namespace) -> tuple[list[dict], dict, int]:
 
 def in_process_embedder(model: str, queries: list[str], batch: int) -> float:
     """Queries per second of the embedder itself, in batches of ``batch``."""
-    from sr3_agent.embedder import ReasoningEmbedder
+    from sr3_agent.model.embedder import ReasoningEmbedder
 
     embedder = ReasoningEmbedder.from_pretrained(None if model == "base" else model)
     embedder.encode_queries(queries[:batch])  # warm-up: the shared prefix's cache

@@ -43,7 +43,7 @@ def on_new_thread(fn: Callable[[], Any]) -> Any:
 
 def run_case(case: str, count: int, repeats: int, model: str | None) -> list[float]:
     """The seconds of each timed pass of one case, in this process."""
-    from sr3_agent.embedder import ReasoningEmbedder
+    from sr3_agent.model.embedder import ReasoningEmbedder
     from sr3_env import load_dataset
     from sr3_env.serving.batcher import MicroBatcher
 

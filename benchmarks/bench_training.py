@@ -97,7 +97,7 @@ class Meter:
             bump(embedder)
             meter.snapshot()
 
-        import sr3_agent.embedder as embedder_module
+        import sr3_agent.model.embedder as embedder_module
 
         continue_forward = embedder_module.continue_forward
 
@@ -130,9 +130,9 @@ def run_job(args: argparse.Namespace) -> dict:
     """Run one loop as configured, observed by a `Meter`; the result as a dict."""
     from sr3_agent import ReasoningEmbedder
     from sr3_agent.config import RLConfig, SFTConfig
-    from sr3_agent.pipeline import read_scalars
-    from sr3_agent.rl import train_rl
-    from sr3_agent.sft import train_sft
+    from sr3_agent.training.train_command import read_scalars
+    from sr3_agent.training.rl import train_rl
+    from sr3_agent.training.sft import train_sft
 
     output_dir = Path(args.work_dir) / f"{args.job}-{args.path}"
     dtype = DTYPES[args.dtype]

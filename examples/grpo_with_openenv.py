@@ -29,7 +29,7 @@ from pathlib import Path
 from trl import GRPOConfig, GRPOTrainer
 
 from sr3_agent import ReasoningEmbedder, RemoteRetrievalReward, grpo_dataset
-from sr3_agent.export import export_embedder
+from sr3_agent.serving.export import export_embedder
 from sr3_env import load_dataset
 from sr3_env.serving.process import start_process, stop_process
 from sr3_env.serving.thread import free_port

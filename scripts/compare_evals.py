@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sr3_agent.evaluate import paired_bootstrap
+from sr3_agent.evaluation.evaluate import paired_bootstrap
 
 KEY = "per_query_ndcg@10"
 

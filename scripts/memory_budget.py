@@ -5,7 +5,7 @@
     python scripts/memory_budget.py --queries-per-step 16 --no-lora
 
 For each model and each of LoRA / full fine-tuning (activation checkpointing on and off), prints the
-SFT and RL stages' peak memory at the recipe's sizes (`sr3_agent.memory`: exact parameter counts, a
+SFT and RL stages' peak memory at the recipe's sizes (`sr3_agent.training.memory`: exact parameter counts, a
 model of the rest), then, for 24, 48 and 80 GB GPUs, the largest RL `--queries-per-step` (at
 `--group-size`) and SFT `--sft-batch-size` that fit. Writes the numbers as JSON (``--output``).
 """
@@ -17,7 +17,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from sr3_agent.memory import RunSizes, largest_fitting, model_shape, stage_budgets
+from sr3_agent.training.memory import RunSizes, largest_fitting, model_shape, stage_budgets
 
 #: The published configs of the Qwen2.5-Instruct models (config.json on the Hugging Face hub), so that the
 #: budget needs no download: (hidden, intermediate, layers, heads, key/value heads, vocabulary, tied embeddings).

@@ -69,10 +69,10 @@ def main(argv: list[str] | None = None) -> dict:
     import mteb
     from sentence_transformers import SentenceTransformer
 
-    from sr3_agent.compare import QueryPaths, embedder_systems
-    from sr3_agent.embedder import ReasoningEmbedder
-    from sr3_agent.evaluate import evaluate_systems
-    from sr3_agent.export import export_embedder
+    from sr3_agent.evaluation.eval_command import QueryPaths, embedder_systems
+    from sr3_agent.model.embedder import ReasoningEmbedder
+    from sr3_agent.evaluation.evaluate import evaluate_systems
+    from sr3_agent.serving.export import export_embedder
     from sr3_env import load_dataset
 
     data = load_dataset(args.dataset).subset(num_queries=args.num_queries, num_docs=args.corpus_docs, seed=args.seed)

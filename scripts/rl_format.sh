@@ -38,7 +38,7 @@ test -f "$OUT/results.json" ||
 # embedding, and its reasoning against the starting model's (RL's gain), with paired 95% intervals
 $PYTHON - "$OUT/results.json" "$START" "${models[@]}" > "$OUT/results.md" <<'PY'
 import json, sys
-from sr3_agent.pipeline import comparison_table
+from sr3_agent.training.train_command import comparison_table
 rows = json.load(open(sys.argv[1]))
 start, variants = sys.argv[2], sys.argv[3:]
 print("| system | nDCG@10 | token rate | reasoning tokens |\n|---|---:|---:|---:|")

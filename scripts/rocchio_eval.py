@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 import sr3_env
-from sr3_agent.evaluate import paired_bootstrap
+from sr3_agent.evaluation.evaluate import paired_bootstrap
 from sr3_env.baselines import RocchioPolicy
 
 METRICS = {"reciprocal_rank": "MRR", "ndcg@10": "nDCG@10", "recall@100": "Recall@100"}

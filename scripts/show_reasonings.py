@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sr3_agent.compare import QueryPaths, embedder_systems, evaluation_set, load_embedder
+from sr3_agent.evaluation.eval_command import QueryPaths, embedder_systems, evaluation_set, load_embedder
 from sr3_agent.config import EvalConfig
-from sr3_agent.embedder import fuse
+from sr3_agent.model.embedder import fuse
 
 
 def gold_ranks(queries: np.ndarray, docs: np.ndarray, gold: list[np.ndarray]) -> np.ndarray:

@@ -60,7 +60,7 @@ models+=("$OUT/rs-feedback-rl-long/final" "$OUT/rs-feedback-rl-120/final")
 for dataset in wordnet-revdict semanlink; do
   $PYTHON - "$OUT/$dataset.json" "$OUT/long-$dataset.json" "$OUT/120-$dataset.json" "${models[@]}" <<'PY'
 import json, sys
-from sr3_agent.pipeline import comparison_table
+from sr3_agent.training.train_command import comparison_table
 rows = [row for path in sys.argv[1:4] for row in json.load(open(path))]
 models = sys.argv[4:]
 print(f"### {rows[0]['dataset']}: {rows[0]['queries']} queries, {rows[0]['docs']:,} documents\n")

@@ -11,13 +11,13 @@
 - `run_eval` / ``sr3 eval``: nDCG@10, Recall@100, MRR@10 beside BM25 and all-MiniLM-L6-v2.
 """
 
-from sr3_agent.compare import run_eval
+from sr3_agent.evaluation.eval_command import run_eval
 from sr3_agent.config import ConfigError, EvalConfig, RLConfig, SFTConfig
-from sr3_agent.embedder import EMBED_TOKEN, Prompts, ReasoningEmbedder, Rollout
-from sr3_agent.evaluate import evaluate_systems, ir_metrics, markdown_table
-from sr3_agent.rl import train_rl
-from sr3_agent.sft import train_sft
-from sr3_agent.trl_reward import RemoteRetrievalReward, RetrievalReward, grpo_dataset
+from sr3_agent.model.embedder import EMBED_TOKEN, Prompts, ReasoningEmbedder, Rollout
+from sr3_agent.evaluation.evaluate import evaluate_systems, ir_metrics, markdown_table
+from sr3_agent.training.rl import train_rl
+from sr3_agent.training.sft import train_sft
+from sr3_agent.training.trl_reward import RemoteRetrievalReward, RetrievalReward, grpo_dataset
 
 __all__ = ["EMBED_TOKEN", "ConfigError", "EvalConfig", "Prompts", "RLConfig", "ReasoningEmbedder", "RemoteRetrievalReward",
            "RetrievalReward",

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sr3_agent.checkpoint import stop_exit_code
+from sr3_agent.training.checkpoint import stop_exit_code
 from sr3_agent.config import (ConfigError, EvalConfig, ExportConfig, RLConfig, ServeConfig, SFTConfig, TrainConfig,
                               config_from_args, dataclass_arguments)
-from sr3_agent.distributed import is_main_process, launched_world_size
+from sr3_agent.training.distributed import is_main_process, launched_world_size
 from sr3_env.errors import Sr3Error
 
 DATA_PARALLEL = ("sft", "rl")  #: the commands that run under accelerate launch with several processes
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 def stopped(command: str, config: object) -> bool:
     """True when a training command returned early (a first Ctrl-C or SIGTERM: it saved a checkpoint,
     but no final model); prints how to continue."""
-    from sr3_agent.pipeline import stage_state
+    from sr3_agent.training.train_command import stage_state
 
     if stage_state(Path(config.output_dir)) == "done":
         return False
@@ -51,12 +51,12 @@ def stopped(command: str, config: object) -> bool:
 def train_with_log(config: TrainConfig) -> dict:
     """``sr3 train``, its log (INFO and above, with times) also written to OUTPUT_DIR/train.log."""
     from sr3_agent.logs import log_file
-    from sr3_agent.pipeline import run_train
+    from sr3_agent.training.train_command import run_train
 
     with log_file(Path(config.output_dir) / "train.log"):
         result = run_train(config)
         if "table" in result:
-            logging.getLogger("sr3_agent.pipeline").info("results:\n%s", result["table"])
+            logging.getLogger("sr3_agent.training.train_command").info("results:\n%s", result["table"])
     return result
 
 
@@ -75,7 +75,7 @@ def train_command(config: TrainConfig) -> int:
 
 
 def sft_command(config: SFTConfig) -> int:
-    from sr3_agent.sft import train_sft
+    from sr3_agent.training.sft import train_sft
 
     train_sft(config)
     if stopped("sft", config):
@@ -86,7 +86,7 @@ def sft_command(config: SFTConfig) -> int:
 
 
 def rl_command(config: RLConfig) -> int:
-    from sr3_agent.rl import train_rl
+    from sr3_agent.training.rl import train_rl
 
     train_rl(config)
     if stopped("rl", config):
@@ -97,8 +97,8 @@ def rl_command(config: RLConfig) -> int:
 
 
 def eval_command(config: EvalConfig) -> int:
-    from sr3_agent.compare import run_eval
-    from sr3_agent.evaluate import markdown_table, write_results
+    from sr3_agent.evaluation.eval_command import run_eval
+    from sr3_agent.evaluation.evaluate import markdown_table, write_results
 
     rows = run_eval(config)
     print(markdown_table(rows))
@@ -107,7 +107,7 @@ def eval_command(config: EvalConfig) -> int:
 
 
 def export_command(config: ExportConfig) -> int:
-    from sr3_agent.export import run_export
+    from sr3_agent.serving.export import run_export
 
     result = run_export(config)
     check = result["check"]
@@ -120,7 +120,7 @@ def export_command(config: ExportConfig) -> int:
 
 
 def serve_command(config: ServeConfig) -> int:
-    from sr3_agent.server.run import serve
+    from sr3_agent.serving.run import serve
 
     serve(config)
     return 0

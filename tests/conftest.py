@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sr3_agent.tiny_models import TINY_FAMILIES, sliding_families, tiny_model
+from sr3_agent.model.tiny_models import TINY_FAMILIES, sliding_families, tiny_model
 
 #: 12 documents about distinct topics (so that lexical encoders can tell them apart).
 TINY_CORPUS: list[dict[str, str]] = [
@@ -141,8 +141,8 @@ def tiny_beir_factory(tmp_path: Path):
 def _tiny_embedder_session():
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from sr3_agent.embedder import EMBED_TOKEN, ReasoningEmbedder
-    from sr3_agent.models import resolve_model
+    from sr3_agent.model.embedder import EMBED_TOKEN, ReasoningEmbedder
+    from sr3_agent.model.models import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model())  # bundled SmolLM2 tokenizer (cached folder)
     tokenizer.add_special_tokens({"additional_special_tokens": [EMBED_TOKEN]})
@@ -161,12 +161,12 @@ def tiny_embedder(_tiny_embedder_session):
     return copy.deepcopy(_tiny_embedder_session)
 
 
-# -- tiny random-weight models of many families (the architecture matrix: sr3_agent.tiny_models) ----
+# -- tiny random-weight models of many families (the architecture matrix: sr3_agent.model.tiny_models) ----
 
 @pytest.fixture(scope="session")
 def _family_embedders():
-    from sr3_agent.embedder import ReasoningEmbedder
-    from sr3_agent.tiny_models import tiny_tokenizer
+    from sr3_agent.model.embedder import ReasoningEmbedder
+    from sr3_agent.model.tiny_models import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     built: dict[tuple[str, int | None], object] = {}

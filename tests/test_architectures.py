@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from conftest import LONG_WINDOW
-from sr3_agent.tiny_models import SHORT_WINDOW, TINY_FAMILIES, sliding_families
-from sr3_agent.kvcache import attention_window, layout_is_exact
+from sr3_agent.model.tiny_models import SHORT_WINDOW, TINY_FAMILIES, sliding_families
+from sr3_agent.model.kvcache import attention_window, layout_is_exact
 from sr3_env import load_dataset
 
 ATOL = 1e-4
@@ -58,7 +58,7 @@ def test_a_window_shorter_than_the_layout_takes_the_plain_path_and_says_so_once(
     prefix = len(embedder.prefix_ids(embedder.prompts.document))
     lengths = [len(p) + 1 for p in embedder.prompt_ids(texts["documents"], embedder.prompts.document)]
     assert min(lengths) < SHORT_WINDOW - 1 < max(lengths) and prefix < SHORT_WINDOW  # some layouts fit, some do not
-    with caplog.at_level(logging.WARNING, logger="sr3_agent.embedder"):
+    with caplog.at_level(logging.WARNING, logger="sr3_agent.model.embedder"):
         fast = embedder.encode_documents(texts["documents"])
         reasoned = embedder.encode_queries(texts["queries"], reasoning=True, max_new_tokens=6)
         embedder.encode_documents(texts["documents"])
@@ -74,11 +74,11 @@ def test_a_window_shorter_than_the_layout_takes_the_plain_path_and_says_so_once(
 def test_a_window_longer_than_the_layout_keeps_the_fast_path(_family_embedders, texts, family, caplog):
     """Sliding-window cache layers on the fast path: documents, the reasoning's cache read and the RL
     grouped forward, each equal to the plain path."""
-    from sr3_agent.rl import policy_forward
+    from sr3_agent.training.rl import policy_forward
 
     embedder = _family_embedders(family, window=LONG_WINDOW)
     assert attention_window(embedder.model.config) == LONG_WINDOW
-    with caplog.at_level(logging.WARNING, logger="sr3_agent.embedder"):
+    with caplog.at_level(logging.WARNING, logger="sr3_agent.model.embedder"):
         documents = embedder.encode_documents(texts["documents"])
         torch.manual_seed(0)
         rollout = embedder.generate_reasoning(texts["queries"], max_new_tokens=6, temperature=1.0, num_samples=2)
@@ -100,7 +100,7 @@ def test_a_window_longer_than_the_layout_keeps_the_fast_path(_family_embedders, 
 def test_the_export_equals_the_embedder_for_every_family(_family_embedders, texts, family, tmp_path, monkeypatch):
     from sentence_transformers import SentenceTransformer
 
-    from sr3_agent.export import export_embedder
+    from sr3_agent.serving.export import export_embedder
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     embedder = _family_embedders(family)
@@ -115,9 +115,9 @@ def test_the_export_equals_the_embedder_for_every_family(_family_embedders, text
 def test_prompts_of_1024_tokens_through_the_index_and_training(family, window):
     """BEIR-length passages: 1,024-token prompts (longer than Gemma-3-270m's 512-token window) give the
     plain path's vectors, rank in the lazy index, and train with the whole sequences' gradients."""
-    from sr3_agent.embedder import ReasoningEmbedder
-    from sr3_agent.sft import training_embeddings
-    from sr3_agent.tiny_models import tiny_model, tiny_tokenizer
+    from sr3_agent.model.embedder import ReasoningEmbedder
+    from sr3_agent.training.sft import training_embeddings
+    from sr3_agent.model.tiny_models import tiny_model, tiny_tokenizer
     from sr3_env.index import LazyIndex
 
     tokenizer = tiny_tokenizer()

@@ -246,7 +246,7 @@ def test_bench_architectures_shows_the_window_check_at_work(load, tmp_path, caps
 
 def test_bench_recipe_runs_every_stage_beside_its_budget(load, tmp_path, capsys, monkeypatch):
     """The paper's recipe falls back to the given model where Qwen2.5 is not in the local cache."""
-    from sr3_agent.tiny_models import tiny_model, tiny_tokenizer
+    from sr3_agent.model.tiny_models import tiny_model, tiny_tokenizer
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("SR3_CACHE_DIR", str(tmp_path / "cache"))

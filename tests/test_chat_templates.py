@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from sr3_agent.tiny_models import tiny_model
-from sr3_agent.chat import stop_token_ids, supports_system_role, template_turn_end, turn_end_id
+from sr3_agent.model.tiny_models import tiny_model
+from sr3_agent.model.chat import stop_token_ids, supports_system_role, template_turn_end, turn_end_id
 from sr3_env import load_dataset
 
 ATOL = 1e-4
@@ -45,8 +45,8 @@ TEMPLATES = {
 def _templated():
     from transformers import AutoTokenizer
 
-    from sr3_agent.embedder import EMBED_TOKEN, ReasoningEmbedder
-    from sr3_agent.models import resolve_model
+    from sr3_agent.model.embedder import EMBED_TOKEN, ReasoningEmbedder
+    from sr3_agent.model.models import resolve_model
 
     built = {}
 
@@ -134,7 +134,7 @@ def test_fast_paths_equal_the_plain_path_under_each_template(_templated, texts, 
 def test_the_export_equals_the_embedder_under_each_template(_templated, texts, name, tmp_path, monkeypatch):
     from sentence_transformers import SentenceTransformer
 
-    from sr3_agent.export import export_embedder
+    from sr3_agent.serving.export import export_embedder
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     embedder = _templated(name)

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 import torch
 
-from sr3_agent.checkpoint import (CHECKSUM_FILE, STATE_FILE, CheckpointError, graceful_interrupt, list_checkpoints,
+from sr3_agent.training.checkpoint import (CHECKSUM_FILE, STATE_FILE, CheckpointError, graceful_interrupt, list_checkpoints,
                                   load_latest, save_checkpoint, stop_exit_code, verify_checkpoint)
-from sr3_agent.runlock import OWNER_FILE, OutputDirError, RunLockedError, run_lock
+from sr3_agent.training.runlock import OWNER_FILE, OutputDirError, RunLockedError, run_lock
 
 
 def small_state(seed: int = 0) -> dict:
@@ -61,7 +61,7 @@ def test_random_states_come_back_exactly(tmp_path):
 
 
 def test_the_index_state_of_the_trainers_loads_under_weights_only(tmp_path):
-    from sr3_agent.training import index_state
+    from sr3_agent.training.parts import index_state
     from sr3_env import HashingEncoder, LazyIndex
 
     encoder = HashingEncoder(dim=8)
@@ -101,7 +101,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
     save_checkpoint(tmp_path, 1, small_state(1))
     save_checkpoint(tmp_path, 2, small_state(2))
     _damage(tmp_path / "checkpoint-0000002" / STATE_FILE, how)
-    with caplog.at_level(logging.WARNING, logger="sr3_agent.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="sr3_agent.training.checkpoint"):
         state = load_latest(tmp_path)
     assert state["step"] == 1 and state["version"] == 1
     assert "checkpoint-0000002" in caplog.text and "damaged" in caplog.text
@@ -155,7 +155,7 @@ def test_a_checkpoint_written_by_an_earlier_sr3_still_loads(tmp_path):
 _FILL_THE_DISK = textwrap.dedent("""
     import resource, signal, sys
     import torch
-    from sr3_agent.checkpoint import CheckpointError, save_checkpoint
+    from sr3_agent.training.checkpoint import CheckpointError, save_checkpoint
     out = sys.argv[1]
     save_checkpoint(out, 1, {"weights": torch.zeros(1000)})               # about 5 kB: fits
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)                        # a write past the limit raises instead
@@ -194,7 +194,7 @@ def test_sigterm_is_a_first_ctrl_c():
 
 # -- one run per output folder ------------------------------------------------------------------------
 
-_HOLD = "import sys, time; from sr3_agent.runlock import run_lock\nwith run_lock(sys.argv[1], main=True):\n" \
+_HOLD = "import sys, time; from sr3_agent.training.runlock import run_lock\nwith run_lock(sys.argv[1], main=True):\n" \
         "    print('held', flush=True)\n    time.sleep(120)\n"
 
 
@@ -233,8 +233,8 @@ def test_only_the_main_process_takes_the_lock(holder, tmp_path):
 
 def test_the_trainers_take_the_lock(holder, tmp_path):
     from sr3_agent.config import RLConfig, SFTConfig
-    from sr3_agent.rl import train_rl
-    from sr3_agent.sft import train_sft
+    from sr3_agent.training.rl import train_rl
+    from sr3_agent.training.sft import train_sft
 
     for train, config in ((train_sft, SFTConfig), (train_rl, RLConfig)):
         with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sr3_agent.cli import build_parser, main
-from sr3_agent.compare import evaluation_set, load_embedder, run_eval
+from sr3_agent.evaluation.eval_command import evaluation_set, load_embedder, run_eval
 from sr3_agent.config import ConfigError, EvalConfig, SFTConfig, field_docs
 
 
@@ -41,7 +41,7 @@ def test_eval_loads_models_in_the_configured_precision(tiny_embedder, tmp_path):
 
 
 def test_fuse_is_the_normalised_weighted_mean():
-    from sr3_agent.embedder import fuse
+    from sr3_agent.model.embedder import fuse
 
     direct, reasoned = np.array([[1.0, 0.0], [0.6, 0.8]]), np.array([[0.0, 1.0], [0.6, 0.8]])
     np.testing.assert_allclose(fuse(direct, reasoned), [[0.5 ** 0.5, 0.5 ** 0.5], [0.6, 0.8]], rtol=1e-6)
@@ -53,7 +53,7 @@ def test_fuse_is_the_normalised_weighted_mean():
 
 
 def test_fused_queries_combine_both_paths(tiny_embedder):
-    from sr3_agent.embedder import fuse
+    from sr3_agent.model.embedder import fuse
 
     texts = ["a cat", "rain on the roof"]
     both = fuse(tiny_embedder.encode_queries(texts), tiny_embedder.encode_queries(texts, reasoning=True, max_new_tokens=3))

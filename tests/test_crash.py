@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sr3_agent.checkpoint import list_checkpoints, verify_checkpoint
+from sr3_agent.training.checkpoint import list_checkpoints, verify_checkpoint
 
 DATA = ["--dataset", "semanlink", "--split", "test", "--num-queries", "8", "--corpus-docs", "30", "--device", "cpu"]
 ARGS = {

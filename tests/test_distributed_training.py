@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from sr3_agent.config import ConfigError
-from sr3_agent.distributed import (HiddenStates, Processes, process_entropy, process_rng_states, shard_rows,
+from sr3_agent.training.distributed import (HiddenStates, Processes, process_entropy, process_rng_states, shard_rows,
                                    start_processes)
 
 WORKER = Path(__file__).parent / "workers" / "data_parallel.py"
@@ -93,7 +93,7 @@ def untied_model(_tiny_embedder_session, tmp_path_factory) -> Path:
     """The same with a separate LM head: a parameter that only the losses use, outside the DDP forward."""
     from transformers import LlamaForCausalLM
 
-    from sr3_agent.embedder import ReasoningEmbedder
+    from sr3_agent.model.embedder import ReasoningEmbedder
 
     config = _tiny_embedder_session.model.config.to_dict() | {"tie_word_embeddings": False}
     torch.manual_seed(1)
@@ -118,7 +118,7 @@ def test_ddp_averages_every_gradient_including_the_lm_head(head, tiny_model, unt
 
 
 def _start_weights(model: Path) -> dict[str, torch.Tensor]:
-    from sr3_agent.embedder import ReasoningEmbedder
+    from sr3_agent.model.embedder import ReasoningEmbedder
 
     return ReasoningEmbedder.from_pretrained(model, device="cpu").model.state_dict()
 
@@ -184,6 +184,6 @@ def test_the_cli_trains_sft_then_rl_and_resumes_on_two_processes(tiny_model, tin
     launch("-m", "sr3_agent.cli", *rl, "--steps", "1")
     launch("-m", "sr3_agent.cli", *rl, "--steps", "2", "--resume")
     assert sorted(p.name for p in (tmp_path / "rl").glob("checkpoint-*")) == ["checkpoint-0000001", "checkpoint-0000002"]
-    from sr3_agent.embedder import ReasoningEmbedder
+    from sr3_agent.model.embedder import ReasoningEmbedder
 
     ReasoningEmbedder.from_pretrained(tmp_path / "rl" / "final", device="cpu")  # the final model loads

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sr3_agent.embedder import EMBED_TOKEN, ReasoningEmbedder
+from sr3_agent.model.embedder import EMBED_TOKEN, ReasoningEmbedder
 from sr3_env.encoders import Encoder
 from sr3_env.errors import EncoderError
 
@@ -136,7 +136,7 @@ def test_save_and_load_round_trip(tiny_embedder, tmp_path):
 def test_a_tokenizer_without_the_token_is_refused(tiny_embedder):
     from transformers import AutoTokenizer
 
-    from sr3_agent.models import resolve_model
+    from sr3_agent.model.models import resolve_model
 
     with pytest.raises(EncoderError, match="from_pretrained"):
         ReasoningEmbedder(tiny_embedder.model, AutoTokenizer.from_pretrained(resolve_model()))
@@ -147,8 +147,8 @@ def test_the_new_token_starts_as_the_turn_end_token(tmp_path):
     its turn, the token's logit is the larger one, so it writes the token instead."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from sr3_agent.embedder import TURN_END_SCALE
-    from sr3_agent.models import resolve_model
+    from sr3_agent.model.embedder import TURN_END_SCALE
+    from sr3_agent.model.models import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model())
     torch.manual_seed(0)

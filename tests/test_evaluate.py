@@ -1,4 +1,4 @@
-"""Tests of `sr3_agent.evaluate`: metrics against hand-computed values, runs, systems, caching, reports."""
+"""Tests of `sr3_agent.evaluation.evaluate`: metrics against hand-computed values, runs, systems, caching, reports."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from sr3_agent.evaluate import (BM25System, DenseSystem, bm25_run, dense_run, evaluate_systems, ir_metrics,
+from sr3_agent.evaluation.evaluate import (BM25System, DenseSystem, bm25_run, dense_run, evaluate_systems, ir_metrics,
                                 markdown_table, minilm_system, sub_corpus, write_results)
 from sr3_env import HashingEncoder, RetrievalDataset, load_dataset
 
@@ -208,7 +208,7 @@ def test_sub_corpus_keeps_gold_documents(tiny_beir):
 
 
 def test_per_query_metrics_average_to_ir_metrics_and_missing_queries_score_zero():
-    from sr3_agent.evaluate import per_query_metrics
+    from sr3_agent.evaluation.evaluate import per_query_metrics
 
     qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}, "q3": {"d3": 1}}
     run = {"q1": {"d1": 2.0, "d2": 1.0}, "q2": {"d1": 2.0, "d2": 1.0}}  # q3 missing
@@ -219,7 +219,7 @@ def test_per_query_metrics_average_to_ir_metrics_and_missing_queries_score_zero(
 
 
 def test_paired_bootstrap_brackets_the_mean_difference():
-    from sr3_agent.evaluate import paired_bootstrap
+    from sr3_agent.evaluation.evaluate import paired_bootstrap
 
     a = {f"q{i}": 0.5 for i in range(200)}
     b = {f"q{i}": 0.5 + (0.1 if i % 2 else 0.0) for i in range(200)}  # +0.05 on average

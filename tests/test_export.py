@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sr3_agent.cli import main
-from sr3_agent.export import check_texts, compare_with_embedder, export_embedder
+from sr3_agent.serving.export import check_texts, compare_with_embedder, export_embedder
 
 TOLERANCE = 1e-4
 
@@ -67,7 +67,7 @@ def test_the_tokens_are_the_embedders(tiny_embedder, tmp_path, offline):
 
 
 def test_the_folder_still_loads_in_sr3(tiny_embedder, tmp_path):
-    from sr3_agent.embedder import ReasoningEmbedder
+    from sr3_agent.model.embedder import ReasoningEmbedder
 
     folder = export_embedder(tiny_embedder, tmp_path / "st")
     again = ReasoningEmbedder.from_pretrained(folder, device="cpu")
@@ -164,7 +164,7 @@ def test_bundled_model_export_equals_the_embedder(tmp_path, offline, capsys):
 
 
 def test_a_gemma_models_card_carries_the_gemma_terms_notice(_family_embedders):
-    from sr3_agent.export import licence_notice
+    from sr3_agent.serving.export import licence_notice
 
     assert "Gemma Terms of Use" in licence_notice(_family_embedders("gemma3-sliding").model.config)
     assert licence_notice(_family_embedders("llama").model.config) is None

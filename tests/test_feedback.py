@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sr3_agent.compare import run_eval
+from sr3_agent.evaluation.eval_command import run_eval
 from sr3_agent.config import ConfigError, EvalConfig, RLConfig
-from sr3_agent.embedder import fuse
-from sr3_agent.evaluate import dense_run, per_query_metrics
-from sr3_agent.feedback import HEADER, MAX_DOC_TOKENS, feedback_room, feedback_text, feedback_texts, refine_turns, shown_documents
-from sr3_agent.rl import first_turn, train_rl
+from sr3_agent.model.embedder import fuse
+from sr3_agent.evaluation.evaluate import dense_run, per_query_metrics
+from sr3_agent.evaluation.feedback import HEADER, MAX_DOC_TOKENS, feedback_room, feedback_text, feedback_texts, refine_turns, shown_documents
+from sr3_agent.training.rl import first_turn, train_rl
 from sr3_env import load_dataset
 from sr3_env.refine_vector import RetrievalRefineVectorEnv
 
@@ -150,7 +150,7 @@ def test_bad_turn_settings_say_how_to_fix_them(changes, message):
 
 
 def test_sft_queries_that_read_feedback_see_the_documents_their_direct_embedding_retrieves(tiny_embedder, toy_sets):
-    from sr3_agent.training import feedback_query_texts
+    from sr3_agent.training.parts import feedback_query_texts
     from sr3_env import LazyIndex
 
     data = toy_sets[0]
@@ -168,7 +168,7 @@ def test_sft_with_feedback_trains_and_says_how_to_fix_bad_settings(tiny_embedder
     import torch
 
     from sr3_agent.config import SFTConfig
-    from sr3_agent.sft import train_sft
+    from sr3_agent.training.sft import train_sft
 
     start = copy.deepcopy(tiny_embedder.model.state_dict())
     config = SFTConfig(steps=2, batch_size=4, num_queries=None, corpus_docs=None, mine_top_k=4, reasoning_fraction=1.0,

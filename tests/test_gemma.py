@@ -27,7 +27,7 @@ def gemma():
 
 
 def test_gemma_reads_its_own_template_and_window(gemma):
-    from sr3_agent.kvcache import attention_window
+    from sr3_agent.model.kvcache import attention_window
 
     tokens = gemma.tokenizer.convert_ids_to_tokens(gemma.stop_token_ids)
     assert tokens[0] == "<|embed_token|>" and "<end_of_turn>" in tokens
@@ -78,7 +78,7 @@ def test_gemma_through_every_command(tmp_path, capsys):
 
     from sr3_agent import ReasoningEmbedder
     from sr3_agent.config import ServeConfig
-    from sr3_agent.server.run import ServerThread, build_service, create_app_for
+    from sr3_agent.serving.run import ServerThread, build_service, create_app_for
 
     embedder = ReasoningEmbedder.from_pretrained(out / "rl" / "final", device="cpu")
     config = ServeConfig(model=str(out / "rl" / "final"), served_name="gemma", reasoning_tokens=8)

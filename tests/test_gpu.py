@@ -78,8 +78,8 @@ def test_faiss_gpu_candidates_equal_the_torch_ones():
 
 def test_the_policy_encodes_generates_and_trains_on_cuda_in_bf16_mixed_precision(tiny_embedder, tmp_path):
     from sr3_agent.config import RLConfig, SFTConfig
-    from sr3_agent.rl import train_rl
-    from sr3_agent.sft import train_sft
+    from sr3_agent.training.rl import train_rl
+    from sr3_agent.training.sft import train_sft
 
     embedder = copy.deepcopy(tiny_embedder)
     embedder.model.to("cuda")

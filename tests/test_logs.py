@@ -27,7 +27,7 @@ def test_progress_refreshes_become_lines():
 
 
 def test_bm25s_debug_line_stays_off_the_console(capsys, tiny_beir):
-    from sr3_agent.evaluate import bm25_run
+    from sr3_agent.evaluation.evaluate import bm25_run
     from sr3_env import load_dataset
 
     handler = setup_logging(verbose=True)
@@ -45,11 +45,11 @@ def test_log_file_keeps_info_and_what_stopped_the_run(tmp_path):
     path = tmp_path / "out" / "train.log"
     with pytest.raises(KeyboardInterrupt):
         with log_file(path):
-            logging.getLogger("sr3_agent.pipeline").info("[sft] training")
-            logging.getLogger("sr3_agent.pipeline").debug("not kept")
+            logging.getLogger("sr3_agent.training.train_command").info("[sft] training")
+            logging.getLogger("sr3_agent.training.train_command").debug("not kept")
             raise KeyboardInterrupt
     text = path.read_text()
-    assert "INFO sr3_agent.pipeline: [sft] training" in text and "not kept" not in text
+    assert "INFO sr3_agent.training.train_command: [sft] training" in text and "not kept" not in text
     assert "stopped by KeyboardInterrupt" in text
     logging.getLogger("sr3_agent").info("after the block")
     assert "after the block" not in path.read_text()  # the handler is gone
@@ -57,7 +57,7 @@ def test_log_file_keeps_info_and_what_stopped_the_run(tmp_path):
 
 def test_sr3_train_writes_train_log(tmp_path, monkeypatch):
     """The wiring of `sr3 train` (the real job runs in tests/test_pipeline.py)."""
-    import sr3_agent.pipeline as pipeline
+    import sr3_agent.training.train_command as pipeline
 
     def fake_run_train(config):
         pipeline.announce("[sft] training, output in somewhere")

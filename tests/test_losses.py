@@ -1,4 +1,4 @@
-"""Tests for ``sr3_agent.losses``: each loss against values worked out by hand from its formula.
+"""Tests for ``sr3_agent.training.losses``: each loss against values worked out by hand from its formula.
 
 Expected numbers are computed with ``math`` on tiny inputs (2 queries in 2-D, 2-token vocabularies,
 single-token sequences), never by re-running the torch code under test.
@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sr3_agent.losses import (
+from sr3_agent.training.losses import (
     clipped_policy_loss,
     group_advantages,
     info_nce,

@@ -1,4 +1,4 @@
-"""The memory budget (`sr3_agent.memory`): exact parameter and LoRA counts for every family of the
+"""The memory budget (`sr3_agent.training.memory`): exact parameter and LoRA counts for every family of the
 architecture matrix, and a budget that moves the way each setting should move it."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import dataclasses
 
 import pytest
 
-from sr3_agent.tiny_models import TINY_FAMILIES
+from sr3_agent.model.tiny_models import TINY_FAMILIES
 from sr3_agent.config import RLConfig
-from sr3_agent.memory import RunSizes, largest_fitting, model_shape, stage_budgets
-from sr3_agent.training import add_lora
+from sr3_agent.training.memory import RunSizes, largest_fitting, model_shape, stage_budgets
+from sr3_agent.training.parts import add_lora
 
 
 @pytest.mark.parametrize("family", sorted(TINY_FAMILIES))

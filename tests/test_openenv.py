@@ -201,7 +201,7 @@ def test_the_api_key_guards_the_websocket(monkeypatch):
 @pytest.fixture
 def remote_and_local(tiny_embedder, tiny_beir):
     """`RemoteRetrievalReward` against a server whose encoder is the embedder, beside the in-process reward."""
-    from sr3_agent.trl_reward import RemoteRetrievalReward, RetrievalReward
+    from sr3_agent.training.trl_reward import RemoteRetrievalReward, RetrievalReward
     from sr3_env import load_dataset
 
     data = load_dataset(tiny_beir, split="test")
@@ -227,7 +227,7 @@ def test_the_remote_reward_equals_the_in_process_one(tiny_embedder, remote_and_l
 
 
 def test_the_remote_reward_says_what_went_wrong(tiny_embedder, remote_and_local):
-    from sr3_agent.trl_reward import RemoteRetrievalReward
+    from sr3_agent.training.trl_reward import RemoteRetrievalReward
     from sr3_env.errors import Sr3Error
 
     remote, _, data, _ = remote_and_local

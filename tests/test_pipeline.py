@@ -11,7 +11,7 @@ from conftest import TINY_QRELS, write_beir
 
 from sr3_agent.cli import build_parser, main
 from sr3_agent.config import ConfigError, TrainConfig, config_from_args
-from sr3_agent.pipeline import (comparison_pairs, comparison_table, eval_embedders, plot_rl_curves, read_scalars,
+from sr3_agent.training.train_command import (comparison_pairs, comparison_table, eval_embedders, plot_rl_curves, read_scalars,
                                 recipe_note, stage_configs, stage_state)
 from sr3_agent.cli import COMMANDS
 

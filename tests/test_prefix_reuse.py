@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from sr3_agent.config import RLConfig
-from sr3_agent.kvcache import attention_window, layout_is_exact
-from sr3_agent.rl import policy_forward, reference_logprobs, rl_losses
-from sr3_agent.training import add_lora
+from sr3_agent.model.kvcache import attention_window, layout_is_exact
+from sr3_agent.training.rl import policy_forward, reference_logprobs, rl_losses
+from sr3_agent.training.parts import add_lora
 from sr3_env import load_dataset
 
 ATOL = 1e-4  # the bound for fp32; the tiny model agrees to about 1e-6
@@ -219,7 +219,7 @@ def test_with_lora_the_reference_is_the_policy_with_adapters_disabled(family_emb
 
 
 def test_length_batches_keep_every_row_once_and_bound_the_padding():
-    from sr3_agent.embedder import length_batches
+    from sr3_agent.model.embedder import length_batches
 
     rng = np.random.default_rng(0)
     lengths = [int(x) for x in rng.integers(3, 40, size=300)] + [120]  # one outlier
@@ -233,7 +233,7 @@ def test_length_batches_keep_every_row_once_and_bound_the_padding():
 
 
 def test_sft_embeddings_after_the_prefix_give_the_whole_sequences_losses_and_gradients(family_embedder, real_texts):
-    from sr3_agent.sft import query_sequences, training_embeddings
+    from sr3_agent.training.sft import query_sequences, training_embeddings
 
     torch.manual_seed(0)
     texts = real_texts[10:16]

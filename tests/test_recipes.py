@@ -14,7 +14,7 @@ from conftest import TINY_QRELS, write_beir
 from sr3_agent.cli import main
 from sr3_agent.config import ConfigError, RLConfig, TrainConfig
 from sr3_agent.recipes import bundled_recipes, read_config_file
-from sr3_agent.tiny_models import tiny_model
+from sr3_agent.model.tiny_models import tiny_model
 
 #: Qwen2.5-Instruct's chat-template layout (tools left out): a default system message when none is given.
 QWEN25_TEMPLATE = (
@@ -78,7 +78,7 @@ def tiny_qwen(tmp_path):
     """A tiny random Qwen2 folder with Qwen2.5's chat template (the SmolLM2 tokenizer's ChatML tokens)."""
     from transformers import AutoTokenizer
 
-    from sr3_agent.models import resolve_model
+    from sr3_agent.model.models import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model())
     tokenizer.chat_template = QWEN25_TEMPLATE
@@ -111,8 +111,8 @@ def test_the_paper_recipe_runs_two_steps_on_cpu(tiny_qwen, tmp_path, capsys, mon
 def test_activation_checkpointing_gives_the_same_losses_and_gradients(family_embedder):
     """Under checkpointing the training forwards take the plain path (a checkpointed layer drops its
     cache, which the shared-prefix layout needs); losses and gradients are those of no checkpointing."""
-    from sr3_agent.rl import policy_forward
-    from sr3_agent.training import enable_activation_checkpointing
+    from sr3_agent.training.rl import policy_forward
+    from sr3_agent.training.parts import enable_activation_checkpointing
 
     torch.manual_seed(0)
     rollout = family_embedder.generate_reasoning(["a small dog", "rain in spring"], max_new_tokens=5, temperature=1.0,
@@ -137,7 +137,7 @@ def test_under_checkpointing_in_training_mode_documents_take_the_plain_path(fami
     """The index re-encodes documents (no gradients) while the model is in training mode; under
     checkpointing some transformers versions (5.17) then return no cache, so the shared-prefix path is
     not taken, and the vectors are the plain path's."""
-    from sr3_agent.training import enable_activation_checkpointing
+    from sr3_agent.training.parts import enable_activation_checkpointing
 
     texts = ["a small dog", "rain in spring, and wind"]
     instruction = family_embedder.prompts.document

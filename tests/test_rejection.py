@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from sr3_agent.config import ConfigError, SFTConfig
-from sr3_agent.rejection import cut_length, keep_choice, pick_reasonings, reasoning_embeddings, token_kinds
-from sr3_agent.sft import train_sft
+from sr3_agent.training.rejection import cut_length, keep_choice, pick_reasonings, reasoning_embeddings, token_kinds
+from sr3_agent.training.sft import train_sft
 from sr3_env import load_dataset
 
 INF = np.inf

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from sr3_agent.config import ConfigError, RLConfig
-from sr3_agent.losses import clipped_policy_loss, group_advantages
-from sr3_agent.rl import auxiliary_batch, policy_forward, rl_losses, score_margins, shaped_rewards, train_rl, zero_variance_share
+from sr3_agent.training.losses import clipped_policy_loss, group_advantages
+from sr3_agent.training.rl import auxiliary_batch, policy_forward, rl_losses, score_margins, shaped_rewards, train_rl, zero_variance_share
 from sr3_env import load_dataset
 
 

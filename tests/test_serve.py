@@ -21,7 +21,7 @@ import pytest
 
 from sr3_agent.config import ServeConfig
 from sr3_env.serving.batcher import BatcherClosed, MicroBatcher
-from sr3_agent.server.run import ServerThread, build_service, create_app_for, free_port
+from sr3_agent.serving.run import ServerThread, build_service, create_app_for, free_port
 from conftest import write_beir
 
 NAME = "tiny-random"

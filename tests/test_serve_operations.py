@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from sr3_agent.config import ServeConfig
-from sr3_agent.server.run import ServerThread, build_service, create_app_for
+from sr3_agent.serving.run import ServerThread, build_service, create_app_for
 from sr3_env.serving.batcher import BatcherClosed, JobTooLarge, MicroBatcher, QueueFull
 
 NAME = "tiny-random"
@@ -177,7 +177,7 @@ def test_call_runs_on_the_worker_between_batches_and_counts_no_item():
 
 
 def test_the_server_loads_its_model_and_index_on_the_worker_thread(monkeypatch, _tiny_embedder_session):
-    from sr3_agent.server.corpus import CorpusIndex
+    from sr3_agent.serving.corpus import CorpusIndex
 
     built_on = []
     original = CorpusIndex.build

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from sr3_agent.checkpoint import list_checkpoints
+from sr3_agent.training.checkpoint import list_checkpoints
 from sr3_agent.config import ConfigError, SFTConfig
-from sr3_agent.evaluate import dense_run, ir_metrics
-from sr3_agent.sft import (answer_template_loss, batch_query_rows, false_negative_mask, pick_hard_negatives,
+from sr3_agent.evaluation.evaluate import dense_run, ir_metrics
+from sr3_agent.training.sft import (answer_template_loss, batch_query_rows, false_negative_mask, pick_hard_negatives,
                            pick_positives, train_sft)
 from sr3_env import load_dataset
 
@@ -51,7 +51,7 @@ def test_false_negative_mask_by_hand():
 
 
 def test_query_sequences_mix_direct_and_reasoning(tiny_embedder):
-    from sr3_agent.sft import answer_lengths, query_sequences
+    from sr3_agent.training.sft import answer_lengths, query_sequences
 
     texts = ["a cat", "rain"]
     reasonings = [None, [101, 102, 103]]
@@ -77,7 +77,7 @@ def test_answer_template_labels_only_the_embed_token(tiny_embedder):
 def test_answer_loss_labels_a_kept_reasoning_and_the_token(tiny_embedder):
     """Row 0 labels its last 3 tokens (a 2-token reasoning + the token), row 1 only the token: the
     loss is the token's mean cross-entropy over the 2 rows plus the reasoning's over its 2 tokens, by hand."""
-    from sr3_agent.sft import query_sequences
+    from sr3_agent.training.sft import query_sequences
 
     sequences, _ = query_sequences(tiny_embedder, ["a cat", "rain"], [[101, 102], None])
     ids, mask = tiny_embedder.pad_left(sequences)
@@ -147,7 +147,7 @@ def test_sft_learns_the_toy_set(tiny_embedder, toy_set, tmp_path):
 def _toy_infonce(embedder, dataset):
     """InfoNCE of every query against the whole toy corpus: a fixed yardstick, unlike the per-step
     loss, whose mined negatives get harder as the model learns."""
-    from sr3_agent.losses import info_nce
+    from sr3_agent.training.losses import info_nce
 
     q = torch.as_tensor(embedder.encode_queries(dataset.query_texts))
     d = torch.as_tensor(embedder.encode_documents(dataset.documents))
@@ -218,7 +218,7 @@ def test_first_ctrl_c_only_asks_to_stop():
     import os
     import signal
 
-    from sr3_agent.checkpoint import graceful_interrupt
+    from sr3_agent.training.checkpoint import graceful_interrupt
 
     before = signal.getsignal(signal.SIGINT)
     with graceful_interrupt() as stop:
@@ -232,7 +232,7 @@ def test_first_ctrl_c_only_asks_to_stop():
 def test_an_interrupted_run_saves_and_resumes(tiny_embedder, toy_set, tmp_path, monkeypatch):
     import contextlib
 
-    import sr3_agent.sft as sft
+    import sr3_agent.training.sft as sft
 
     class StopAtVersionTwo:  # what a Ctrl-C during the second step does to the flag
         @property
@@ -253,7 +253,7 @@ def test_resume_accepts_a_run_saved_before_a_setting_existed(tmp_path):
     import dataclasses
     import json
 
-    from sr3_agent.checkpoint import check_resumable
+    from sr3_agent.training.checkpoint import check_resumable
 
     config = SFTConfig(output_dir=str(tmp_path))
     saved = dataclasses.asdict(config)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sr3_agent.trl_reward import RetrievalReward, completion_sequence, grpo_dataset
+from sr3_agent.training.trl_reward import RetrievalReward, completion_sequence, grpo_dataset
 from sr3_env import load_dataset, rewards
 from sr3_env.errors import Sr3Error, UnknownIdError
 

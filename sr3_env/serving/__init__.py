@@ -3,6 +3,6 @@ environment server): the bounded micro-batching queue (`batcher`), the operation
 Bearer key, Prometheus ``/metrics`` and ``/info`` (`operations`), and a server on a background
 thread for tests, examples and benchmarks (`thread`).
 
-It lives in `sr3_env` because both `sr3_env.openenv` and `sr3_agent.server` use it, and `sr3_env`
+It lives in `sr3_env` because both `sr3_env.openenv` and `sr3_agent.serving` use it, and `sr3_env`
 never imports `sr3_agent`.
 """

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from sr3_agent.distributed import prepare_data_parallel, start_processes
-from sr3_agent.embedder import ReasoningEmbedder
-from sr3_agent.sft import answer_template_loss
+from sr3_agent.training.distributed import prepare_data_parallel, start_processes
+from sr3_agent.model.embedder import ReasoningEmbedder
+from sr3_agent.training.sft import answer_template_loss
 
 QUERIES = [["a cat on a mat", "the price of tea"], ["volcanoes erupt lava", "rules of chess", "a river bank"]]
 DOCUMENTS = [["Cats are small mammals."], ["Chess is a board game.", "Tea is a drink."]]
@@ -52,9 +52,9 @@ def gradients(model: str, out: Path) -> None:
 def train(command: str, out: Path, argv: list[str]) -> None:
     from sr3_agent.cli import COMMANDS, build_parser
     from sr3_agent.config import config_from_args
-    from sr3_agent.distributed import launched_world_size
-    from sr3_agent.rl import train_rl
-    from sr3_agent.sft import train_sft
+    from sr3_agent.training.distributed import launched_world_size
+    from sr3_agent.training.rl import train_rl
+    from sr3_agent.training.sft import train_sft
 
     config = config_from_args(COMMANDS[command][0], build_parser().parse_args([command, *argv]))
     trained = (train_sft if command == "sft" else train_rl)(config, progress=False)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sr3_agent.server.corpus import CorpusIndex
+from sr3_agent.serving.corpus import CorpusIndex
 from sr3_env.serving.batcher import MicroBatcher
 from sr3_env.serving.operations import ServerMetrics
 

@@ -14,12 +14,12 @@ Per iteration (`train_rl`, which reads top to bottom like cleanrl's ``ppo.py``):
 6. one optimiser step, after which the policy's ``version`` goes up.
 
 With ``turns=2`` the environment is `RetrievalRefine-v0`: turn 1 is each query's direct embedding
-(`first_turn`), and the G reasonings of step 2 read the documents it retrieved (`sr3_agent.feedback`);
+(`first_turn`), and the G reasonings of step 2 read the documents it retrieved (`sr3_agent.evaluation.feedback`);
 the advantages compare the episodes' returns, which are the last turn's rewards.
 
-The pieces are pure functions tested on their own: `sr3_agent.losses`, `policy_forward`,
+The pieces are pure functions tested on their own: `sr3_agent.training.losses`, `policy_forward`,
 `auxiliary_batch`. Under ``accelerate launch`` every process takes its block of each step's queries
-(all G samples of a query stay on one process) and DDP averages the gradients (`sr3_agent.distributed`).
+(all G samples of a query stay on one process) and DDP averages the gradients (`sr3_agent.training.distributed`).
 """
 
 from __future__ import annotations
@@ -30,16 +30,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from sr3_agent.checkpoint import graceful_interrupt
+from sr3_agent.training.checkpoint import graceful_interrupt
 from sr3_agent.config import RLConfig
-from sr3_agent.distributed import shard_rows, warn_if_uneven
-from sr3_agent.embedder import ReasoningEmbedder, Rollout
-from sr3_agent.evaluate import dense_run, ir_metrics
-from sr3_agent.feedback import feedback_texts, refine_turns
-from sr3_agent.harness import start_run
-from sr3_agent.losses import clipped_policy_loss, group_advantages, info_nce, kl_penalty_k3, token_logprobs
-from sr3_agent.runlock import holds_run_lock
-from sr3_agent.training import batch_query_rows, false_negative_mask
+from sr3_agent.training.distributed import shard_rows, warn_if_uneven
+from sr3_agent.model.embedder import ReasoningEmbedder, Rollout
+from sr3_agent.evaluation.evaluate import dense_run, ir_metrics
+from sr3_agent.evaluation.feedback import feedback_texts, refine_turns
+from sr3_agent.training.harness import start_run
+from sr3_agent.training.losses import clipped_policy_loss, group_advantages, info_nce, kl_penalty_k3, token_logprobs
+from sr3_agent.training.runlock import holds_run_lock
+from sr3_agent.training.parts import batch_query_rows, false_negative_mask
 from sr3_env import RetrievalDataset, load_dataset
 from sr3_env.refine_vector import RetrievalRefineVectorEnv
 from sr3_env.vector import RetrievalEmbedVectorEnv
@@ -213,7 +213,7 @@ def step_scalars(shaped: torch.Tensor, rewards: np.ndarray, margins: torch.Tenso
             **{f"time/{name}_s": b - a for name, a, b in zip(("generation", "encoding", "scoring", "update"), clock, clock[1:])}}
 
 
-@holds_run_lock  # one run per output folder (sr3_agent.runlock)
+@holds_run_lock  # one run per output folder (sr3_agent.training.runlock)
 def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, dataset: RetrievalDataset | None = None,
              heldout: RetrievalDataset | None = None, progress: bool = True) -> ReasoningEmbedder:
     """Run RL as configured; returns the trained policy (also saved to ``output_dir/final``).

@@ -12,8 +12,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sr3_agent.server.schemas import Limits
-from sr3_agent.server.service import EmbeddingService
+from sr3_agent.serving.schemas import Limits
+from sr3_agent.serving.service import EmbeddingService
 from sr3_env.serving.thread import ServerThread, free_port, run_until_signal  # noqa: F401  (ServerThread, free_port: re-exported)
 
 logger = logging.getLogger(__name__)
@@ -24,9 +24,9 @@ def build_service(config: Any, embedder: Any | None = None) -> EmbeddingService:
     thread (`EmbeddingService.loaded_on_worker`); the service is started."""
 
     def load() -> tuple[Any, str, Any]:
-        from sr3_agent.embedder import ReasoningEmbedder
-        from sr3_agent.evaluate import sub_corpus
-        from sr3_agent.server.corpus import CorpusIndex
+        from sr3_agent.model.embedder import ReasoningEmbedder
+        from sr3_agent.evaluation.evaluate import sub_corpus
+        from sr3_agent.serving.corpus import CorpusIndex
         from sr3_env import load_dataset
 
         model = embedder
@@ -50,7 +50,7 @@ def build_service(config: Any, embedder: Any | None = None) -> EmbeddingService:
 
 def create_app_for(config: Any, service: EmbeddingService) -> Any:
     """The app of ``service`` with the request limits and defaults of a `ServeConfig`."""
-    from sr3_agent.server.app import create_app
+    from sr3_agent.serving.app import create_app
     from sr3_env.serving.operations import resolve_api_key
 
     limits = Limits(max_inputs=config.max_inputs, max_chars=config.max_chars, max_topk=config.max_topk,

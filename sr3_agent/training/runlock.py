@@ -75,7 +75,7 @@ def run_lock(output_dir: str | Path, *, main: bool | None = None) -> Iterator[Pa
     """
     from filelock import FileLock, Timeout
 
-    from sr3_agent.distributed import is_main_process
+    from sr3_agent.training.distributed import is_main_process
 
     if not (is_main_process() if main is None else main):
         yield None

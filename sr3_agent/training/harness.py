@@ -28,11 +28,11 @@ from typing import Any
 
 import torch
 
-from sr3_agent.checkpoint import check_resumable, load_latest, save_config
-from sr3_agent.distributed import (Processes, prepare_data_parallel, process_rng_states, restore_process_rng,
+from sr3_agent.training.checkpoint import check_resumable, load_latest, save_config
+from sr3_agent.training.distributed import (Processes, prepare_data_parallel, process_rng_states, restore_process_rng,
                                    seed_process, start_processes)
-from sr3_agent.embedder import ReasoningEmbedder, autocast_dtype_for
-from sr3_agent.training import (add_lora, checkpoint_or_stop, close_writer, enable_activation_checkpointing, finish,
+from sr3_agent.model.embedder import ReasoningEmbedder, autocast_dtype_for
+from sr3_agent.training.parts import (add_lora, checkpoint_or_stop, close_writer, enable_activation_checkpointing, finish,
                                 index_state, make_writer, training_data, training_index, write_scalars)
 from sr3_env import LazyIndex, RetrievalDataset
 

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from sr3_agent.config import EvalConfig, RLConfig, SFTConfig, TrainConfig
-from sr3_agent.embedder import CONFIG_FILE, ReasoningEmbedder
-from sr3_agent.evaluate import markdown_table, paired_bootstrap, write_results
-from sr3_agent.runlock import holds_run_lock
+from sr3_agent.model.embedder import CONFIG_FILE, ReasoningEmbedder
+from sr3_agent.evaluation.evaluate import markdown_table, paired_bootstrap, write_results
+from sr3_agent.training.runlock import holds_run_lock
 
 #: TensorBoard tags of the RL run drawn in rl_curves.png (the held-out curve only when it was evaluated).
 CURVES = ("charts/reward_mean", "charts/margin_mean", "charts/embed_token_rate", "eval/ndcg@10")
@@ -100,7 +100,7 @@ def recipe_note(config: TrainConfig) -> str:
 def eval_embedders(models: dict[str, Path], config: EvalConfig) -> list[tuple[str, ReasoningEmbedder]]:
     """The table's models under their labels, loaded as `sr3 eval` loads them (its device, precision,
     batch size and prompt length)."""
-    from sr3_agent.compare import load_embedder
+    from sr3_agent.evaluation.eval_command import load_embedder
 
     return [(label, load_embedder("base" if label == "base" else str(source), config)[1]) for label, source in models.items()]
 
@@ -174,9 +174,9 @@ def plot_rl_curves(scalars: dict[str, list[tuple[int, float]]], path: Path) -> P
 @holds_run_lock  # one run per output folder; each stage also locks its own subfolder
 def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     """SFT, RL, evaluation; returns the table's rows, the stage timings and the output paths."""
-    from sr3_agent.compare import run_eval
-    from sr3_agent.rl import train_rl
-    from sr3_agent.sft import train_sft
+    from sr3_agent.evaluation.eval_command import run_eval
+    from sr3_agent.training.rl import train_rl
+    from sr3_agent.training.sft import train_sft
 
     out = Path(config.output_dir)
     stages, eval_config, models = stage_configs(config)

@@ -9,7 +9,7 @@ to the starting model); one optimiser step, after which the model's ``version`` 
 
 The loop reads top to bottom (`train_sft`); batching, negative mining and masks are pure functions.
 Under ``accelerate launch`` every process takes its block of each step's batch and DDP averages
-the gradients (`sr3_agent.distributed`, docs/scaling.md).
+the gradients (`sr3_agent.training.distributed`, docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from sr3_agent.checkpoint import graceful_interrupt
+from sr3_agent.training.checkpoint import graceful_interrupt
 from sr3_agent.config import SFTConfig
-from sr3_agent.distributed import process_entropy, shard_rows, warn_if_uneven
-from sr3_agent.embedder import ReasoningEmbedder
-from sr3_agent.harness import start_run
-from sr3_agent.losses import info_nce, kl_to_reference, lm_loss, triplet_margin
-from sr3_agent.rejection import Picked, pick_reasonings
-from sr3_agent.runlock import holds_run_lock
-from sr3_agent.training import batch_query_rows, best_ranks, false_negative_mask, feedback_query_texts
+from sr3_agent.training.distributed import process_entropy, shard_rows, warn_if_uneven
+from sr3_agent.model.embedder import ReasoningEmbedder
+from sr3_agent.training.harness import start_run
+from sr3_agent.training.losses import info_nce, kl_to_reference, lm_loss, triplet_margin
+from sr3_agent.training.rejection import Picked, pick_reasonings
+from sr3_agent.training.runlock import holds_run_lock
+from sr3_agent.training.parts import batch_query_rows, best_ranks, false_negative_mask, feedback_query_texts
 from sr3_env import RetrievalDataset
 
 
@@ -188,7 +188,7 @@ def reference_logits(embedder: ReasoningEmbedder, reference: ReasoningEmbedder |
         return embedder.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).logits
 
 
-@holds_run_lock  # one run per output folder (sr3_agent.runlock)
+@holds_run_lock  # one run per output folder (sr3_agent.training.runlock)
 def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
               dataset: RetrievalDataset | None = None, progress: bool = True) -> ReasoningEmbedder:
     """Run SFT as configured; returns the trained embedder (also saved to ``output_dir/final``).

@@ -39,7 +39,7 @@ class CorpusIndex:
     @classmethod
     def build(cls, embedder: Any, dataset: RetrievalDataset) -> "CorpusIndex":
         """Embed ``dataset``'s documents with ``embedder`` (or read them from the cache)."""
-        from sr3_agent.evaluate import DenseSystem, corpus_cache_key
+        from sr3_agent.evaluation.evaluate import DenseSystem, corpus_cache_key
 
         start = time.perf_counter()
         system = DenseSystem(embedder.name, embedder.encode_queries, embedder.encode_documents,

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from sr3_agent.server.schemas import (Document, Embedding, EmbeddingRequest, EmbeddingResponse, Limits,
+from sr3_agent.serving.schemas import (Document, Embedding, EmbeddingRequest, EmbeddingResponse, Limits,
                                       RetrieveRequest, RetrieveResponse, ScoredDocument, Usage)
-from sr3_agent.server.service import EmbeddingService
+from sr3_agent.serving.service import EmbeddingService
 from sr3_env.serving.batcher import BatcherClosed
 from sr3_env.serving.operations import add_operations, error_body
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from sr3_agent.config import ConfigError
-from sr3_agent.rng import rng_state, set_rng_state
+from sr3_agent.training.rng import rng_state, set_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def process_rng_states(processes: Processes) -> dict[str, Any]:
 
 
 def restore_process_rng(state: dict[str, Any], processes: Processes) -> None:
-    """After `sr3_agent.checkpoint.load_latest`: give each process back its own random states."""
+    """After `sr3_agent.training.checkpoint.load_latest`: give each process back its own random states."""
     if not processes.distributed:
         return
     saved = state.get("process_rng")

@@ -9,7 +9,7 @@ made only of sentence-transformers' built-in modules (nothing to trust, nothing 
     1_Pooling/config.json             the hidden state of the last real token
     2_Normalize/                      L2 normalisation
     config_sentence_transformers.json prompts {"query": ..., "document": ...}, cosine similarity
-    README.md                         the model card (`sr3_agent.model_card`)
+    README.md                         the model card (`sr3_agent.serving.model_card`)
 
 How that reproduces `ReasoningEmbedder`'s direct embeddings exactly:
 
@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from sr3_agent.chat import USER_TURN_SEPARATOR, supports_system_role
-from sr3_agent.embedder import EMBED_TOKEN, ReasoningEmbedder
+from sr3_agent.model.chat import USER_TURN_SEPARATOR, supports_system_role
+from sr3_agent.model.embedder import EMBED_TOKEN, ReasoningEmbedder
 from sr3_env.errors import Sr3Error
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def embedding_chat_template(tokenizer: Any) -> str:
 
 
 #: Where the template takes no system message, the prompt sentence-transformers sends as one goes at
-#: the head of the user turn, as `sr3_agent.chat.prompt_messages` puts it.
+#: the head of the user turn, as `sr3_agent.model.chat.prompt_messages` puts it.
 _SYSTEM_INTO_USER = (
     "{%- if messages and messages[0]['role'] == 'system' -%}"
     "{%- set messages = [{'role': 'user', 'content': messages[0]['content'] + " + repr(USER_TURN_SEPARATOR)
@@ -201,7 +201,7 @@ def prompts_of(embedder: ReasoningEmbedder) -> dict[str, str]:
 
 def licence_notice(config: Any) -> str | None:
     """What a shared model built on this architecture's weights must say (Gemma's terms ask for their notice)."""
-    from sr3_agent.models import BUNDLED_MODELS
+    from sr3_agent.model.models import BUNDLED_MODELS
 
     model_type = (config.get_text_config() if hasattr(config, "get_text_config") else config).model_type
     return BUNDLED_MODELS["gemma-3-270m"].notice if model_type.startswith("gemma") else None
@@ -212,8 +212,8 @@ def run_export(config: "ExportConfig") -> dict[str, Any]:
 
     Returns the output path and the check's report (empty with ``check_texts=0``).
     """
-    from sr3_agent.model_card import CardFacts, find_results, load_results, render, training_settings
-    from sr3_agent.models import DEFAULT_MODEL
+    from sr3_agent.serving.model_card import CardFacts, find_results, load_results, render, training_settings
+    from sr3_agent.model.models import DEFAULT_MODEL
 
     source = config.base_model if config.model == "base" else config.model
     model_dir = Path(config.model) if config.model != "base" else None

@@ -40,8 +40,8 @@ import numpy as np
 import torch
 
 from sr3_agent.config import ConfigError
-from sr3_agent.distributed import is_main_process
-from sr3_agent.rng import rng_state, set_rng_state
+from sr3_agent.training.distributed import is_main_process
+from sr3_agent.training.rng import rng_state, set_rng_state
 from sr3_env.errors import Sr3Error
 
 logger = logging.getLogger(__name__)

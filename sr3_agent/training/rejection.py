@@ -6,7 +6,7 @@ is short and teaches the model where to stop and write ``<|embed_token|>``. Each
 relevant documents in the lazily refreshed training index, beside the query's direct embedding;
 `keep_choice` keeps the best of the group, if the rule accepts it. SFT then trains on the kept
 reasonings: the language-model loss on the reasoning and the token, the contrastive loss on its
-embedding (`sr3_agent.sft`).
+embedding (`sr3_agent.training.sft`).
 
     sample (B·K) ─ cut at a sentence end ─ embed ─ rank in the index ─ keep ≤ 1 per query
 """
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sr3_agent.embedder import ReasoningEmbedder
+from sr3_agent.model.embedder import ReasoningEmbedder
 
 #: Which sampled reasoning a query keeps: ``all`` (its single sample, cut, unselected), ``best``
 #: (the best-ranked of its samples), ``beats_direct`` (the best, only where it ranks the relevant

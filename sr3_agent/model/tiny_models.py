@@ -57,8 +57,8 @@ def tiny_tokenizer() -> Any:
     """The bundled SmolLM2 tokenizer with ``<|embed_token|>`` added (a fresh copy)."""
     from transformers import AutoTokenizer
 
-    from sr3_agent.embedder import EMBED_TOKEN
-    from sr3_agent.models import resolve_model
+    from sr3_agent.model.embedder import EMBED_TOKEN
+    from sr3_agent.model.models import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model())
     tokenizer.add_special_tokens({"additional_special_tokens": [EMBED_TOKEN]})

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from sr3_agent.config import EvalConfig
-from sr3_agent.embedder import ReasoningEmbedder, autocast_dtype_for, fuse
-from sr3_agent.evaluate import (BM25System, DenseSystem, Run, corpus_cache_key, dense_run, evaluate_systems,
+from sr3_agent.model.embedder import ReasoningEmbedder, autocast_dtype_for, fuse
+from sr3_agent.evaluation.evaluate import (BM25System, DenseSystem, Run, corpus_cache_key, dense_run, evaluate_systems,
                                 minilm_system)
-from sr3_agent.feedback import Turn, refine_turns
+from sr3_agent.evaluation.feedback import Turn, refine_turns
 from sr3_env import RetrievalDataset, load_dataset
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class QueryPaths:
 
     Each way is computed once per list of texts (the fused system reuses the other two);
     `embed_token_rate` is the share of the reasonings the model ended with the token itself. With
-    ``turns`` > 1, `later_turns` gives the turns after the direct one (`sr3_agent.feedback`)."""
+    ``turns`` > 1, `later_turns` gives the turns after the direct one (`sr3_agent.evaluation.feedback`)."""
 
     def __init__(self, embedder: ReasoningEmbedder, max_new_tokens: int, turns: int = 1, feedback_k: int = 3) -> None:
         self.embedder, self.max_new_tokens = embedder, max_new_tokens
@@ -71,7 +71,7 @@ class QueryPaths:
 @dataclass
 class TurnSystem:
     """Turn ``turn`` (>= 2) of an embedder in multi-turn retrieval: it reads what its previous turn
-    retrieved, reasons and embeds again (`sr3_agent.feedback`); turn 1 is its direct system. With
+    retrieved, reasons and embeds again (`sr3_agent.evaluation.feedback`); turn 1 is its direct system. With
     ``fused``, the query is that turn's embedding fused with the direct one (`fuse`), as the fused
     row does for one-turn reasoning."""
 

@@ -26,10 +26,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from sr3_agent.chat import prompt_messages, stop_token_ids, supports_system_role, turn_end_id
-from sr3_agent.kvcache import (attention_window, cache_argument, common_prefix_length, continue_forward, expanded_cache,
+from sr3_agent.model.chat import prompt_messages, stop_token_ids, supports_system_role, turn_end_id
+from sr3_agent.model.kvcache import (attention_window, cache_argument, common_prefix_length, continue_forward, expanded_cache,
                                key_values, layout_is_exact, pad_rests, positions_after, repeat_rows, returned_cache)
-from sr3_agent.models import resolve_model
+from sr3_agent.model.models import resolve_model
 from sr3_env.errors import EncoderError
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ TURN_END_SCALE = 1.01
 
 def _add_token_rows(model: Any, size: int, turn_end_id: int | None) -> None:
     """Grow the vocabulary to ``size``. The new rows start as the turn-end token's (the one the chat
-    template ends an answer with, else eos: `sr3_agent.chat.turn_end_id`) times `TURN_END_SCALE`, so
+    template ends an answer with, else eos: `sr3_agent.model.chat.turn_end_id`) times `TURN_END_SCALE`, so
     the model writes ``<|embed_token|>`` where it would have ended its turn; without a turn-end token,
     at the mean of the old rows. Deterministic, so the same base model always gives the same embedder."""
     old = model.get_input_embeddings().num_embeddings
@@ -167,7 +167,7 @@ class ReasoningEmbedder:
 
     frozen = False
     progress_min_texts = 1000  #: show a progress bar when encoding at least this many texts
-    #: a DDP-wrapped `sr3_agent.distributed.HiddenStates` of ``model``, set by ``prepare_data_parallel``:
+    #: a DDP-wrapped `sr3_agent.training.distributed.HiddenStates` of ``model``, set by ``prepare_data_parallel``:
     #: `hidden_states` goes through it when gradients are on, so that they are averaged across processes
     parallel_forward: Any = None
     autocast_dtype: torch.dtype | None = None  #: bf16 mixed precision of the decoder (`autocast_dtype_for`); None: off
@@ -504,7 +504,7 @@ class ReasoningEmbedder:
             last, states = last.float(), states.float()
         return last, states, ids, mask
 
-    # -- the shared prompt prefix (sr3_agent.kvcache) ----------------------------------------------
+    # -- the shared prompt prefix (sr3_agent.model.kvcache) ----------------------------------------------
 
     def prefix_ids(self, instruction: str) -> list[int]:
         """The tokens every prompt of ``instruction`` starts with (the chat markup and system message

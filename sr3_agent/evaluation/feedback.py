@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from sr3_agent.embedder import ReasoningEmbedder
-from sr3_agent.evaluate import dense_run
+from sr3_agent.model.embedder import ReasoningEmbedder
+from sr3_agent.evaluation.evaluate import dense_run
 from sr3_env import RetrievalDataset
 
 #: Tokens of a shown document at most, even when the prompt has room for more.

@@ -2,7 +2,7 @@
 batch, the texts of queries that read feedback, LoRA, the TensorBoard writer, and the end of a step
 (checkpoint, stop) and of the loop (the final model).
 
-`sr3_agent.sft` and `sr3_agent.rl` both import from here and never from each other, so each loop
+`sr3_agent.training.sft` and `sr3_agent.training.rl` both import from here and never from each other, so each loop
 still reads top to bottom on its own.
 """
 
@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from sr3_agent.checkpoint import save_checkpoint
+from sr3_agent.training.checkpoint import save_checkpoint
 from sr3_agent.config import RLConfig, SFTConfig
-from sr3_agent.distributed import Processes
-from sr3_agent.embedder import ReasoningEmbedder
-from sr3_agent.feedback import feedback_texts
+from sr3_agent.training.distributed import Processes
+from sr3_agent.model.embedder import ReasoningEmbedder
+from sr3_agent.evaluation.feedback import feedback_texts
 from sr3_env import LazyIndex, RetrievalDataset, load_dataset
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def best_ranks(index: LazyIndex, vectors: torch.Tensor, gold: list[np.ndarray], 
 
 def feedback_query_texts(embedder: ReasoningEmbedder, index: LazyIndex, data: RetrievalDataset, texts: list[str],
                          gold: list[np.ndarray], k: int) -> list[str]:
-    """Each query text as a second turn reads it (`sr3_agent.feedback`): the query and the top ``k``
+    """Each query text as a second turn reads it (`sr3_agent.evaluation.feedback`): the query and the top ``k``
     documents its direct embedding retrieves in the index, in one search (collective, as every search)."""
     found = index.search(torch.as_tensor(embedder.encode_queries(texts)), gold, k=k)
     documents = data.documents

@@ -1,4 +1,5 @@
-"""``sr3 serve``: an embedder over HTTP.
+"""Serving: ``sr3 export`` (a sentence-transformers folder, `export`, with its model card, `model_card`) and
+``sr3 serve``, an embedder over HTTP.
 
 - ``POST /v1/embeddings``: the OpenAI embeddings API (the official ``openai`` client and RAG
   frameworks work unchanged), with extras: ``input_type`` (query | document), ``reasoning`` (write an
@@ -7,6 +8,6 @@
   corpus encoded once and cached per model fingerprint.
 - ``GET /health``, ``GET /v1/models``.
 
-Modules: `schemas` (request/response models), `batcher` (texts of concurrent requests batched into
-one forward pass), `corpus` (the corpus index), `app` (the FastAPI app), `run` (load and serve).
+Modules: `schemas` (request/response models), `service` (the embedder behind one micro-batching queue),
+`corpus` (the corpus index), `app` (the FastAPI app), `run` (load and serve); `export` and `model_card`.
 """

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from sr3_agent.embedder import ReasoningEmbedder
+from sr3_agent.model.embedder import ReasoningEmbedder
 from sr3_env import LazyIndex, RetrievalDataset
 from sr3_env.errors import Sr3Error
 from sr3_env.vector import RetrievalEmbedVectorEnv
