@@ -32,7 +32,7 @@ def window_check(enabled: bool):
     if enabled:
         yield
     else:
-        with mock.patch("sr3_agent.model.embedder.layout_is_exact", lambda *args, **kwargs: True):
+        with mock.patch("sr3_agent.model.prefix_reuse.layout_is_exact", lambda *args, **kwargs: True):
             yield
 
 

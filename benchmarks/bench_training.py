@@ -97,9 +97,9 @@ class Meter:
             bump(embedder)
             meter.snapshot()
 
-        import sr3_agent.model.embedder as embedder_module
+        from sr3_agent.model import generation, prefix_reuse  # the modules that continue caches
 
-        continue_forward = embedder_module.continue_forward
+        continue_forward = prefix_reuse.continue_forward
 
         def counted_continue_forward(decoder, input_ids, attention_mask, position_ids, cache):
             kind = "grad_tokens" if torch.is_grad_enabled() else "nograd_tokens"
@@ -109,7 +109,7 @@ class Meter:
         embedder_class.hidden_states = counted_hidden_states
         embedder_class.generate_reasoning = counted_generate
         embedder_class.bump_version = counted_bump
-        embedder_module.continue_forward = counted_continue_forward
+        prefix_reuse.continue_forward = generation.continue_forward = counted_continue_forward
 
     def snapshot(self) -> None:
         if torch.cuda.is_available():

@@ -13,7 +13,8 @@
 
 from sr3_agent.evaluation.eval_command import run_eval
 from sr3_agent.config import ConfigError, EvalConfig, RLConfig, SFTConfig
-from sr3_agent.model.embedder import EMBED_TOKEN, Prompts, ReasoningEmbedder, Rollout
+from sr3_agent.model.embedder import EMBED_TOKEN, Prompts, ReasoningEmbedder
+from sr3_agent.model.generation import Rollout
 from sr3_agent.evaluation.evaluate import evaluate_systems, ir_metrics, markdown_table
 from sr3_agent.training.rl import train_rl
 from sr3_agent.training.sft import train_sft

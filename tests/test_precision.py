@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sr3_agent.config import ConfigError, RLConfig, SFTConfig
-from sr3_agent.model.embedder import autocast_dtype_for, native_bf16
+from sr3_agent.model.precision import autocast_dtype_for, native_bf16
 from sr3_agent.training.rl import train_rl
 from sr3_agent.training.sft import train_sft
 from sr3_env import load_dataset

@@ -13,8 +13,9 @@ from conftest import TINY_QRELS, write_beir
 
 from sr3_agent.cli import main
 from sr3_agent.config import ConfigError, RLConfig, TrainConfig
-from sr3_agent.recipes import bundled_recipes, read_config_file
+from sr3_agent.model.prefix_reuse import split_prefix
 from sr3_agent.model.tiny_models import tiny_model
+from sr3_agent.recipes import bundled_recipes, read_config_file
 
 #: Qwen2.5-Instruct's chat-template layout (tools left out): a default system message when none is given.
 QWEN25_TEMPLATE = (
@@ -145,5 +146,5 @@ def test_under_checkpointing_in_training_mode_documents_take_the_plain_path(fami
         expected = family_embedder.encode_documents(texts)
         enable_activation_checkpointing(family_embedder.model)
         family_embedder.model.train()
-        assert family_embedder._split_prefix(family_embedder.prompt_ids(texts, instruction), instruction) is None
+        assert split_prefix(family_embedder, family_embedder.prompt_ids(texts, instruction), instruction) is None
         np.testing.assert_allclose(family_embedder.encode_documents(texts), expected, atol=1e-5)

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from sr3_agent.config import EvalConfig
-from sr3_agent.model.embedder import ReasoningEmbedder, autocast_dtype_for, fuse
+from sr3_agent.model.embedder import ReasoningEmbedder, fuse
+from sr3_agent.model.precision import autocast_dtype_for
 from sr3_agent.evaluation.evaluate import (BM25System, DenseSystem, Run, corpus_cache_key, dense_run, evaluate_systems,
                                 minilm_system)
 from sr3_agent.evaluation.feedback import Turn, refine_turns

@@ -9,6 +9,12 @@ its embedding is the L2-normalised final-layer hidden state there. Sequences are
 with position ids counted from the first real token, so a text's embedding does not depend on the
 batch it is in (a test checks it).
 
+`ReasoningEmbedder` is the object users call; the jobs it delegates live beside it:
+`sr3_agent.model.precision` (bf16 autocast where the device computes it natively),
+`sr3_agent.model.generation` (writing the reasoning, `Rollout`) and `sr3_agent.model.prefix_reuse`
+(each instruction's shared prompt prefix computed once per model version; `sr3_agent.model.kvcache`
+holds the cache plumbing).
+
 The class implements the `sr3_env` ``Encoder`` protocol (``dim``, ``version``,
 ``encode_documents``), so an environment's index can use the model directly; ``version`` goes up
 after every optimiser step (``attach_optimizer``), which is what makes index rows stale.
@@ -27,9 +33,11 @@ import numpy as np
 import torch
 
 from sr3_agent.model.chat import prompt_messages, stop_token_ids, supports_system_role, turn_end_id
-from sr3_agent.model.kvcache import (attention_window, cache_argument, common_prefix_length, continue_forward, expanded_cache,
-                               key_values, layout_is_exact, pad_rests, positions_after, repeat_rows, returned_cache)
+from sr3_agent.model import generation, prefix_reuse
+from sr3_agent.model.generation import Rollout
+from sr3_agent.model.kvcache import pad_rests
 from sr3_agent.model.models import resolve_model
+from sr3_agent.model.precision import autocast
 from sr3_env.errors import EncoderError
 
 logger = logging.getLogger(__name__)
@@ -46,56 +54,6 @@ class Prompts:
     query: str = "Represent this search query for retrieving relevant documents."
     reasoning: str = ("Analyse this search query in a few short lines: its core concepts, key terms, synonyms and "
                       f"related topics. Then write {EMBED_TOKEN}.")
-
-
-@dataclass
-class Rollout:
-    """Sequences that end with the embed token, padded on the left.
-
-    ``reasoning_mask`` marks the tokens the model generated (the reasoning, plus the embed token
-    when the model emitted it itself); an appended token is not the model's choice and is not marked.
-    """
-
-    input_ids: torch.Tensor  # (B, T) int64, left-padded
-    attention_mask: torch.Tensor  # (B, T) int64
-    reasoning_mask: torch.Tensor  # (B, T) bool
-    emitted: torch.Tensor  # (B,) bool: the model wrote the embed token itself
-    reasoning: list[str]  # (B,) the decoded reasoning texts
-    #: (B, D) L2-normalised embeddings read from the generation's cache (no gradients), or None when
-    #: the rollout was generated without prefix reuse (then `ReasoningEmbedder.embed` gives them)
-    embeddings: torch.Tensor | None = None
-    num_samples: int = 1  #: consecutive rows that share one prompt
-    prompt_lengths: torch.Tensor | None = None  #: (B,) int64 prompt tokens of each row (before its reasoning)
-
-    @property
-    def reasoning_lengths(self) -> torch.Tensor:
-        return self.reasoning_mask.sum(dim=1)
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def native_bf16(device: str | torch.device) -> bool:
-    """Whether ``device`` computes bf16 natively: a CUDA GPU that supports it, or a CPU with AVX-512 BF16
-    or AMX (where bf16 matrix products run at about twice the fp32 rate; elsewhere they are emulated and slower)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-        return any(check() for check in checks if check is not None)
-    return False
-
-
-def autocast_dtype_for(precision: str, device: str | torch.device) -> torch.dtype | None:
-    """The autocast dtype of a ``precision`` setting on ``device``: ``"fp32"`` -> None (off);
-    ``"bf16"`` -> bfloat16 mixed precision (fp32 weights, optimiser and losses); ``"auto"`` -> bf16
-    where the device computes it natively (`native_bf16`), else fp32. (fp16 would need a loss scaler: use bf16.)"""
-    if precision not in PRECISIONS:
-        raise ValueError(f"Unknown precision {precision!r}; choose one of {list(PRECISIONS)}.")
-    if precision == "auto":
-        precision = "bf16" if native_bf16(device) else "fp32"
-    return torch.bfloat16 if precision == "bf16" else None
 
 
 def fuse(direct: np.ndarray, reasoned: np.ndarray, weight: float = 0.5) -> np.ndarray:
@@ -170,7 +128,7 @@ class ReasoningEmbedder:
     #: a DDP-wrapped `sr3_agent.training.distributed.HiddenStates` of ``model``, set by ``prepare_data_parallel``:
     #: `hidden_states` goes through it when gradients are on, so that they are averaged across processes
     parallel_forward: Any = None
-    autocast_dtype: torch.dtype | None = None  #: bf16 mixed precision of the decoder (`autocast_dtype_for`); None: off
+    autocast_dtype: torch.dtype | None = None  #: bf16 mixed precision of the decoder (`precision.autocast_dtype_for`); None: off
     #: compute each instruction's shared prompt prefix once per model version and continue every text from
     #: its key/value cache; read reasoning embeddings from the generation's cache. False: the plain path
     #: (every prompt computed whole; a second pass after reasoning), kept as the reference for tests and benchmarks
@@ -379,8 +337,7 @@ class ReasoningEmbedder:
 
     def _autocast(self, device: torch.device) -> Any:
         """Mixed precision for the decoder when `autocast_dtype` is set (weights stay as they are)."""
-        return torch.autocast(device_type=device.type, dtype=self.autocast_dtype or torch.float32,
-                              enabled=self.autocast_dtype is not None)
+        return autocast(device, self.autocast_dtype)
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, T, hidden) final-layer hidden states (after the final norm), without the LM head.
@@ -426,32 +383,7 @@ class ReasoningEmbedder:
         (B, S), (B, S); `pool` and the answer-template loss read them as they read whole sequences.
         None when it does not apply (prefix reuse off, data-parallel training, or a sequence that
         does not start with the prefix): use `hidden_states`."""
-        training = torch.is_grad_enabled()
-        if training and (self.parallel_forward is not None or self._checkpointing()):  # DDP must see the whole forward
-            return None
-        split = self._split_prefix(sequences, instruction, cached=not training)
-        if split is None:
-            return None
-        prefix_ids, layers, rests = split
-        if layers is None:
-            layers = self._prefix_with_gradients(prefix_ids)
-        hidden, _, _ = self._continue_prefix(layers, len(prefix_ids), rests)
-        ids, mask = (t.to(self.device) for t in pad_rests(rests, self.pad_token_id))
-        return (hidden.float() if self.autocast_dtype is not None else hidden), ids, mask
-
-    def _checkpointing(self) -> bool:
-        """Whether a forward now may drop its cache: activation checkpointing in training mode. Transformers
-        then runs the layers without their cache (5.25 only with gradients on; 5.17 also under no_grad, as
-        when the index re-encodes documents in the middle of an SFT step), so a layout that continues
-        a cache would fail or be wrong."""
-        return (self.model.training
-                and any(getattr(module, "gradient_checkpointing", False) for module in self._decoder().modules()))
-
-    def _prefix_with_gradients(self, prefix_ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The prefix's per-layer keys and values computed now, in the autograd graph."""
-        with self._autocast(self.device):
-            output = self._decoder()(input_ids=torch.tensor([prefix_ids], device=self.device), use_cache=True)
-        return key_values(returned_cache(output))
+        return prefix_reuse.hidden_states_after_prefix(self, sequences, instruction)
 
     def grouped_hidden_states(self, rollout: Rollout
                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
@@ -469,103 +401,24 @@ class ReasoningEmbedder:
         or None when it does not apply (prefix reuse off, data-parallel training, no prompt lengths,
         or prompts that do not start with the prefix): use `hidden_states`.
         """
-        G = rollout.num_samples
-        if (rollout.prompt_lengths is None or self.parallel_forward is not None or rollout.input_ids.shape[0] % G
-                or self._checkpointing()):
-            return None
-        rows = [seq[mask.bool()].tolist() for seq, mask in zip(rollout.input_ids.cpu(), rollout.attention_mask.cpu())]
-        lengths = rollout.prompt_lengths.tolist()
-        prompts = [rows[i][:lengths[i]] for i in range(0, len(rows), G)]
-        continuations = [row[length:] for row, length in zip(rows, lengths)]
-        if any(rows[i][:lengths[i]] != prompts[i // G] for i in range(len(rows))):
-            raise EncoderError("grouped_hidden_states: the rollout's consecutive samples do not share their prompt; "
-                               "build it with generate_reasoning(num_samples=G).")
-        split = self._split_prefix(prompts, self.prompts.reasoning, cached=False,  # computed here, with gradients
-                                   appended=max(len(c) for c in continuations))
-        if split is None:
-            return None
-        prefix_ids, _, rests = split
-        decoder, config = self._decoder(), self._decoder().config
-        with self._autocast(self.device):
-            hidden, cache, prompt_mask = self._continue_prefix(self._prefix_with_gradients(prefix_ids), len(prefix_ids), rests)
-            cache = repeat_rows(key_values(cache), G, config)
-            prompt_mask = prompt_mask.repeat_interleave(G, dim=0)  # (N, P + S)
-            width = max(len(c) for c in continuations)
-            ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for row, tokens in enumerate(continuations):  # right-padded: position k is token k of every row
-                ids[row, :len(tokens)] = torch.as_tensor(tokens)
-                mask[row, :len(tokens)] = 1
-            ids, mask = ids.to(self.device), mask.to(self.device)
-            positions = prompt_mask.sum(dim=1, keepdim=True) + torch.arange(width, device=self.device)
-            states, _ = continue_forward(decoder, ids, torch.cat([prompt_mask, mask], dim=1), positions, cache)
-        last = hidden[:, -1].repeat_interleave(G, dim=0)
-        if self.autocast_dtype is not None:
-            last, states = last.float(), states.float()
-        return last, states, ids, mask
+        return prefix_reuse.grouped_hidden_states(self, rollout)
 
-    # -- the shared prompt prefix (sr3_agent.model.kvcache) ----------------------------------------------
+    # -- the shared prompt prefix (sr3_agent.model.prefix_reuse) ---------------------------------------
 
     def prefix_ids(self, instruction: str) -> list[int]:
         """The tokens every prompt of ``instruction`` starts with (the chat markup and system message
         before the user's text); empty when prompts share nothing."""
-        if instruction not in self._prefix_ids:
-            probes = self.prompt_ids(["a", "b"], instruction)  # two texts that differ in their first token
-            self._prefix_ids[instruction] = probes[0][:min(common_prefix_length(probes), len(probes[0]) - 1)]
-        return self._prefix_ids[instruction]
+        return prefix_reuse.prefix_ids(self, instruction)
 
     def prefix(self, instruction: str) -> tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]]]:
         """`prefix_ids` and their per-layer (keys, values) (batch 1, no gradients), computed once per
         model version (and model object, device and precision)."""
-        key = (self.version, id(self.model), self.autocast_dtype, str(self.device))
-        cached = self._prefixes.get(instruction)
-        if cached is not None and cached[0] == key:
-            return cached[1], cached[2]
-        ids = self.prefix_ids(instruction)
-        layers: list[tuple[torch.Tensor, torch.Tensor]] = []
-        if ids:
-            with torch.no_grad(), self._autocast(self.device):
-                output = self._decoder()(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
-            layers = key_values(returned_cache(output))
-        self._prefixes[instruction] = (key, ids, layers)
-        return ids, layers
-
-    def _split_prefix(self, prompts: Sequence[Sequence[int]], instruction: str, *, cached: bool = True, appended: int = 0
-                      ) -> tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]] | None, list[list[int]]] | None:
-        """(prefix ids, their cached keys/values or None when not ``cached``, each prompt's rest), or
-        None when prefix reuse is off, a prompt does not start with the prefix (the first token of
-        its text merged with the markup before it), or the layout, with ``appended`` more tokens
-        after the rests, would not be exact under the model's attention window (`layout_is_exact`)."""
-        if not self.reuse_prefix or self._checkpointing():
-            return None
-        ids = self.prefix_ids(instruction)
-        if not ids or any(list(p[:len(ids)]) != ids or len(p) <= len(ids) for p in prompts):
-            return None
-        span = max(len(p) for p in prompts) + appended
-        window = attention_window(self._decoder().config)
-        if not layout_is_exact(window, span, padded_inside=appended > 0 or len({len(p) for p in prompts}) > 1):
-            self.window_fallbacks += 1
-            self._say_once("window", "%s attends over a window of %d tokens; prompts laid out over %d or more slots take "
-                           "the plain path (each prompt whole: exact, slower) instead of the shared-prefix cache",
-                           self.name, window, window)
-            return None
-        return ids, self.prefix(instruction)[1] if cached else None, [list(p[len(ids):]) for p in prompts]
+        return prefix_reuse.prefix(self, instruction)
 
     def _say_once(self, key: str, message: str, *args: Any) -> None:
         if key not in self._said:
             self._said.add(key)
             logger.warning(message, *args)
-
-    def _continue_prefix(self, layers: list[tuple[torch.Tensor, torch.Tensor]], prefix_length: int,
-                         rests: Sequence[Sequence[int]]) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        """Run the left-padded ``rests`` after the cached prefix: (B, S, H) hidden states of the rests,
-        the grown cache, and the (B, P + S) attention mask of the whole layout."""
-        ids, mask = (t.to(self.device) for t in pad_rests(rests, self.pad_token_id))
-        full_mask = torch.cat([mask.new_ones(len(rests), prefix_length), mask], dim=1)
-        cache = expanded_cache(layers, len(rests), self._decoder().config)
-        with self._autocast(self.device):
-            hidden, cache = continue_forward(self._decoder(), ids, full_mask, positions_after(prefix_length, mask), cache)
-        return hidden, cache, full_mask
 
     def _encode_direct(self, texts: Sequence[str], instruction: str) -> np.ndarray:
         texts = list(texts)
@@ -580,19 +433,18 @@ class ReasoningEmbedder:
                                           disable=len(texts) < self.progress_min_texts) as bar:
             for rows in length_batches([len(p) - shared for p in prompts], self.batch_size):
                 batch = [prompts[i] for i in rows]
-                split = self._split_prefix(batch, instruction)
+                split = prefix_reuse.split_prefix(self, batch, instruction)
                 if split is None:  # the plain path: every prompt whole
                     out[rows] = self.embed(*self.pad_left(batch)).cpu().numpy()
                 else:  # each prompt's rest after the shared prefix; every rest ends with the token
                     prefix_ids, layers, rests = split
-                    hidden, _, _ = self._continue_prefix(layers, len(prefix_ids), rests)
+                    hidden, _, _ = prefix_reuse.continue_prefix(self, layers, len(prefix_ids), rests)
                     out[rows] = torch.nn.functional.normalize(hidden[:, -1].float(), dim=-1).cpu().numpy()
                 bar.update(len(rows))
         return out
 
     # -- reasoning ------------------------------------------------------------------------------
 
-    @torch.no_grad()
     def generate_reasoning(self, texts: Sequence[str], *, max_new_tokens: int = 64, temperature: float = 0.0,
                            top_p: float = 1.0, num_samples: int = 1, min_new_tokens: int | None = None) -> Rollout:
         """Write a reasoning for each text (``num_samples`` each, consecutive), ending with the token;
@@ -602,97 +454,5 @@ class ReasoningEmbedder:
         With `reuse_prefix`, each prompt is computed once for its samples (after the shared prefix)
         and the embeddings are read from the generation's cache with one more decoder step
         (`Rollout.embeddings`), instead of a second pass over the whole sequences."""
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}.")
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
-        if min_new_tokens is None:
-            min_new_tokens = min(self.min_reasoning_tokens, max_new_tokens)
-        if not 0 <= min_new_tokens <= max_new_tokens:
-            raise ValueError(f"min_new_tokens must be in [0, max_new_tokens={max_new_tokens}], got {min_new_tokens}.")
-        unique = self.prompt_ids(texts, self.prompts.reasoning)
-        prompts = [p for p in unique for _ in range(num_samples)]
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
-        sampling.update(max_new_tokens=max_new_tokens, eos_token_id=self.stop_token_ids, pad_token_id=self.pad_token_id,
-                        top_k=None, min_new_tokens=min_new_tokens)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            # the layout grows by the generated tokens and the embed token read after them
-            split = self._split_prefix(unique, self.prompts.reasoning, appended=max_new_tokens + 1)
-            if split is None:
-                ids, mask = self.pad_left(prompts)
-                with self._autocast(ids.device):
-                    generated = self.model.generate(input_ids=ids, attention_mask=mask, **sampling)[:, ids.shape[1]:]
-                read_embeddings = None
-            else:
-                generated, read_embeddings = self._generate_after_prefix(*split, num_samples, sampling)
-        finally:
-            self.model.train(was_training)
-        sequences, counts, emitted, reasoning = [], [], [], []
-        for prompt, new in zip(prompts, generated.cpu().tolist()):
-            stop = next((i for i, t in enumerate(new) if t in self.stop_token_ids), len(new))
-            wrote_token = stop < len(new) and new[stop] == self.embed_token_id
-            text_ids = new[:stop]
-            sequences.append(prompt + text_ids + [self.embed_token_id])
-            counts.append(len(text_ids))
-            emitted.append(wrote_token)
-            reasoning.append(self.tokenizer.decode(text_ids, skip_special_tokens=True))
-        self.reasoning_rollouts += len(sequences)
-        self.missing_embed_token += len(sequences) - sum(emitted)
-        self.reasoning_tokens_written += sum(counts)
-        input_ids, attention_mask = self.pad_left(sequences)
-        width = input_ids.shape[1]
-        reasoning_mask = torch.zeros_like(input_ids, dtype=torch.bool)
-        for row, count in enumerate(counts):
-            count += int(emitted[row])  # the token is the model's doing only when it wrote it
-            end = width - (0 if emitted[row] else 1)
-            reasoning_mask[row, end - count:end] = True
-        embeddings = read_embeddings(torch.as_tensor(counts)) if read_embeddings is not None else None
-        return Rollout(input_ids=input_ids, attention_mask=attention_mask, reasoning_mask=reasoning_mask,
-                       emitted=torch.as_tensor(emitted), reasoning=reasoning, embeddings=embeddings,
-                       num_samples=num_samples, prompt_lengths=torch.as_tensor([len(p) for p in prompts]))
-
-    def _generate_after_prefix(self, prefix_ids: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]],
-                               rests: list[list[int]], num_samples: int, sampling: dict[str, Any]) -> tuple[torch.Tensor, Any]:
-        """Generate after the cached prefix, each prompt's rest computed once for its ``num_samples``.
-
-        Returns the (N, n) generated tokens and a function of each row's reasoning length (tokens
-        before the stop) that gives the (N, D) embeddings: one decoder step over [last generated
-        token, embed token] continues the generation's cache (the last token is the only one ``generate``
-        did not feed back), with the tokens after each row's reasoning masked out."""
-        P = len(prefix_ids)
-        decoder, config = self._decoder(), self._decoder().config
-        ids, mask = (t.to(self.device) for t in pad_rests(rests, self.pad_token_id))  # (B, S)
-        cache = expanded_cache(layers, len(rests), config)
-        full_mask = torch.cat([mask.new_ones(len(rests), P), mask], dim=1)  # (B, P + S)
-        if ids.shape[1] > 1:  # every prompt token but the last (generate needs one to start from)
-            with self._autocast(self.device):
-                _, cache = continue_forward(decoder, ids[:, :-1], full_mask[:, :-1],
-                                            positions_after(P, mask)[:, :-1], cache)
-        cache = repeat_rows(key_values(cache), num_samples, config)
-        full_ids = torch.cat([torch.tensor([prefix_ids], device=self.device).expand(len(rests), -1), ids], dim=1)
-        full_ids, full_mask = full_ids.repeat_interleave(num_samples, 0), full_mask.repeat_interleave(num_samples, 0)
-        with self._autocast(self.device):
-            output = self.model.generate(input_ids=full_ids, attention_mask=full_mask, return_dict_in_generate=True,
-                                         **{cache_argument(self._causal_lm()): cache}, **sampling)
-        generated, cache = output.sequences[:, full_ids.shape[1]:], returned_cache(output)
-        n = generated.shape[1]
-        if cache.get_seq_length() != full_ids.shape[1] + n - 1:
-            raise RuntimeError(f"generate returned a cache of {cache.get_seq_length()} tokens for {full_ids.shape[1]} "
-                               f"prompt and {n} generated tokens; expected {full_ids.shape[1] + n - 1}.")
-
-        def read_embeddings(lengths: torch.Tensor) -> torch.Tensor:
-            lengths = lengths.to(self.device).view(-1, 1)  # (N, 1) reasoning tokens kept per row
-            kept = torch.arange(n, device=self.device).view(1, -1) < lengths  # (N, n)
-            step_mask = torch.cat([full_mask, kept.long(), full_mask.new_ones(len(kept), 1)], dim=1)
-            inputs = torch.stack([generated[:, -1], torch.full_like(generated[:, -1], self.embed_token_id)], dim=1)
-            prompt_lengths = full_mask.sum(dim=1, keepdim=True)
-            positions = torch.cat([prompt_lengths + n - 1, prompt_lengths + lengths], dim=1)
-            with torch.no_grad(), self._autocast(self.device):
-                hidden, _ = continue_forward(decoder, inputs, step_mask, positions, cache)
-            return torch.nn.functional.normalize(hidden[:, -1].float(), dim=-1)
-
-        return generated, read_embeddings
+        return generation.generate_reasoning(self, texts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                             num_samples=num_samples, min_new_tokens=min_new_tokens)

@@ -31,7 +31,8 @@ import torch
 from sr3_agent.training.checkpoint import check_resumable, load_latest, save_config
 from sr3_agent.training.distributed import (Processes, prepare_data_parallel, process_rng_states, restore_process_rng,
                                    seed_process, start_processes)
-from sr3_agent.model.embedder import ReasoningEmbedder, autocast_dtype_for
+from sr3_agent.model.embedder import ReasoningEmbedder
+from sr3_agent.model.precision import autocast_dtype_for
 from sr3_agent.training.parts import (add_lora, checkpoint_or_stop, close_writer, enable_activation_checkpointing, finish,
                                 index_state, make_writer, training_data, training_index, write_scalars)
 from sr3_env import LazyIndex, RetrievalDataset

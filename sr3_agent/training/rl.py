@@ -33,7 +33,8 @@ import torch
 from sr3_agent.training.checkpoint import graceful_interrupt
 from sr3_agent.config import RLConfig
 from sr3_agent.training.distributed import shard_rows, warn_if_uneven
-from sr3_agent.model.embedder import ReasoningEmbedder, Rollout
+from sr3_agent.model.embedder import ReasoningEmbedder
+from sr3_agent.model.generation import Rollout
 from sr3_agent.evaluation.evaluate import dense_run, ir_metrics
 from sr3_agent.evaluation.feedback import feedback_texts, refine_turns
 from sr3_agent.training.harness import start_run

@@ -1,0 +1,147 @@
+"""Reasoning generation: the model writes a short analysis of each query and stops at ``<|embed_token|>``.
+
+`generate_reasoning` samples (or greedily decodes) up to ``max_new_tokens`` tokens per text, stopping
+at the token or at the model's own turn end (if the model never writes the token it is appended and
+the miss is counted), and returns a `Rollout`: the whole sequences, left-padded, with a mask of the
+tokens the model wrote. With prefix reuse, each prompt is computed once for its samples after the
+shared prefix, and the embeddings are read from the generation's cache (`generate_after_prefix`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from sr3_agent.model.kvcache import (cache_argument, continue_forward, expanded_cache, key_values, pad_rests,
+                                     positions_after, repeat_rows, returned_cache)
+from sr3_agent.model.prefix_reuse import split_prefix
+
+Embedder = Any  #: a `sr3_agent.model.embedder.ReasoningEmbedder` (not imported here: it imports this module)
+
+
+@dataclass
+class Rollout:
+    """Sequences that end with the embed token, padded on the left.
+
+    ``reasoning_mask`` marks the tokens the model generated (the reasoning, plus the embed token
+    when the model emitted it itself); an appended token is not the model's choice and is not marked.
+    """
+
+    input_ids: torch.Tensor  # (B, T) int64, left-padded
+    attention_mask: torch.Tensor  # (B, T) int64
+    reasoning_mask: torch.Tensor  # (B, T) bool
+    emitted: torch.Tensor  # (B,) bool: the model wrote the embed token itself
+    reasoning: list[str]  # (B,) the decoded reasoning texts
+    #: (B, D) L2-normalised embeddings read from the generation's cache (no gradients), or None when
+    #: the rollout was generated without prefix reuse (then `ReasoningEmbedder.embed` gives them)
+    embeddings: torch.Tensor | None = None
+    num_samples: int = 1  #: consecutive rows that share one prompt
+    prompt_lengths: torch.Tensor | None = None  #: (B,) int64 prompt tokens of each row (before its reasoning)
+
+    @property
+    def reasoning_lengths(self) -> torch.Tensor:
+        return self.reasoning_mask.sum(dim=1)
+
+
+@torch.no_grad()
+def generate_reasoning(embedder: Embedder, texts: Sequence[str], *, max_new_tokens: int = 64, temperature: float = 0.0,
+                       top_p: float = 1.0, num_samples: int = 1, min_new_tokens: int | None = None) -> Rollout:
+    """`ReasoningEmbedder.generate_reasoning`: checks the settings, generates (after the shared prefix where it
+    applies, else over whole prompts), then builds the `Rollout` and counts the reasonings on the embedder."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}.")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+    if min_new_tokens is None:
+        min_new_tokens = min(embedder.min_reasoning_tokens, max_new_tokens)
+    if not 0 <= min_new_tokens <= max_new_tokens:
+        raise ValueError(f"min_new_tokens must be in [0, max_new_tokens={max_new_tokens}], got {min_new_tokens}.")
+    unique = embedder.prompt_ids(texts, embedder.prompts.reasoning)
+    prompts = [p for p in unique for _ in range(num_samples)]
+    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+    sampling.update(max_new_tokens=max_new_tokens, eos_token_id=embedder.stop_token_ids, pad_token_id=embedder.pad_token_id,
+                    top_k=None, min_new_tokens=min_new_tokens)
+    was_training = embedder.model.training
+    embedder.model.eval()
+    try:
+        # the layout grows by the generated tokens and the embed token read after them
+        split = split_prefix(embedder, unique, embedder.prompts.reasoning, appended=max_new_tokens + 1)
+        if split is None:
+            ids, mask = embedder.pad_left(prompts)
+            with embedder._autocast(ids.device):
+                generated = embedder.model.generate(input_ids=ids, attention_mask=mask, **sampling)[:, ids.shape[1]:]
+            read_embeddings = None
+        else:
+            generated, read_embeddings = generate_after_prefix(embedder, *split, num_samples, sampling)
+    finally:
+        embedder.model.train(was_training)
+    sequences, counts, emitted, reasoning = [], [], [], []
+    for prompt, new in zip(prompts, generated.cpu().tolist()):
+        stop = next((i for i, t in enumerate(new) if t in embedder.stop_token_ids), len(new))
+        wrote_token = stop < len(new) and new[stop] == embedder.embed_token_id
+        text_ids = new[:stop]
+        sequences.append(prompt + text_ids + [embedder.embed_token_id])
+        counts.append(len(text_ids))
+        emitted.append(wrote_token)
+        reasoning.append(embedder.tokenizer.decode(text_ids, skip_special_tokens=True))
+    embedder.reasoning_rollouts += len(sequences)
+    embedder.missing_embed_token += len(sequences) - sum(emitted)
+    embedder.reasoning_tokens_written += sum(counts)
+    input_ids, attention_mask = embedder.pad_left(sequences)
+    width = input_ids.shape[1]
+    reasoning_mask = torch.zeros_like(input_ids, dtype=torch.bool)
+    for row, count in enumerate(counts):
+        count += int(emitted[row])  # the token is the model's doing only when it wrote it
+        end = width - (0 if emitted[row] else 1)
+        reasoning_mask[row, end - count:end] = True
+    embeddings = read_embeddings(torch.as_tensor(counts)) if read_embeddings is not None else None
+    return Rollout(input_ids=input_ids, attention_mask=attention_mask, reasoning_mask=reasoning_mask,
+                   emitted=torch.as_tensor(emitted), reasoning=reasoning, embeddings=embeddings,
+                   num_samples=num_samples, prompt_lengths=torch.as_tensor([len(p) for p in prompts]))
+
+
+def generate_after_prefix(embedder: Embedder, prefix_ids: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]],
+                          rests: list[list[int]], num_samples: int, sampling: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+    """Generate after the cached prefix, each prompt's rest computed once for its ``num_samples``.
+
+    Returns the (N, n) generated tokens and a function of each row's reasoning length (tokens
+    before the stop) that gives the (N, D) embeddings: one decoder step over [last generated
+    token, embed token] continues the generation's cache (the last token is the only one ``generate``
+    did not feed back), with the tokens after each row's reasoning masked out."""
+    P = len(prefix_ids)
+    decoder, config = embedder._decoder(), embedder._decoder().config
+    ids, mask = (t.to(embedder.device) for t in pad_rests(rests, embedder.pad_token_id))  # (B, S)
+    cache = expanded_cache(layers, len(rests), config)
+    full_mask = torch.cat([mask.new_ones(len(rests), P), mask], dim=1)  # (B, P + S)
+    if ids.shape[1] > 1:  # every prompt token but the last (generate needs one to start from)
+        with embedder._autocast(embedder.device):
+            _, cache = continue_forward(decoder, ids[:, :-1], full_mask[:, :-1],
+                                        positions_after(P, mask)[:, :-1], cache)
+    cache = repeat_rows(key_values(cache), num_samples, config)
+    full_ids = torch.cat([torch.tensor([prefix_ids], device=embedder.device).expand(len(rests), -1), ids], dim=1)
+    full_ids, full_mask = full_ids.repeat_interleave(num_samples, 0), full_mask.repeat_interleave(num_samples, 0)
+    with embedder._autocast(embedder.device):
+        output = embedder.model.generate(input_ids=full_ids, attention_mask=full_mask, return_dict_in_generate=True,
+                                         **{cache_argument(embedder._causal_lm()): cache}, **sampling)
+    generated, cache = output.sequences[:, full_ids.shape[1]:], returned_cache(output)
+    n = generated.shape[1]
+    if cache.get_seq_length() != full_ids.shape[1] + n - 1:
+        raise RuntimeError(f"generate returned a cache of {cache.get_seq_length()} tokens for {full_ids.shape[1]} "
+                           f"prompt and {n} generated tokens; expected {full_ids.shape[1] + n - 1}.")
+
+    def read_embeddings(lengths: torch.Tensor) -> torch.Tensor:
+        lengths = lengths.to(embedder.device).view(-1, 1)  # (N, 1) reasoning tokens kept per row
+        kept = torch.arange(n, device=embedder.device).view(1, -1) < lengths  # (N, n)
+        step_mask = torch.cat([full_mask, kept.long(), full_mask.new_ones(len(kept), 1)], dim=1)
+        inputs = torch.stack([generated[:, -1], torch.full_like(generated[:, -1], embedder.embed_token_id)], dim=1)
+        prompt_lengths = full_mask.sum(dim=1, keepdim=True)
+        positions = torch.cat([prompt_lengths + n - 1, prompt_lengths + lengths], dim=1)
+        with torch.no_grad(), embedder._autocast(embedder.device):
+            hidden, _ = continue_forward(decoder, inputs, step_mask, positions, cache)
+        return torch.nn.functional.normalize(hidden[:, -1].float(), dim=-1)
+
+    return generated, read_embeddings
