@@ -148,3 +148,18 @@ def test_under_checkpointing_in_training_mode_documents_take_the_plain_path(fami
         family_embedder.model.train()
         assert split_prefix(family_embedder, family_embedder.prompt_ids(texts, instruction), instruction) is None
         np.testing.assert_allclose(family_embedder.encode_documents(texts), expected, atol=1e-5)
+
+
+def test_under_checkpointing_in_training_mode_reasoning_runs_in_eval_mode(family_embedder):
+    """Generation and the cache-read step after it run with the model in eval mode (some transformers
+    versions drop a checkpointed layer's cache in training mode even without gradients), and the
+    model is back in training mode after."""
+    from sr3_agent.training.parts import enable_activation_checkpointing
+
+    modes: list[bool] = []
+    family_embedder._decoder().register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    enable_activation_checkpointing(family_embedder.model)
+    family_embedder.model.train()
+    rollout = family_embedder.generate_reasoning(["a small dog", "rain in spring"], max_new_tokens=4, temperature=0.0)
+    assert modes and not any(modes)
+    assert family_embedder.model.training and rollout.input_ids.shape[0] == 2

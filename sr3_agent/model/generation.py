@@ -9,6 +9,8 @@ shared prefix, and the embeddings are read from the generation's cache (`generat
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -65,9 +67,7 @@ def generate_reasoning(embedder: Embedder, texts: Sequence[str], *, max_new_toke
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
     sampling.update(max_new_tokens=max_new_tokens, eos_token_id=embedder.stop_token_ids, pad_token_id=embedder.pad_token_id,
                     top_k=None, min_new_tokens=min_new_tokens)
-    was_training = embedder.model.training
-    embedder.model.eval()
-    try:
+    with eval_mode(embedder.model):
         # the layout grows by the generated tokens and the embed token read after them
         split = split_prefix(embedder, unique, embedder.prompts.reasoning, appended=max_new_tokens + 1)
         if split is None:
@@ -77,8 +77,6 @@ def generate_reasoning(embedder: Embedder, texts: Sequence[str], *, max_new_toke
             read_embeddings = None
         else:
             generated, read_embeddings = generate_after_prefix(embedder, *split, num_samples, sampling)
-    finally:
-        embedder.model.train(was_training)
     sequences, counts, emitted, reasoning = [], [], [], []
     for prompt, new in zip(prompts, generated.cpu().tolist()):
         stop = next((i for i, t in enumerate(new) if t in embedder.stop_token_ids), len(new))
@@ -102,6 +100,19 @@ def generate_reasoning(embedder: Embedder, texts: Sequence[str], *, max_new_toke
     return Rollout(input_ids=input_ids, attention_mask=attention_mask, reasoning_mask=reasoning_mask,
                    emitted=torch.as_tensor(emitted), reasoning=reasoning, embeddings=embeddings,
                    num_samples=num_samples, prompt_lengths=torch.as_tensor([len(p) for p in prompts]))
+
+
+@contextmanager
+def eval_mode(model: Any) -> Iterator[None]:
+    """``model`` in eval mode inside the block, as it was after. Generation and the cache-read step
+    after it are inference; in training mode under activation checkpointing some transformers
+    versions (5.17) drop the cache they continue, which fails or gives wrong vectors."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def generate_after_prefix(embedder: Embedder, prefix_ids: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]],
@@ -140,7 +151,7 @@ def generate_after_prefix(embedder: Embedder, prefix_ids: list[int], layers: lis
         inputs = torch.stack([generated[:, -1], torch.full_like(generated[:, -1], embedder.embed_token_id)], dim=1)
         prompt_lengths = full_mask.sum(dim=1, keepdim=True)
         positions = torch.cat([prompt_lengths + n - 1, prompt_lengths + lengths], dim=1)
-        with torch.no_grad(), embedder._autocast(embedder.device):
+        with torch.no_grad(), eval_mode(embedder.model), embedder._autocast(embedder.device):
             hidden, _ = continue_forward(decoder, inputs, step_mask, positions, cache)
         return torch.nn.functional.normalize(hidden[:, -1].float(), dim=-1)
 
