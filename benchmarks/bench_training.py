@@ -145,7 +145,7 @@ def run_job(args: argparse.Namespace) -> dict:
     else:
         model = args.rl_model or args.model
         config = RLConfig(model=model, steps=args.rl_steps, queries_per_step=args.rl_queries, group_size=args.group_size,
-                          max_new_tokens=args.reasoning_tokens, eval_every=0, save_every=args.rl_steps, **common)
+                          reasoning_tokens=args.reasoning_tokens, eval_every=0, save_every=args.rl_steps, **common)
     ReasoningEmbedder.reuse_prefix = args.path != "plain"
     embedder = ReasoningEmbedder.from_pretrained(model, device=args.device, dtype=dtype)
     meter = Meter(ReasoningEmbedder)

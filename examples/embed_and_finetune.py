@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                 batch_size=min(16, args.train_queries), save_every=args.steps,
                                 output_dir=args.output_dir), embedder=embedder)
     config = EvalConfig(datasets=["wordnet-revdict"], num_queries=args.eval_queries, corpus_docs=args.eval_docs,
-                        max_new_tokens=16, baselines=False, output=f"{args.output_dir}/results.json")
+                        reasoning_tokens=16, baselines=False, output=f"{args.output_dir}/results.json")
     rows = run_eval(config, embedders=[("base", base), (f"SFT {args.steps} steps", tuned)])
     print(markdown_table(rows))
     return rows

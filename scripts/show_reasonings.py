@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
 
     config = EvalConfig(models=[args.model], datasets=[args.dataset], num_queries=args.num_queries,
-                        corpus_docs=args.corpus_docs, max_new_tokens=args.max_new_tokens, baselines=False,
+                        corpus_docs=args.corpus_docs, reasoning_tokens=args.max_new_tokens, baselines=False,
                         precision=args.precision)
     dataset, note = evaluation_set(args.dataset, config)
     _, embedder = load_embedder(args.model, config)  # as sr3 eval loads it: its precision, batch size and prompt length

@@ -2,6 +2,10 @@
 
 Each config validates itself in ``__post_init__`` and says how to fix a bad value or combination.
 `dataclass_arguments` turns a config class into ``argparse`` options and `config_from_args` back.
+
+One name means one setting. A renamed option (a class's ``renamed``: old field name -> new) is still
+accepted under its old name, with a warning, as a keyword, a command-line flag and a config-file key
+(`current_names`), and a saved ``config.json`` that holds the old name still resumes.
 """
 
 from __future__ import annotations
@@ -9,7 +13,9 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
 import inspect
+import logging
 import textwrap
 import typing
 from dataclasses import dataclass, field
@@ -17,8 +23,37 @@ from functools import cache
 from typing import Any
 
 
+logger = logging.getLogger(__name__)
+
+
 class ConfigError(ValueError):
     """A config value or combination that cannot work; the message says how to fix it."""
+
+
+def current_names(cls: type, values: dict[str, Any], where: str, *, warn: bool = True) -> dict[str, Any]:
+    """``values`` (options of ``cls`` by field name) with each renamed option under its current name
+    (``cls.renamed``: old -> new), logging one deprecation line per old name used (unless not ``warn``:
+    a saved config is not the user's doing). Where both names are given, the current one wins."""
+    renamed = getattr(cls, "renamed", {})
+    out = {key: value for key, value in values.items() if key not in renamed}
+    for old, new in renamed.items():
+        if old in values:
+            if warn:
+                logger.warning("%s: %r is deprecated, use %r (same setting)", where, old, new)
+            out.setdefault(new, values[old])
+    return out
+
+
+def accepts_old_names(cls: type) -> type:
+    """Let the dataclass ``cls`` take its renamed options under their old names as keywords (`current_names`)."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **current_names(cls, kwargs, cls.__name__))
+
+    cls.__init__ = __init__
+    return cls
 
 
 @dataclass
@@ -91,15 +126,18 @@ class RunConfig:
             raise ConfigError(f"refresh must be lazy, full, periodic or frozen, got {self.refresh!r}.")
 
 
+@accepts_old_names
 @dataclass
 class SFTConfig(RunConfig):
     """Contrastive warm-up of the reasoning embedder (``sr3 sft``)."""
+
+    renamed = {"temperature": "infonce_temperature"}  #: old option names still accepted (`current_names`)
 
     batch_size: int = 16
     """Queries per step (each with one positive and `hard_negatives` mined negatives)."""
     warmup_fraction: float = 0.1
     """Share of the steps over which the learning rate warms up linearly (at least one step), then stays constant."""
-    temperature: float = 0.05
+    infonce_temperature: float = 0.05
     """InfoNCE temperature (logits are cosine similarities divided by it)."""
     kl_weight: float = 0.0
     """Weight of the KL to the frozen starting model on the query prompts (0: no reference model kept)."""
@@ -146,8 +184,8 @@ class SFTConfig(RunConfig):
         super().__post_init__()
         _positive(self, "batch_size", "mine_top_k")
         _at_least(self, 0, "hard_negatives", "triplet_weight", "lm_weight", "infonce_weight")
-        if self.temperature <= 0:
-            raise ConfigError(f"temperature must be > 0 (0.05 is usual), got {self.temperature}.")
+        if self.infonce_temperature <= 0:
+            raise ConfigError(f"infonce_temperature must be > 0 (0.05 is usual), got {self.infonce_temperature}.")
         if not 0 <= self.feedback_fraction <= 1:
             raise ConfigError(f"feedback_fraction is a share of the reasoning queries, in [0, 1]; got {self.feedback_fraction}.")
         if self.feedback_fraction > 0 and not 1 <= self.feedback_k <= self.mine_top_k:
@@ -184,9 +222,13 @@ class SFTConfig(RunConfig):
             raise ConfigError(f"num_queries ({self.num_queries}) is smaller than batch_size ({self.batch_size}).")
 
 
+@accepts_old_names
 @dataclass
 class RLConfig(RunConfig):
     """Reinforcement learning of reasoning and embedding against RetrievalEmbed-v0 (``sr3 rl``)."""
+
+    #: old option names still accepted (`current_names`): the same names as sr3 sft's and sr3 train's settings
+    renamed = {"temperature": "reasoning_temperature", "max_new_tokens": "reasoning_tokens"}
 
     model: str | None = None
     """Embedder to start from: a folder written by `sr3 sft` (recommended) or a causal LM name/folder (default: bundled)."""
@@ -200,9 +242,9 @@ class RLConfig(RunConfig):
     """Queries per step; each gets `group_size` sampled reasonings."""
     group_size: int = 4
     """Reasonings sampled per query (G); advantages are relative to the group."""
-    max_new_tokens: int = 48
+    reasoning_tokens: int = 48
     """Longest reasoning, in tokens."""
-    temperature: float = 1.0
+    reasoning_temperature: float = 1.0
     """Sampling temperature of the reasonings."""
     top_p: float = 1.0
     """Nucleus sampling threshold."""
@@ -212,9 +254,9 @@ class RLConfig(RunConfig):
     """Weight of the score margin added to the environment's reward: the relevant document's score minus
     the best other one's, which keeps separating reasonings that all rank it first (0: the rank alone)."""
     token_bonus: float = 0.3
-    """Reward added when the model wrote <|embed_token|> itself within max_new_tokens."""
+    """Reward added when the model wrote <|embed_token|> itself within reasoning_tokens."""
     missing_token_reward: float | None = -1.0
-    """The whole reward of a reasoning that ran to max_new_tokens without writing <|embed_token|>, in place of
+    """The whole reward of a reasoning that ran to reasoning_tokens without writing <|embed_token|>, in place of
     its retrieval reward: an unfinished action, as a format reward treats it (none: score it like the others,
     with the token appended)."""
     token_lm_weight: float = 0.1
@@ -265,7 +307,7 @@ class RLConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _positive(self, "queries_per_step", "max_new_tokens", "top_k", "eval_queries", "eval_docs")
+        _positive(self, "queries_per_step", "reasoning_tokens", "top_k", "eval_queries", "eval_docs")
         _at_least(self, 0, "aux_weight", "aux_negatives", "eval_every", "margin_weight", "token_bonus", "token_lm_weight")
         if self.turns not in (1, 2):
             raise ConfigError(f"turns must be 1 or 2 in sr3 rl, got {self.turns}: RL trains the reasoning of one turn "
@@ -275,9 +317,9 @@ class RLConfig(RunConfig):
                               f"top results (got {self.feedback_k}).")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2: advantages are relative to the group (got {self.group_size}).")
-        if self.temperature <= 0:
-            raise ConfigError("temperature must be > 0: with greedy decoding the G reasonings of a query are identical "
-                              "and every advantage is 0. Use --temperature 1.0.")
+        if self.reasoning_temperature <= 0:
+            raise ConfigError("reasoning_temperature must be > 0: with greedy decoding the G reasonings of a query are "
+                              "identical and every advantage is 0. Use --reasoning-temperature 1.0.")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}.")
         if not 0 < self.clip < 1:
@@ -291,9 +333,12 @@ class RLConfig(RunConfig):
             raise ConfigError(f"num_queries ({self.num_queries}) is smaller than queries_per_step ({self.queries_per_step}).")
 
 
+@accepts_old_names
 @dataclass
 class EvalConfig:
     """Evaluate embedders side by side with BM25 and all-MiniLM-L6-v2 (``sr3 eval``)."""
+
+    renamed = {"max_new_tokens": "reasoning_tokens"}  #: old option names still accepted (`current_names`)
 
     models: list[str] = field(default_factory=lambda: ["base"])
     """Embedders to evaluate: 'base' (the bundled SmolLM2, or --base-model) and/or folders written by `sr3 sft`."""
@@ -310,7 +355,7 @@ class EvalConfig:
     the 82k-document wordnet-revdict took 27-49 min per model on 2 CPU cores, 18 with --precision bf16)."""
     reasoning: bool = True
     """Also evaluate each embedder with reasoning before the embedding (slower: generation)."""
-    max_new_tokens: int = 48
+    reasoning_tokens: int = 48
     """Longest reasoning, in tokens."""
     baselines: bool = True
     """Include BM25 and all-MiniLM-L6-v2."""
@@ -337,7 +382,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _precision(self)
-        _positive(self, "max_new_tokens", "max_length", "batch_size", "turns", "feedback_k")
+        _positive(self, "reasoning_tokens", "max_length", "batch_size", "turns", "feedback_k")
         if self.num_queries is not None and self.num_queries < 1:
             raise ConfigError(f"num_queries must be >= 1 or None (all), got {self.num_queries}.")
         if self.corpus_docs is not None and self.corpus_docs < 1:
@@ -574,8 +619,31 @@ def _parse_optional(kind: type) -> Any:
     return parse
 
 
+def _argument_kinds(hint: Any) -> dict[str, Any]:
+    """The ``add_argument`` keywords that parse a field of type ``hint`` (bool, list, optional or plain)."""
+    args = typing.get_args(hint)
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if typing.get_origin(hint) is list:
+        return {"nargs": "*", "type": args[0]}
+    if type(None) in args:  # Optional[X]: "none" on the command line means None
+        return {"type": _parse_optional(next(a for a in args if a is not type(None)))}
+    return {"type": hint}
+
+
+class _OldFlag(argparse.Action):
+    """A renamed option's old flag: stores the value under the current name and notes the old flag, so
+    that `config_from_args` can say, once logging is set up, which name to use instead."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.old_flags = [*getattr(namespace, "old_flags", []), (option_string, "--" + self.dest.replace("_", "-"))]
+
+
 def dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add one ``--option`` per field of ``cls``; help text from the field docstrings."""
+    """Add one ``--option`` per field of ``cls``; help text from the field docstrings. A renamed option's
+    old flag (``cls.renamed``) is accepted too, without help of its own."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     for item in dataclasses.fields(cls):
@@ -584,19 +652,15 @@ def dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         doc = docs.get(item.name, "")
         # a docstring that already says what the default means keeps its own words
         help_text = (doc if "default:" in doc else f"{doc} (default: {default})").replace("%", "%%")
-        hint = hints[item.name]
-        args = typing.get_args(hint)
-        if hint is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
-        elif typing.get_origin(hint) is list:
-            parser.add_argument(flag, nargs="*", type=args[0], default=default, help=help_text)
-        elif type(None) in args:  # Optional[X]: "none" on the command line means None
-            parser.add_argument(flag, type=_parse_optional(next(a for a in args if a is not type(None))),
-                                default=default, help=help_text)
-        else:
-            parser.add_argument(flag, type=hint, default=default, help=help_text)
+        parser.add_argument(flag, default=default, help=help_text, **_argument_kinds(hints[item.name]))
+    for old, new in getattr(cls, "renamed", {}).items():
+        parser.add_argument("--" + old.replace("_", "-"), dest=new, action=_OldFlag, default=argparse.SUPPRESS,
+                            help=argparse.SUPPRESS, **{k: v for k, v in _argument_kinds(hints[new]).items()
+                                                       if k != "action"})
 
 
 def config_from_args(cls: type, args: argparse.Namespace) -> Any:
-    """Build (and so validate) a config from parsed arguments."""
+    """Build (and so validate) a config from parsed arguments; one warning per old flag used."""
+    for old, new in getattr(args, "old_flags", []):
+        logger.warning("%s is deprecated, use %s (same setting)", old, new)
     return cls(**{item.name: getattr(args, item.name) for item in dataclasses.fields(cls)})

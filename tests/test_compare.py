@@ -16,7 +16,7 @@ from sr3_agent.config import ConfigError, EvalConfig, SFTConfig, field_docs
 
 def test_run_eval_puts_systems_side_by_side(tiny_embedder, tiny_beir, tmp_path, monkeypatch):
     monkeypatch.setenv("SR3_CACHE_DIR", str(tmp_path / "cache"))
-    config = EvalConfig(datasets=[str(tiny_beir)], num_queries=None, corpus_docs=None, max_new_tokens=4, baselines=False)
+    config = EvalConfig(datasets=[str(tiny_beir)], num_queries=None, corpus_docs=None, reasoning_tokens=4, baselines=False)
     rows = run_eval(config, embedders=[("tiny", tiny_embedder)])
     assert [r["system"] for r in rows] == ["tiny (direct)", "tiny (reasoning)", "tiny (fused)"]
     assert rows[1]["embed_token_rate"] == rows[2]["embed_token_rate"] == 0.0  # a random model never writes the token

@@ -28,7 +28,7 @@ from sr3_agent.training.checkpoint import list_checkpoints, verify_checkpoint
 DATA = ["--dataset", "semanlink", "--split", "test", "--num-queries", "8", "--corpus-docs", "30", "--device", "cpu"]
 ARGS = {
     "sft": [*DATA, "--batch-size", "4", "--reasoning-tokens", "4", "--save-every", "2"],
-    "rl": [*DATA, "--queries-per-step", "2", "--group-size", "2", "--max-new-tokens", "4", "--top-k", "5",
+    "rl": [*DATA, "--queries-per-step", "2", "--group-size", "2", "--reasoning-tokens", "4", "--top-k", "5",
            "--eval-every", "0", "--save-every", "2"],
 }
 STEPS = 6

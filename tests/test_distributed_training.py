@@ -167,7 +167,7 @@ def test_sft_on_two_processes_resumes_exactly(tiny_model, tiny_beir, tmp_path):
 def test_rl_on_two_processes_keeps_identical_weights(tiny_model, tiny_beir, tmp_path):
     launch(str(WORKER), "rl", str(tmp_path), "--model", str(tiny_model), "--dataset", str(tiny_beir), "--split", "test",
            "--num-queries", "none", "--corpus-docs", "none", "--steps", "3", "--queries-per-step", "2",
-           "--group-size", "2", "--max-new-tokens", "4", "--top-k", "5", "--learning-rate", "1e-3",
+           "--group-size", "2", "--reasoning-tokens", "4", "--top-k", "5", "--learning-rate", "1e-3",
            "--eval-every", "0", "--output-dir", str(tmp_path / "run"))
     _assert_identical_trained_replicas(tmp_path, _start_weights(tiny_model), steps=3)
     _assert_written_once(tmp_path / "run", "checkpoint-0000003")
@@ -179,7 +179,7 @@ def test_the_cli_trains_sft_then_rl_and_resumes_on_two_processes(tiny_model, tin
                  "--mine-top-k", "4", "--reasoning-tokens", "4", "--output-dir", str(tmp_path / "sft"))
     assert sft.stdout.count("saved the trained embedder") == 1  # printed by the main process only
     rl = ["rl", "--model", str(tmp_path / "sft" / "final"), *data, "--queries-per-step", "2", "--group-size", "2",
-          "--max-new-tokens", "4", "--top-k", "5", "--eval-every", "0", "--save-every", "1",
+          "--reasoning-tokens", "4", "--top-k", "5", "--eval-every", "0", "--save-every", "1",
           "--output-dir", str(tmp_path / "rl")]
     launch("-m", "sr3_agent.cli", *rl, "--steps", "1")
     launch("-m", "sr3_agent.cli", *rl, "--steps", "2", "--resume")

@@ -79,7 +79,7 @@ def test_each_later_turn_reads_what_the_previous_one_retrieved(tiny_embedder, ti
 
 def test_eval_with_turns_adds_a_row_per_later_turn(tiny_embedder, tiny_beir, tmp_path, monkeypatch):
     monkeypatch.setenv("SR3_CACHE_DIR", str(tmp_path / "cache"))
-    config = EvalConfig(datasets=[str(tiny_beir)], num_queries=None, corpus_docs=None, max_new_tokens=3, baselines=False,
+    config = EvalConfig(datasets=[str(tiny_beir)], num_queries=None, corpus_docs=None, reasoning_tokens=3, baselines=False,
                         reasoning=False, turns=3, feedback_k=2)
     rows = run_eval(config, embedders=[("tiny", tiny_embedder)])
     assert [r["system"] for r in rows] == ["tiny (direct)", "tiny (turn 2)", "tiny (turn 3)"]
@@ -94,7 +94,7 @@ def test_eval_with_turns_adds_a_row_per_later_turn(tiny_embedder, tiny_beir, tmp
 
 def test_eval_with_reasoning_adds_a_fused_row_per_later_turn(tiny_embedder, tiny_beir, tmp_path, monkeypatch):
     monkeypatch.setenv("SR3_CACHE_DIR", str(tmp_path / "cache"))
-    config = EvalConfig(datasets=[str(tiny_beir)], num_queries=None, corpus_docs=None, max_new_tokens=3, baselines=False,
+    config = EvalConfig(datasets=[str(tiny_beir)], num_queries=None, corpus_docs=None, reasoning_tokens=3, baselines=False,
                         turns=2, feedback_k=2)
     rows = run_eval(config, embedders=[("tiny", tiny_embedder)])
     assert [r["system"] for r in rows] == ["tiny (direct)", "tiny (reasoning)", "tiny (fused)", "tiny (turn 2)",
@@ -134,7 +134,7 @@ def test_first_turn_steps_the_direct_embeddings_and_shows_their_results(tiny_emb
 def test_rl_with_two_turns_runs_and_logs_both_turns(tiny_embedder, toy_sets, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = RLConfig(steps=2, queries_per_step=2, group_size=2, max_new_tokens=4, top_k=5, learning_rate=1e-3, turns=2,
+    config = RLConfig(steps=2, queries_per_step=2, group_size=2, reasoning_tokens=4, top_k=5, learning_rate=1e-3, turns=2,
                       feedback_k=2, output_dir=str(tmp_path / "rl"), eval_every=2, num_queries=None, corpus_docs=None)
     trained = train_rl(config, policy=tiny_embedder, dataset=toy_sets[0], heldout=toy_sets[1], progress=False)
     assert trained.version == 2

@@ -64,10 +64,10 @@ def test_gemma_through_every_command(tmp_path, capsys):
                  "--reasoning-samples", "2", "--keep", "best", "--reasoning-tokens", "8", "--output-dir", str(out / "rs"),
                  *small]) == 0
     assert main(["rl", "--model", str(out / "rs" / "final"), "--steps", "1", "--queries-per-step", "2",
-                 "--group-size", "2", "--max-new-tokens", "8", "--eval-every", "0", "--output-dir", str(out / "rl"),
+                 "--group-size", "2", "--reasoning-tokens", "8", "--eval-every", "0", "--output-dir", str(out / "rl"),
                  *small]) == 0
     assert main(["eval", "--models", str(out / "rl" / "final"), "--datasets", "wordnet-revdict", "--num-queries", "8",
-                 "--corpus-docs", "50", "--max-new-tokens", "8", "--no-baselines", "--device", "cpu",
+                 "--corpus-docs", "50", "--reasoning-tokens", "8", "--no-baselines", "--device", "cpu",
                  "--output", str(out / "eval.json")]) == 0
     rows = json.loads((out / "eval.json").read_text())
     assert {"direct", "reasoning", "fused"} <= {row["system"].split("(")[-1].rstrip(")") for row in rows}

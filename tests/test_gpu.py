@@ -93,7 +93,7 @@ def test_the_policy_encodes_generates_and_trains_on_cuda_in_bf16_mixed_precision
     sft = train_sft(SFTConfig(steps=2, batch_size=4, num_queries=None, corpus_docs=None, mine_top_k=4, hard_negatives=1,
                               reasoning_tokens=4, output_dir=str(tmp_path / "sft"), device="cuda", precision="auto"),
                     embedder=embedder, dataset=data, progress=False)
-    rl = train_rl(RLConfig(steps=2, queries_per_step=2, group_size=2, max_new_tokens=4, eval_every=0, num_queries=None,
+    rl = train_rl(RLConfig(steps=2, queries_per_step=2, group_size=2, reasoning_tokens=4, eval_every=0, num_queries=None,
                            corpus_docs=None, output_dir=str(tmp_path / "rl"), device="cuda", precision="auto"),
                   policy=sft, dataset=data, progress=False)
     assert rl.device.type == "cuda"

@@ -26,9 +26,9 @@ def test_stage_configs_carry_the_shared_settings():
     assert sft.output_dir == "out/sft" and sft.reasoning_tokens == 12 and sft.reasoning_fraction == 0.0
     assert rs.model == "out/sft/final" and rs.output_dir == "out/rs" and rs.steps == 4
     assert rs.keep == "best" and rs.reasoning_samples == 4 and rs.lm_weight > 0 and rs.seed == 3
-    assert rl.model == "out/rs/final" and rl.output_dir == "out/rl" and rl.steps == 5 and rl.max_new_tokens == 12
+    assert rl.model == "out/rs/final" and rl.output_dir == "out/rl" and rl.steps == 5 and rl.reasoning_tokens == 12
     assert list(models) == ["SFT+RS", "SFT+RS+RL"] and evaluation.models == ["out/rs/final", "out/rl/final"]
-    assert evaluation.datasets == ["semanlink"] and evaluation.reasoning and evaluation.max_new_tokens == 12
+    assert evaluation.datasets == ["semanlink"] and evaluation.reasoning and evaluation.reasoning_tokens == 12
     assert evaluation.seed == 0 and evaluation.output == "out/results.json"  # same test sample for every seed
 
 

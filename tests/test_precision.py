@@ -46,7 +46,7 @@ def test_sft_and_rl_train_in_bf16_mixed_precision(tiny_embedder, tmp_path):
                               reasoning_tokens=4, output_dir=str(tmp_path / "sft"), precision="bf16"),
                     embedder=tiny_embedder, dataset=data, progress=False)
     assert sft.autocast_dtype is torch.bfloat16
-    rl = train_rl(RLConfig(steps=2, queries_per_step=2, group_size=2, max_new_tokens=4, top_k=5, eval_every=0,
+    rl = train_rl(RLConfig(steps=2, queries_per_step=2, group_size=2, reasoning_tokens=4, top_k=5, eval_every=0,
                            num_queries=None, corpus_docs=None, output_dir=str(tmp_path / "rl"), precision="bf16"),
                   policy=sft, dataset=data, progress=False)
     after = list(rl.model.parameters())

@@ -105,7 +105,7 @@ def test_the_paper_recipe_runs_two_steps_on_cpu(tiny_qwen, tmp_path, capsys, mon
         assert (saved["lora"], saved["lora_rank"], saved["activation_checkpointing"]) == (True, 64, True)
         assert (saved["precision"], saved["max_length"], saved["steps"]) == ("bf16", 512, 2)
     rl = json.loads((out / "rl" / "config.json").read_text())
-    assert (rl["group_size"], rl["max_new_tokens"]) == (8, 128)
+    assert (rl["group_size"], rl["reasoning_tokens"]) == (8, 128)
     assert "sr3 train finished in" in capsys.readouterr().out
 
 

@@ -106,7 +106,7 @@ def test_rejection_sampling_config_errors_say_how_to_fix_them():
 def test_sft_with_rejection_sampling_trains_and_logs(tiny_embedder, toy_set, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = SFTConfig(steps=4, batch_size=8, learning_rate=1e-3, temperature=0.1, mine_top_k=4, hard_negatives=1,
+    config = SFTConfig(steps=4, batch_size=8, learning_rate=1e-3, infonce_temperature=0.1, mine_top_k=4, hard_negatives=1,
                        output_dir=str(tmp_path / "run"), save_every=10, log_every=1, reasoning_fraction=1.0,
                        reasoning_tokens=8, reasoning_temperature=1.5, reasoning_samples=4, keep="best",
                        min_reasoning_tokens=1, kept_reasoning_tokens=5, lm_weight=1.0)

@@ -97,7 +97,7 @@ def test_batched_policy_loss_equals_the_mean_of_per_sample_losses():
 
 @pytest.mark.parametrize("changes, message", [
     ({"group_size": 1}, "relative to the group"),
-    ({"temperature": 0}, "identical"),
+    ({"reasoning_temperature": 0}, "identical"),
     ({"refresh": "frozen"}, "stale documents"),
     ({"clip": 1.5}, "clip"),
 ])
@@ -139,7 +139,7 @@ def toy_sets():
 
 
 def _config(tmp_path, **changes):
-    settings = dict(steps=3, queries_per_step=2, group_size=2, max_new_tokens=4, top_k=5, learning_rate=1e-3,
+    settings = dict(steps=3, queries_per_step=2, group_size=2, reasoning_tokens=4, top_k=5, learning_rate=1e-3,
                     output_dir=str(tmp_path / "rl"), eval_every=3, num_queries=None, corpus_docs=None)
     return RLConfig(**{**settings, **changes})
 

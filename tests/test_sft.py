@@ -91,7 +91,7 @@ def test_answer_loss_labels_a_kept_reasoning_and_the_token(tiny_embedder):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"temperature": 0}, "temperature"),
+    ({"infonce_temperature": 0}, "infonce_temperature"),
     ({"hard_negatives": 0}, "triplet_weight > 0 needs hard negatives"),
     ({"hard_negatives": 9, "mine_top_k": 4}, "mine_top_k"),
     ({"infonce_weight": 0, "triplet_weight": 0}, "nothing teaches"),

@@ -139,7 +139,7 @@ def run_eval(config: EvalConfig, embedders: list[tuple[str, ReasoningEmbedder]] 
     systems: list[Any] = []
     token_stats: dict[str, Callable[[], tuple[float, float]]] = {}  # system name -> its reasonings' statistics
     for label, embedder in embedders:
-        paths = QueryPaths(embedder, config.max_new_tokens, config.turns, config.feedback_k)
+        paths = QueryPaths(embedder, config.reasoning_tokens, config.turns, config.feedback_k)
         own = embedder_systems(paths, label, reasoning=config.reasoning)
         for system in own[1:]:
             token_stats[system.name] = (system.token_stats if isinstance(system, TurnSystem)

@@ -2,8 +2,8 @@
 command's options, and options given on the command line override it.
 
 A file holds one flat table whose keys are the command's option names (``lora_rank`` or
-``lora-rank``); ``"none"`` stands for an unset optional value (TOML has no null). The recipes
-shipped here are named without their folder or ``.toml``: ``sr3 train --config qwen2.5-1.5b``.
+``lora-rank``; a renamed option's old name too, with a warning); ``"none"`` stands for an unset
+optional value (TOML has no null). The recipes shipped here are named without their folder or ``.toml``: ``sr3 train --config qwen2.5-1.5b``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from sr3_agent.config import ConfigError
+from sr3_agent.config import ConfigError, current_names
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,7 +54,7 @@ def read_config_file(name_or_path: str, cls: type) -> dict[str, Any]:
     names = [item.name for item in dataclasses.fields(cls)]
     values = {}
     for key, value in table.items():
-        name = key.replace("-", "_")
+        ((name, value),) = current_names(cls, {key.replace("-", "_"): value}, str(path)).items()  # an old name, renamed
         if name not in hints:
             close = difflib.get_close_matches(name, names, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""

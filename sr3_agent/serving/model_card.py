@@ -100,7 +100,8 @@ def _table(rows: list[dict[str, Any]], own: tuple[str, ...]) -> list[str]:
 
 def _settings(stages: list[tuple[str, dict[str, Any]]]) -> list[str]:
     keys = ("model", "dataset", "split", "num_queries", "corpus_docs", "steps", "batch_size", "queries_per_step",
-            "group_size", "learning_rate", "temperature", "reward", "reasoning_tokens", "max_new_tokens",
+            "group_size", "learning_rate", "infonce_temperature", "reasoning_temperature", "reward", "reasoning_tokens",
+            "temperature", "max_new_tokens",  # their old names, in configs saved before the rename
             "max_length", "lora", "seed", "precision")
     lines = []
     for stage, settings in stages:

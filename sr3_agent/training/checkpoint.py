@@ -39,7 +39,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from sr3_agent.config import ConfigError
+from sr3_agent.config import ConfigError, current_names
 from sr3_agent.training.distributed import is_main_process
 from sr3_agent.training.rng import rng_state, set_rng_state
 from sr3_env.errors import Sr3Error
@@ -317,7 +317,7 @@ def check_resumable(output_dir: str | Path, config: Any) -> None:
     path = Path(output_dir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"--resume: {path} is missing; it is written when a run starts. Start without --resume.")
-    saved = json.loads(path.read_text())
+    saved = current_names(type(config), json.loads(path.read_text()), str(path), warn=False)  # old option names
     current = dataclasses.asdict(config)
     # a setting added after the run started was, in effect, at its default value then
     defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}

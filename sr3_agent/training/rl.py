@@ -177,10 +177,10 @@ def heldout_ndcg(policy: ReasoningEmbedder, dataset: RetrievalDataset, config: R
     docs = policy.encode_documents(dataset.documents)
     if config.turns > 1:
         turns = refine_turns(policy, dataset, docs, policy.encode_queries(dataset.query_texts), turns=config.turns,
-                             feedback_k=config.feedback_k, max_new_tokens=config.max_new_tokens)
+                             feedback_k=config.feedback_k, max_new_tokens=config.reasoning_tokens)
         queries = turns[-1].vectors
     else:
-        queries = policy.encode_queries(dataset.query_texts, reasoning=True, max_new_tokens=config.max_new_tokens)
+        queries = policy.encode_queries(dataset.query_texts, reasoning=True, max_new_tokens=config.reasoning_tokens)
     return ir_metrics(dense_run(dataset, queries, docs, k=100), dataset.qrels)["ndcg@10"]
 
 
@@ -245,8 +245,8 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
             texts, first_rewards = [data.query_texts[r] for r in rows], 0.0
             if config.turns == 2:
                 first_rewards, texts = first_turn(policy, env, texts, G)
-            rollout = policy.generate_reasoning(texts, max_new_tokens=config.max_new_tokens,
-                                                temperature=config.temperature, top_p=config.top_p, num_samples=G)
+            rollout = policy.generate_reasoning(texts, max_new_tokens=config.reasoning_tokens,
+                                                temperature=config.reasoning_temperature, top_p=config.top_p, num_samples=G)
             clock.append(time.perf_counter())
 
             # 3. log-probs and embeddings in one pass (kept for the update); the reference's log-probs

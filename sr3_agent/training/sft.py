@@ -245,7 +245,7 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
             positives, negatives = documents[:len(rows)], documents[len(rows):]  # (B, D), (B*H, D)
 
             # 4. losses, one optimiser step (the model's version goes up; DDP averages the gradients)
-            losses = {"info_nce": info_nce(queries, positives, negatives, temperature=config.temperature,
+            losses = {"info_nce": info_nce(queries, positives, negatives, temperature=config.infonce_temperature,
                                            false_negative_mask=false_negative_mask(batch_gold, column_rows).to(queries.device))}
             if config.triplet_weight > 0:
                 losses["triplet"] = triplet_margin(queries, positives, negatives.view(len(rows), config.hard_negatives, -1),

@@ -64,7 +64,7 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
     before_rl = Path(stages[-1][1].output_dir) / "final"
     stages.append(("rl", RLConfig(
         model=str(before_rl), steps=config.rl_steps, queries_per_step=config.queries_per_step,
-        group_size=config.group_size, max_new_tokens=config.reasoning_tokens, eval_every=config.rl_eval_every,
+        group_size=config.group_size, reasoning_tokens=config.reasoning_tokens, eval_every=config.rl_eval_every,
         eval_queries=config.rl_eval_queries, eval_docs=config.rl_eval_docs, output_dir=str(out / "rl"),
         save_every=max(1, config.rl_steps // 2), **shared)))
     trained = "SFT+RS" if config.rs_steps else "SFT"
@@ -72,7 +72,7 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
               trained: before_rl, f"{trained}+RL": out / "rl" / "final"}
     evaluation = EvalConfig(models=[str(path) for path in models.values()], base_model=config.model,
                             datasets=[config.dataset], num_queries=config.eval_queries, corpus_docs=config.eval_docs,
-                            reasoning=True, max_new_tokens=config.reasoning_tokens, baselines=config.baselines, seed=0,
+                            reasoning=True, reasoning_tokens=config.reasoning_tokens, baselines=config.baselines, seed=0,
                             output=str(out / "results.json"), device=config.device,
                             precision=config.precision, max_length=config.max_length)
     return stages, evaluation, models
