@@ -99,3 +99,16 @@ def test_the_environment_never_imports_the_agent():
             for name, targets in edges.items() if name.startswith("sr3_env") and
             any(t.startswith("sr3_agent") for t in targets)} == {}
     assert len(edges) > 40  # the walker saw the package
+
+
+def test_the_architecture_page_names_every_module_and_only_modules_that_exist():
+    """docs/architecture.md matches the tree: every module file of both packages is named there (a
+    subpackage's ``__init__.py`` only where it holds more than a docstring), and every path it names exists."""
+    import re
+
+    named = set(re.findall(r"`((?:sr3_env|sr3_agent)/[\w/]+\.py)`", (ROOT / "docs" / "architecture.md").read_text()))
+    files = {path.relative_to(ROOT).as_posix() for package in PACKAGES for path in (ROOT / package).rglob("*.py")}
+    bare_inits = {name for name in files if name.endswith("/__init__.py") and name.count("/") > 1
+                  and not ast.parse((ROOT / name).read_text()).body[1:]}  # a docstring and nothing else
+    assert sorted(files - bare_inits - named) == []  # modules the page does not name: add a line for each
+    assert sorted(named - files) == []  # paths the page names that do not exist
