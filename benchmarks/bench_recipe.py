@@ -5,7 +5,7 @@ recipe's settings (bf16, LoRA, activation checkpointing, batch and group sizes, 
 ``--steps`` steps each, on a ``--corpus-docs`` training index, and records for each stage its wall
 time, seconds per step (the set-up, chiefly encoding the index, timed apart), and peak memory:
 ``torch.cuda.max_memory_allocated`` on a GPU, the process's peak resident memory on a CPU. Beside
-each figure: `sr3_agent.memory`'s budget for the same sizes.
+each figure: `sr3_agent.training.memory`'s budget for the same sizes.
 
 The recipe's own model is used where it loads offline (the local Hugging Face cache); else
 ``--fallback-model`` (default: the bundled SmolLM2), and the table says which ran.
@@ -27,9 +27,9 @@ import torch
 
 from _common import environment, write_json
 from sr3_agent.config import TrainConfig
-from sr3_agent.memory import GIB, RunSizes, model_shape, stage_budgets
-from sr3_agent.models import ModelError, resolve_model
-from sr3_agent.pipeline import stage_configs
+from sr3_agent.training.memory import GIB, RunSizes, model_shape, stage_budgets
+from sr3_agent.model.models import ModelError, resolve_model
+from sr3_agent.training.train_command import stage_configs
 from sr3_agent.recipes import read_config_file
 
 
@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> dict:
                         "(default: the bundled SmolLM2-135M-Instruct)")
     parser.add_argument("--output", default="benchmarks/results/bench_recipe.json")
     args = parser.parse_args(argv)
-    from sr3_agent.models import DEFAULT_MODEL
-    from sr3_agent.rl import train_rl
-    from sr3_agent.sft import train_sft
+    from sr3_agent.model.models import DEFAULT_MODEL
+    from sr3_agent.training.rl import train_rl
+    from sr3_agent.training.sft import train_sft
     from transformers import AutoConfig
 
     values = read_config_file(args.recipe, TrainConfig)
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _step_seconds(log: Path, stage: str) -> float | None:
     """Mean seconds per step from the stage's TensorBoard timings (RL: its four phases; SFT: its step time)."""
-    from sr3_agent.pipeline import read_scalars
+    from sr3_agent.training.train_command import read_scalars
 
     scalars = read_scalars(log)
     phases = [key for key in scalars if key.startswith("time/")]

@@ -30,7 +30,7 @@ def architecture(shape: str):
     """The transformers config of ``shape``: a published Qwen2.5 size, or a model folder's own config."""
     from transformers import AutoConfig
 
-    from sr3_agent.models import resolve_model
+    from sr3_agent.model.models import resolve_model
 
     if shape in QWEN25:
         return qwen25_config(shape)
@@ -43,7 +43,7 @@ def write_random_model(shape: str, out: str | Path, tokenizer: str | None = None
     random weights (in ``dtype``) and ``tokenizer``'s tokenizer and chat template (default: the bundled one)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sr3_agent.models import resolve_model
+    from sr3_agent.model.models import resolve_model
 
     out = Path(out)
     tok = AutoTokenizer.from_pretrained(resolve_model(tokenizer))
