@@ -110,12 +110,13 @@ def _step_seconds(log: Path, stage: str) -> float | None:
     """Mean seconds per step from the stage's TensorBoard timings (RL: its four phases; SFT: its step time)."""
     from sr3_agent.training.train_command import read_scalars
 
-    scalars = read_scalars(log)
-    phases = [key for key in scalars if key.startswith("time/")]
-    if not phases:
+    phases = ("time/generation_s", "time/encoding_s", "time/scoring_s", "time/update_s",  # RL (sr3_agent.training.rl)
+              "time/step_s")  # SFT's step (its mining time is a part of it: sr3_agent.training.sft)
+    scalars = read_scalars(log, tags=phases)  # the default tags are the plot's, which hold no timings
+    if not scalars:
         return None
     per_step: dict[int, float] = {}
-    for key in phases:
+    for key in scalars:
         for step, value in scalars[key]:
             per_step[step] = per_step.get(step, 0.0) + value
     return sum(per_step.values()) / len(per_step)

@@ -257,7 +257,7 @@ def test_bench_recipe_runs_every_stage_beside_its_budget(load, tmp_path, capsys,
                                          "--fallback-model", str(tmp_path / "tiny"), "--output", str(tmp_path / "recipe.json")])
     assert [row["stage"] for row in results["rows"]] == ["sft", "rs", "rl"]
     assert all(row["model"] == str(tmp_path / "tiny") and row["peak_gib"] > 0 and row["budget_gib"] > 0
-               for row in results["rows"])
+               and 0 < row["seconds_per_step"] < row["seconds"] for row in results["rows"])
     assert results["config"]["lora"] and results["config"]["activation_checkpointing"]
     assert "| rl | 1 |" in capsys.readouterr().out
 
