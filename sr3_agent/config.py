@@ -274,6 +274,10 @@ class RLConfig(RunConfig):
     again; the episode's return (the last turn's reward) is what the advantages compare."""
     feedback_k: int = 3
     """Documents shown on turn 2 (at most --top-k)."""
+    auto: bool = False
+    """Train the auto way (sr3 eval --auto): the model may write <|embed_token|> at once instead of reasoning, and the
+    last of each query's G samples does so; a sample that does is scored with the query's direct embedding, so a
+    reasoning earns an advantage only where it beats the direct path, and the policy learns when to reason."""
     refresh_budget: int = 0
     """Extra stalest index rows re-encoded after each step (0: none)."""
     learning_rate: float = 1e-5
@@ -317,6 +321,9 @@ class RLConfig(RunConfig):
                               f"top results (got {self.feedback_k}).")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2: advantages are relative to the group (got {self.group_size}).")
+        if self.auto and self.turns != 1:
+            raise ConfigError("auto trains the choice between the direct embedding and a reasoning of one turn; with "
+                              "turns=2 the direct embedding is turn 1 already. Use --turns 1 with --auto.")
         if self.reasoning_temperature <= 0:
             raise ConfigError("reasoning_temperature must be > 0: with greedy decoding the G reasonings of a query are "
                               "identical and every advantage is 0. Use --reasoning-temperature 1.0.")
@@ -357,6 +364,10 @@ class EvalConfig:
     """Also evaluate each embedder with reasoning before the embedding (slower: generation)."""
     reasoning_tokens: int = 48
     """Longest reasoning, in tokens."""
+    auto: bool = False
+    """Also evaluate the auto way: the model decides, query by query (greedily), whether to reason: it writes the
+    embed token at once (the query gets its direct embedding) or reasons first; the table gives the share it
+    reasoned on."""
     baselines: bool = True
     """Include BM25 and all-MiniLM-L6-v2."""
     turns: int = 1

@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 
 class QueryPaths:
-    """The three ways an embedder embeds queries: direct, after reasoning, and fused (both combined).
+    """The ways an embedder embeds queries: direct, after reasoning, fused (both combined), and auto
+    (the model decides, query by query, whether to reason: `ReasoningEmbedder.encode_queries_auto`).
 
     Each way is computed once per list of texts (the fused system reuses the other two);
     `embed_token_rate` is the share of the reasonings the model ended with the token itself. With
@@ -41,6 +42,7 @@ class QueryPaths:
         self._direct: tuple[tuple[str, ...], np.ndarray] | None = None
         self.embed_token_rate: float | None = None
         self.reasoning_length: float | None = None  #: mean tokens written before the token
+        self._auto: tuple[tuple[str, ...], np.ndarray, tuple[float, float, float]] | None = None
 
     def direct(self, texts: list[str]) -> np.ndarray:
         if self._direct is None or self._direct[0] != tuple(texts):
@@ -58,6 +60,19 @@ class QueryPaths:
 
     def fused(self, texts: list[str]) -> np.ndarray:
         return fuse(self.direct(texts), self.reasoning(texts))
+
+    def auto(self, texts: list[str]) -> np.ndarray:
+        if self._auto is None or self._auto[0] != tuple(texts):
+            embedder = self.embedder
+            embedder.reset_reasoning_counters()
+            vectors, reasoned = embedder.encode_queries_auto(texts, max_new_tokens=self.max_new_tokens)
+            stats = (1.0 - embedder.missing_embed_token_rate, embedder.mean_reasoning_length, float(reasoned.mean()))
+            self._auto = tuple(texts), vectors, stats
+        return self._auto[1]
+
+    def auto_stats(self) -> tuple[float, float, float]:
+        """(embed-token rate, mean reasoning tokens, share of the queries reasoned on) of the last `auto`."""
+        return self._auto[2]
 
     def later_turns(self, dataset: RetrievalDataset, doc_vectors: np.ndarray) -> list[Turn]:
         """Turns 2..``turns`` of ``dataset``'s queries against ``doc_vectors``; turn 1 is `direct`."""
@@ -94,15 +109,17 @@ class TurnSystem:
         return self.last.embed_token_rate, self.last.reasoning_length
 
 
-def embedder_systems(paths: QueryPaths, label: str, *, reasoning: bool) -> list[DenseSystem | TurnSystem]:
-    """An embedder as one system (direct queries) or three (also after reasoning, and fused), then
-    one per later turn (``paths.turns`` > 1), each followed by its fused variant when ``reasoning``.
+def embedder_systems(paths: QueryPaths, label: str, *, reasoning: bool, auto: bool = False
+                     ) -> list[DenseSystem | TurnSystem]:
+    """An embedder as one system (direct queries) or three (also after reasoning, and fused), and
+    auto (with ``auto``), then one per later turn (``paths.turns`` > 1), each followed by its fused
+    variant when ``reasoning``.
 
     All share the documents (always embedded directly), hence one cache key.
     """
     embedder = paths.embedder
     key = corpus_cache_key(embedder)
-    names = ("direct", "reasoning", "fused") if reasoning else ("direct",)
+    names = (("direct", "reasoning", "fused") if reasoning else ("direct",)) + (("auto",) if auto else ())
     systems = [DenseSystem(f"{label} ({name})", getattr(paths, name), embedder.encode_documents, key) for name in names]
     variants = (False, True) if reasoning else (False,)
     return systems + [TurnSystem(f"{label} (turn {turn}{' fused' if fused else ''})", paths, systems[0], turn, fused)
@@ -137,13 +154,17 @@ def run_eval(config: EvalConfig, embedders: list[tuple[str, ReasoningEmbedder]] 
     """Evaluate as configured; ``embedders`` (label, model) pairs replace ``config.models`` when given."""
     embedders = embedders if embedders is not None else [load_embedder(spec, config) for spec in config.models]
     systems: list[Any] = []
-    token_stats: dict[str, Callable[[], tuple[float, float]]] = {}  # system name -> its reasonings' statistics
+    token_stats: dict[str, Callable[[], tuple[float, ...]]] = {}  # system name -> its reasonings' statistics
     for label, embedder in embedders:
         paths = QueryPaths(embedder, config.reasoning_tokens, config.turns, config.feedback_k)
-        own = embedder_systems(paths, label, reasoning=config.reasoning)
+        own = embedder_systems(paths, label, reasoning=config.reasoning, auto=config.auto)
         for system in own[1:]:
-            token_stats[system.name] = (system.token_stats if isinstance(system, TurnSystem)
-                                        else lambda paths=paths: (paths.embed_token_rate, paths.reasoning_length))
+            if isinstance(system, TurnSystem):
+                token_stats[system.name] = system.token_stats
+            elif system.name.endswith("(auto)"):
+                token_stats[system.name] = paths.auto_stats
+            else:
+                token_stats[system.name] = lambda paths=paths: (paths.embed_token_rate, paths.reasoning_length)
         systems += own
     if config.baselines:
         systems += [BM25System(), minilm_system()]
@@ -153,6 +174,8 @@ def run_eval(config: EvalConfig, embedders: list[tuple[str, ReasoningEmbedder]] 
         rows += evaluate_systems(dataset, systems, note=note)
         for row in rows[-len(systems):]:
             if row["system"] in token_stats:
-                rate, length = token_stats[row["system"]]()
+                rate, length, *reasoned = token_stats[row["system"]]()
                 row["embed_token_rate"], row["reasoning_length"] = round(rate, 4), round(length, 2)
+                if reasoned:  # auto: the share of the queries the model chose to reason on
+                    row["reasoned_share"] = round(reasoned[0], 4)
     return rows

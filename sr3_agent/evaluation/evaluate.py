@@ -292,14 +292,16 @@ def evaluate_systems(dataset: RetrievalDataset | str, systems: Sequence[System],
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """A Markdown table of `evaluate_systems` rows (metrics to 3 decimals), their notes below it."""
     rated = any("embed_token_rate" in row for row in rows)  # reasoning rows: the share ended with the token
+    chosen = any("reasoned_share" in row for row in rows)  # auto rows: the share of queries reasoned on
     header = ["System", "Dataset", "Split", "Queries", "Docs", "nDCG@10", "Recall@100", "MRR@10",
-              *(["Token rate", "Reasoning tokens"] if rated else []), "Seconds"]
+              *(["Token rate", "Reasoning tokens"] if rated else []), *(["Reasoned"] if chosen else []), "Seconds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
     for row in rows:
         rate = ([f"{row['embed_token_rate']:.2f}", f"{row.get('reasoning_length', float('nan')):.1f}"]
                 if "embed_token_rate" in row else ["", ""]) if rated else []
+        share = ([f"{row['reasoned_share']:.2f}" if "reasoned_share" in row else ""] if chosen else [])
         cells = [str(row["system"]), str(row["dataset"]), str(row["split"]), f"{row['queries']:,}", f"{row['docs']:,}",
-                 *(f"{row[m]:.3f}" for m in METRICS), *rate, f"{row['seconds']:.1f}"]
+                 *(f"{row[m]:.3f}" for m in METRICS), *rate, *share, f"{row['seconds']:.1f}"]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     notes = list(dict.fromkeys(row["note"] for row in rows if row.get("note")))
     return "\n".join(lines + ([""] + [f"Note: {n}." for n in notes] if notes else [])) + "\n"

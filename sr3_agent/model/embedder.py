@@ -283,6 +283,28 @@ class ReasoningEmbedder:
             out[start:start + len(chunk)] = vectors.float().cpu().numpy()
         return out
 
+    def encode_queries_auto(self, texts: Sequence[str], *, max_new_tokens: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """The ``auto`` way: the model decides, query by query, whether to reason. Greedily (so the same
+        model always decides the same) it either writes ``<|embed_token|>`` at once, and the query gets
+        its direct embedding, or reasons first (up to ``max_new_tokens``) and gets the reasoned one.
+
+        Returns (len(texts), dim) float32 L2-normalised embeddings and (len(texts),) bool: the queries it
+        reasoned on. The reasonings count in `missing_embed_token_rate` and `mean_reasoning_length`."""
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        reasoned = np.ones(len(texts), dtype=bool)
+        for start, chunk in _batches(list(texts), self.batch_size):
+            rollout = self.generate_reasoning(chunk, max_new_tokens=max_new_tokens, temperature=0.0, min_new_tokens=0)
+            vectors = rollout.embeddings
+            if vectors is None:  # the plain path: a second pass over the whole sequences
+                with torch.inference_mode():
+                    vectors = self.embed(rollout.input_ids, rollout.attention_mask)
+            vectors = vectors.float().cpu().numpy()
+            direct = generation.direct_choices(rollout).numpy()
+            if direct.any():
+                vectors[direct] = self._encode_direct([chunk[i] for i in np.flatnonzero(direct)], self.prompts.query)
+            out[start:start + len(chunk)], reasoned[start:start + len(chunk)] = vectors, ~direct
+        return out, reasoned
+
     @property
     def missing_embed_token_rate(self) -> float:
         """Fraction of reasoning rollouts so far in which the model never wrote the token."""

@@ -77,18 +77,30 @@ def generate_reasoning(embedder: Embedder, texts: Sequence[str], *, max_new_toke
             read_embeddings = None
         else:
             generated, read_embeddings = generate_after_prefix(embedder, *split, num_samples, sampling)
+    rollout = rollout_of(embedder, prompts, generated.cpu().tolist(), num_samples)
+    counts = rollout.reasoning_lengths.cpu() - rollout.emitted.long()  # tokens written before the token
+    embedder.reasoning_rollouts += len(prompts)
+    embedder.missing_embed_token += len(prompts) - int(rollout.emitted.sum())
+    embedder.reasoning_tokens_written += int(counts.sum())
+    if read_embeddings is not None:
+        rollout.embeddings = read_embeddings(counts)
+    return rollout
+
+
+def rollout_of(embedder: Embedder, prompts: Sequence[Sequence[int]], written: Sequence[Sequence[int]],
+               num_samples: int) -> Rollout:
+    """The `Rollout` of each prompt continued by the tokens the model ``written`` (up to its cap), cut at
+    the first stop token: prompt + reasoning + ``<|embed_token|>``, the token marked as the model's
+    only where it wrote it itself (else it is appended)."""
     sequences, counts, emitted, reasoning = [], [], [], []
-    for prompt, new in zip(prompts, generated.cpu().tolist()):
+    for prompt, new in zip(prompts, written):
         stop = next((i for i, t in enumerate(new) if t in embedder.stop_token_ids), len(new))
         wrote_token = stop < len(new) and new[stop] == embedder.embed_token_id
-        text_ids = new[:stop]
-        sequences.append(prompt + text_ids + [embedder.embed_token_id])
+        text_ids = list(new[:stop])
+        sequences.append(list(prompt) + text_ids + [embedder.embed_token_id])
         counts.append(len(text_ids))
         emitted.append(wrote_token)
         reasoning.append(embedder.tokenizer.decode(text_ids, skip_special_tokens=True))
-    embedder.reasoning_rollouts += len(sequences)
-    embedder.missing_embed_token += len(sequences) - sum(emitted)
-    embedder.reasoning_tokens_written += sum(counts)
     input_ids, attention_mask = embedder.pad_left(sequences)
     width = input_ids.shape[1]
     reasoning_mask = torch.zeros_like(input_ids, dtype=torch.bool)
@@ -96,10 +108,34 @@ def generate_reasoning(embedder: Embedder, texts: Sequence[str], *, max_new_toke
         count += int(emitted[row])  # the token is the model's doing only when it wrote it
         end = width - (0 if emitted[row] else 1)
         reasoning_mask[row, end - count:end] = True
-    embeddings = read_embeddings(torch.as_tensor(counts)) if read_embeddings is not None else None
     return Rollout(input_ids=input_ids, attention_mask=attention_mask, reasoning_mask=reasoning_mask,
-                   emitted=torch.as_tensor(emitted), reasoning=reasoning, embeddings=embeddings,
-                   num_samples=num_samples, prompt_lengths=torch.as_tensor([len(p) for p in prompts]))
+                   emitted=torch.as_tensor(emitted), reasoning=reasoning, num_samples=num_samples,
+                   prompt_lengths=torch.as_tensor([len(p) for p in prompts]))
+
+
+# -- auto: the model decides whether to reason ------------------------------------------------------
+
+def direct_choices(rollout: Rollout) -> torch.Tensor:
+    """(N,) bool: the rows in which the model wrote ``<|embed_token|>`` at once, choosing not to reason
+    (the `auto` way then uses the query's direct embedding)."""
+    return rollout.emitted.bool().cpu() & (rollout.reasoning_lengths.cpu() == 1)
+
+
+def with_direct_option(embedder: Embedder, rollout: Rollout) -> Rollout:
+    """``rollout`` with the last of each query's samples replaced by the choice not to reason: its prompt
+    and then ``<|embed_token|>``, written at once and marked as the model's choice. RL's ``auto``
+    training keeps the direct path among each group's options this way (`sr3_agent.training.rl`)."""
+    if rollout.prompt_lengths is None:
+        raise ValueError("with_direct_option needs the rollout's prompt lengths (build it with generate_reasoning).")
+    G = rollout.num_samples
+    rows = [seq[mask.bool()].tolist() for seq, mask in zip(rollout.input_ids.cpu(), rollout.attention_mask.cpu())]
+    lengths = rollout.prompt_lengths.tolist()
+    prompts = [row[:length] for row, length in zip(rows, lengths)]
+    written = [row[length:] if emitted else row[length:-1]  # the token, where the model did not write it, was appended
+               for row, length, emitted in zip(rows, lengths, rollout.emitted.tolist())]
+    for last in range(G - 1, len(rows), G):
+        written[last] = [embedder.embed_token_id]
+    return rollout_of(embedder, prompts, written, G)
 
 
 @contextmanager

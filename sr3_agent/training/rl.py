@@ -13,6 +13,10 @@ Per iteration (`train_rl`, which reads top to bottom like cleanrl's ``ppo.py``):
    document rows the index just re-encoded;
 6. one optimiser step, after which the policy's ``version`` goes up.
 
+With ``auto``, not reasoning is one of each query's options: the policy may write the token at once,
+the last of each group does (`with_direct_option`), and such a sample is scored with its query's
+direct embedding (`direct_where_chosen`), so a reasoning earns an advantage only where it beats it.
+
 With ``turns=2`` the environment is `RetrievalRefine-v0`: turn 1 is each query's direct embedding
 (`first_turn`), and the G reasonings of step 2 read the documents it retrieved (`sr3_agent.evaluation.feedback`);
 the advantages compare the episodes' returns, which are the last turn's rewards.
@@ -34,7 +38,7 @@ from sr3_agent.training.checkpoint import graceful_interrupt
 from sr3_agent.config import RLConfig
 from sr3_agent.training.distributed import shard_rows, warn_if_uneven
 from sr3_agent.model.embedder import ReasoningEmbedder
-from sr3_agent.model.generation import Rollout
+from sr3_agent.model.generation import Rollout, direct_choices, with_direct_option
 from sr3_agent.evaluation.evaluate import dense_run, ir_metrics
 from sr3_agent.evaluation.feedback import feedback_texts, refine_turns
 from sr3_agent.training.harness import start_run
@@ -82,6 +86,18 @@ def policy_forward(policy: ReasoningEmbedder, rollout: Rollout, *, grouped: bool
     columns = torch.where(steps < lengths[:, None], T - lengths[:, None] - 1 + steps, T - 1 + steps)  # spare columns
     logprobs = torch.zeros(N, T - 1 + L, device=states.device).scatter(1, columns, continuation_logprobs)[:, :T - 1]
     return logprobs, embeddings
+
+
+def direct_where_chosen(policy: ReasoningEmbedder, texts: list[str], rollout: Rollout, embeddings: torch.Tensor
+                        ) -> torch.Tensor:
+    """(N, D) ``embeddings`` with each row in which the policy chose not to reason (`direct_choices`)
+    replaced by its query's direct embedding, computed now with gradients: what the ``auto`` way
+    embeds there. ``texts`` (N / G,) are the queries, each behind G consecutive rows."""
+    chosen = direct_choices(rollout).nonzero().flatten()
+    if not len(chosen):
+        return embeddings
+    direct = policy.embed(*policy.direct_batch([texts[int(r) // rollout.num_samples] for r in chosen], policy.prompts.query))
+    return embeddings.index_put((chosen.to(embeddings.device),), direct.to(embeddings.dtype))
 
 
 @torch.no_grad()
@@ -133,6 +149,12 @@ def shaped_rewards(env_rewards: np.ndarray, margins: torch.Tensor, emitted: torc
     if config.missing_token_reward is None:
         return rewards
     return torch.where(emitted, rewards, torch.full_like(rewards, config.missing_token_reward))
+
+
+def chose_direct_rate(rollout: Rollout) -> float:
+    """Share of the sampled rows (not the last of each group, which `with_direct_option` set) in which
+    the policy chose not to reason."""
+    return float(direct_choices(rollout).view(-1, rollout.num_samples)[:, :-1].float().mean())
 
 
 def zero_variance_share(rewards: torch.Tensor, group_size: int) -> float:
@@ -208,6 +230,7 @@ def step_scalars(shaped: torch.Tensor, rewards: np.ndarray, margins: torch.Tenso
             "charts/rank_mean": float(ranks.mean()), "charts/rank_std": float(ranks.std()),
             "charts/reasoning_length": float(rollout.reasoning_lengths.float().mean()),
             "charts/embed_token_rate": float(rollout.emitted.float().mean()),
+            **({"charts/chose_direct_rate": chose_direct_rate(rollout)} if config.auto else {}),
             "losses/total": total.item(), **{f"losses/{k}": v.item() for k, v in losses.items()},
             "index/rows_reencoded": float(np.asarray(final["index"]["rows_reencoded"])[0]),
             "index/stale_fraction": float(np.asarray(final["index"]["stale_fraction"])[0]),
@@ -245,13 +268,16 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
             texts, first_rewards = [data.query_texts[r] for r in rows], 0.0
             if config.turns == 2:
                 first_rewards, texts = first_turn(policy, env, texts, G)
-            rollout = policy.generate_reasoning(texts, max_new_tokens=config.reasoning_tokens,
-                                                temperature=config.reasoning_temperature, top_p=config.top_p, num_samples=G)
+            rollout = policy.generate_reasoning(texts, max_new_tokens=config.reasoning_tokens, num_samples=G,
+                                                temperature=config.reasoning_temperature, top_p=config.top_p,
+                                                min_new_tokens=0 if config.auto else None)
+            rollout = with_direct_option(policy, rollout) if config.auto else rollout  # auto: not reasoning is an option
             clock.append(time.perf_counter())
 
             # 3. log-probs and embeddings in one pass (kept for the update); the reference's log-probs
             policy.model.train()
             logprobs, embeddings = policy_forward(policy, rollout)
+            embeddings = direct_where_chosen(policy, texts, rollout, embeddings) if config.auto else embeddings
             ref_logprobs = reference_logprobs(policy, reference, rollout) if config.kl_weight > 0 else None
             clock.append(time.perf_counter())
 
