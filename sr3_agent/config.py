@@ -65,8 +65,10 @@ class RunConfig:
 
     model: str | None = None
     """Hugging Face causal LM name or folder to start from (default: the bundled SmolLM2-135M-Instruct)."""
-    dataset: str = "wordnet-revdict"
-    """Training data: a bundled name, a BEIR folder or a Hugging Face dataset folder."""
+    dataset: str | list[str] = "wordnet-revdict"
+    """Training data: a bundled name, a BEIR folder or a Hugging Face dataset folder; or several, each NAME:WEIGHT
+    (e.g. wordnet-revdict:3 path/to/beir:1), mixed: each dataset's share of the training queries and of
+    corpus_docs follows its weight, and its ids are prefixed by its name."""
     split: str = "train"
     """Qrels split to train on (keep the test split for `sr3 eval`)."""
     num_queries: int | None = 4000
@@ -115,6 +117,7 @@ class RunConfig:
     """fp32, bf16 (mixed precision: bf16 compute, fp32 weights and optimiser) or auto (bf16 where the device computes it natively: a CUDA GPU that supports it, a CPU with AVX-512 BF16 or AMX; else fp32)."""
 
     def __post_init__(self) -> None:
+        self.dataset = dataset_specs(self.dataset)
         _precision(self)
         _positive(self, "steps", "max_length", "save_every", "log_every", "lora_rank", "refresh_every")
         _at_least(self, 0, "refresh_budget", "weight_decay", "kl_weight")
@@ -232,8 +235,10 @@ class RLConfig(RunConfig):
 
     model: str | None = None
     """Embedder to start from: a folder written by `sr3 sft` (recommended) or a causal LM name/folder (default: bundled)."""
-    dataset: str = "wordnet-revdict"
-    """Training queries and corpus (bundled name, BEIR folder or Hugging Face dataset folder)."""
+    dataset: str | list[str] = "wordnet-revdict"
+    """Training queries and corpus (bundled name, BEIR folder or Hugging Face dataset folder); or several, each
+    NAME:WEIGHT (e.g. wordnet-revdict:3 path/to/beir:1), mixed by weight as in sr3 sft; held-out evaluations
+    mix their test splits the same way."""
     num_queries: int | None = 2000
     """Training queries drawn from the split (None: all)."""
     steps: int = 40
@@ -413,8 +418,10 @@ class TrainConfig:
 
     model: str | None = None
     """Base causal LM: a Hugging Face name or folder (default: the bundled SmolLM2-135M-Instruct)."""
-    dataset: str = "wordnet-revdict"
-    """Dataset: train split for SFT and RL, test split for the held-out curve and the final table."""
+    dataset: str | list[str] = "wordnet-revdict"
+    """Dataset: train split for SFT and RL, test split for the held-out curve and the final table; or several, each
+    NAME:WEIGHT (e.g. wordnet-revdict:3 path/to/beir:1): every stage trains on their mixture (each dataset's share of
+    the queries and of corpus_docs by its weight) and the table reports each dataset on its own."""
     train_queries: int | None = 1000
     """Training queries drawn from the train split (None: all)."""
     corpus_docs: int | None = 1000
@@ -474,6 +481,7 @@ class TrainConfig:
     """Recompute activations in the backward pass (less memory, more compute), in every training stage."""
 
     def __post_init__(self) -> None:
+        self.dataset = dataset_specs(self.dataset)
         _precision(self)
         _positive(self, "max_length", "lora_rank")
         _positive(self, "sft_steps", "sft_batch_size", "rl_steps", "queries_per_step", "reasoning_tokens",
@@ -588,6 +596,22 @@ class ServeConfig:
         if self.max_length is not None and self.max_length < 8:
             raise ConfigError(f"max_length must be at least 8 tokens, got {self.max_length}.")
 
+def dataset_specs(value: str | list[str]) -> str | list[str]:
+    """A training ``dataset`` option checked (`sr3_env.mixture.parse_dataset_specs`): one spec as a string
+    (a list of one is unwrapped, so that ``--dataset NAME`` is the same setting as before mixtures), several
+    as a list; a bad spec raises `ConfigError` saying how to fix it."""
+    from sr3_env.errors import DataError
+    from sr3_env.mixture import parse_dataset_specs
+
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    try:
+        parse_dataset_specs(value)
+    except DataError as error:
+        raise ConfigError(f"dataset: {error}") from None
+    return value if isinstance(value, str) else list(value)
+
+
 def _precision(config: Any) -> None:
     if config.precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"precision must be auto, fp32 or bf16, got {config.precision!r} (fp16 would need a loss "
@@ -637,6 +661,9 @@ def _argument_kinds(hint: Any) -> dict[str, Any]:
         return {"action": argparse.BooleanOptionalAction}
     if typing.get_origin(hint) is list:
         return {"nargs": "*", "type": args[0]}
+    several = [a for a in args if typing.get_origin(a) is list]
+    if several:  # one value or several (str | list[str]): one or more words, a list of one unwrapped by the config
+        return {"nargs": "+", "type": typing.get_args(several[0])[0]}
     if type(None) in args:  # Optional[X]: "none" on the command line means None
         return {"type": _parse_optional(next(a for a in args if a is not type(None)))}
     return {"type": hint}

@@ -12,6 +12,7 @@ from sr3_env.encoders import CallableEncoder, Encoder, HashingEncoder, MiniLMEnc
 from sr3_env.errors import (DataError, DatasetNotFoundError, DependencyNotInstalled, EncoderError, InvalidActionError,
                             InvalidOptionError, ResetNeeded, Sr3Error, UnknownIdError)
 from sr3_env.index import REFRESH_POLICIES, IndexStats, LazyIndex, SearchResult
+from sr3_env.mixture import load_mixture, mix_datasets, mixture_source, parse_dataset_specs
 
 __version__ = "0.1.0"
 
@@ -29,5 +30,6 @@ register(
 __all__ = [
     "BUNDLED_DATASETS", "REFRESH_POLICIES", "CallableEncoder", "DataError", "DatasetNotFoundError", "DependencyNotInstalled",
     "Encoder", "EncoderError", "HashingEncoder", "IndexStats", "InvalidActionError", "InvalidOptionError", "LazyIndex", "MiniLMEncoder",
-    "ResetNeeded", "RetrievalDataset", "SearchResult", "Sr3Error", "UnknownIdError", "load_dataset", "make_encoder",
+    "ResetNeeded", "RetrievalDataset", "SearchResult", "Sr3Error", "UnknownIdError", "load_dataset", "load_mixture", "make_encoder",
+    "mix_datasets", "mixture_source", "parse_dataset_specs",
 ]

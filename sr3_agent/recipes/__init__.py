@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -64,13 +65,18 @@ def read_config_file(name_or_path: str, cls: type) -> dict[str, Any]:
 
 
 def _converted(value: Any, hint: Any, where: str) -> Any:
-    """``value`` as a field of type ``hint`` takes it (bool, int, float, str, list of those, or optional)."""
+    """``value`` as a field of type ``hint`` takes it (bool, int, float, str, list of those, one of those or a
+    list of them, or optional)."""
     args = typing.get_args(hint)
     if type(None) in args:
         if isinstance(value, str) and value.lower() == "none":
             return None
         hint = next(a for a in args if a is not type(None))
         args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # one value or a list (str | list[str])
+        lists = [a for a in args if typing.get_origin(a) is list]
+        singles = [a for a in args if typing.get_origin(a) is not list]
+        return _converted(value, (lists if isinstance(value, list) and lists else singles)[0], where)
     if typing.get_origin(hint) is list:
         if not isinstance(value, list):
             raise ConfigError(f"{where} must be a list, got {value!r}.")

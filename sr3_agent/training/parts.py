@@ -21,7 +21,7 @@ from sr3_agent.config import RLConfig, SFTConfig
 from sr3_agent.training.distributed import Processes
 from sr3_agent.model.embedder import ReasoningEmbedder
 from sr3_agent.evaluation.feedback import feedback_texts
-from sr3_env import LazyIndex, RetrievalDataset, load_dataset
+from sr3_env import LazyIndex, RetrievalDataset, load_mixture
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +62,10 @@ def feedback_query_texts(embedder: ReasoningEmbedder, index: LazyIndex, data: Re
 # -- data, index, LoRA -----------------------------------------------------------------------------
 
 def training_data(config: SFTConfig | RLConfig) -> RetrievalDataset:
-    """The training queries and the mining corpus (a sub-corpus that keeps every relevant document)."""
-    dataset = load_dataset(config.dataset, split=config.split)
-    if config.num_queries is None and config.corpus_docs is None:
-        return dataset
-    return dataset.subset(num_queries=config.num_queries, num_docs=config.corpus_docs, seed=config.seed)
+    """The training queries and the mining corpus (a sub-corpus that keeps every relevant document); with several
+    datasets, their mixture (`sr3_env.load_mixture`: each one's share of the queries and of the corpus by its weight)."""
+    return load_mixture(config.dataset, split=config.split, num_queries=config.num_queries,
+                        num_docs=config.corpus_docs, seed=config.seed)
 
 
 def add_lora(model: Any, config: SFTConfig | RLConfig) -> Any:

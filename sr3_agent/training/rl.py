@@ -45,7 +45,7 @@ from sr3_agent.training.harness import start_run
 from sr3_agent.training.losses import clipped_policy_loss, group_advantages, info_nce, kl_penalty_k3, token_logprobs
 from sr3_agent.training.runlock import holds_run_lock
 from sr3_agent.training.parts import batch_query_rows, false_negative_mask
-from sr3_env import RetrievalDataset, load_dataset
+from sr3_env import RetrievalDataset, load_mixture
 from sr3_env.refine_vector import RetrievalRefineVectorEnv
 from sr3_env.vector import RetrievalEmbedVectorEnv
 
@@ -210,13 +210,13 @@ def heldout_ndcg(policy: ReasoningEmbedder, dataset: RetrievalDataset, config: R
 
 def heldout_set(config: RLConfig, given: RetrievalDataset | None, is_main: bool) -> RetrievalDataset | None:
     """The held-out queries of the evaluations during training (None: no evaluation): ``given``, or a
-    seeded subset of the test split; only the main process evaluates."""
+    seeded subset of the test split (a mixture's test splits, mixed as in training); only the main process evaluates."""
     if not (config.eval_every > 0 and is_main):
         return None
     if given is not None:
         return given
-    return load_dataset(config.dataset, split="test").subset(num_queries=config.eval_queries,
-                                                             num_docs=config.eval_docs, seed=config.seed)
+    return load_mixture(config.dataset, split="test", num_queries=config.eval_queries, num_docs=config.eval_docs,
+                        seed=config.seed)
 
 
 def step_scalars(shaped: torch.Tensor, rewards: np.ndarray, margins: torch.Tensor, first_rewards: Any,

@@ -71,11 +71,19 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
     models = {**({"base": Path(config.model or "")} if config.eval_base else {}),
               trained: before_rl, f"{trained}+RL": out / "rl" / "final"}
     evaluation = EvalConfig(models=[str(path) for path in models.values()], base_model=config.model,
-                            datasets=[config.dataset], num_queries=config.eval_queries, corpus_docs=config.eval_docs,
+                            datasets=dataset_names(config.dataset), num_queries=config.eval_queries,
+                            corpus_docs=config.eval_docs,
                             reasoning=True, reasoning_tokens=config.reasoning_tokens, baselines=config.baselines, seed=0,
                             output=str(out / "results.json"), device=config.device,
                             precision=config.precision, max_length=config.max_length)
     return stages, evaluation, models
+
+
+def dataset_names(dataset: str | list[str]) -> list[str]:
+    """The datasets of a ``--dataset`` option without their weights: what the table evaluates, each on its own (pure)."""
+    from sr3_env.mixture import parse_dataset_specs
+
+    return [name for name, _ in parse_dataset_specs(dataset)]
 
 
 def recipe_note(config: TrainConfig) -> str:
@@ -84,7 +92,9 @@ def recipe_note(config: TrainConfig) -> str:
     out = Path(config.output_dir)
     stages = ([f"SFT ({config.sft_steps} steps)"] + ([f"rejection-sampling SFT ({config.rs_steps} steps)"] if config.rs_steps
               else []) + [f"one-turn RL ({config.rl_steps} steps)"])
-    data = f"--dataset {config.dataset} --num-queries {config.train_queries or 'none'} --corpus-docs {config.corpus_docs or 'none'}"
+    specs = config.dataset if isinstance(config.dataset, str) else " ".join(config.dataset)
+    names = " ".join(dataset_names(config.dataset))
+    data = f"--dataset {specs} --num-queries {config.train_queries or 'none'} --corpus-docs {config.corpus_docs or 'none'}"
     return (f"Recipe: {', then '.join(stages)}, sized for the main job. The recipe whose reasoning paid over three seeds on the whole corpus "
             "(docs/results.md, \"Full scale\") reads the documents its direct embedding retrieved and trains for two "
             "turns; about 50 min of training on 2 CPU cores, from this run's SFT model:\n\n"
@@ -93,7 +103,7 @@ def recipe_note(config: TrainConfig) -> str:
             f"--output-dir {out / 'rs-feedback'}\n"
             f"    sr3 rl --model {out / 'rs-feedback' / 'final'} {data} --turns 2 --steps 120 --save-every 20 "
             f"--output-dir {out / 'rs-feedback-rl'}\n"
-            f"    sr3 eval --models {out / 'rs-feedback-rl' / 'final'} --datasets {config.dataset} --turns 2 "
+            f"    sr3 eval --models {out / 'rs-feedback-rl' / 'final'} --datasets {names} --turns 2 "
             "--num-queries none --corpus-docs none\n")
 
 
@@ -117,13 +127,17 @@ def comparison_pairs(labels: list[str]) -> list[tuple[str, str]]:
 
 def comparison_table(rows: list[dict[str, Any]], pairs: list[tuple[str, str]]) -> str:
     """A Markdown table of paired nDCG@10 differences (system − baseline) with 95% bootstrap intervals
-    over the shared queries; pairs with a missing row are left out."""
-    by_name = {row["system"]: row for row in rows}
+    over the shared queries; pairs with a missing row are left out. Rows of several datasets (sr3 train on a
+    mixture) are compared within each dataset, which each line then names."""
+    datasets = list(dict.fromkeys(row.get("dataset") for row in rows))
     lines = ["| comparison (nDCG@10) | difference | 95% interval |", "|---|---:|---|"]
-    for baseline, system in pairs:
-        if baseline in by_name and system in by_name:
-            d = paired_bootstrap(by_name[baseline]["per_query_ndcg@10"], by_name[system]["per_query_ndcg@10"])
-            lines.append(f"| {system} vs {baseline} | {d['mean']:+.3f} | [{d['low']:+.3f}, {d['high']:+.3f}] |")
+    for dataset in datasets:
+        by_name = {row["system"]: row for row in rows if row.get("dataset") == dataset}
+        where = f" on {dataset}" if len(datasets) > 1 else ""
+        for baseline, system in pairs:
+            if baseline in by_name and system in by_name:
+                d = paired_bootstrap(by_name[baseline]["per_query_ndcg@10"], by_name[system]["per_query_ndcg@10"])
+                lines.append(f"| {system} vs {baseline}{where} | {d['mean']:+.3f} | [{d['low']:+.3f}, {d['high']:+.3f}] |")
     return "\n".join(lines) + "\n"
 
 
