@@ -6,7 +6,7 @@
     python scripts/compare_evals.py --within direct --model SFT+RS+RL runs/train*/results.json
     python scripts/compare_evals.py --between SFT+RS SFT+RS+RL runs/train*/results.json
 
-The first file is the baseline. For every other file and each way of embedding (direct, reasoning, fused,
+The first file is the baseline. For every other file and each way of embedding (direct, reasoning, fused, auto,
 turn N, turn N fused), prints nDCG@10, its difference from the baseline's same way on the same queries,
 and a 95% paired bootstrap interval of that difference (queries resampled). With several files it also
 pools them (the mean over files of each query's nDCG@10, e.g. over seeds) and reports mean ± std over
@@ -42,7 +42,7 @@ def by_model(path: Path) -> dict[str, dict[str, dict]]:
     for row in rows:
         if KEY not in row:
             raise SystemExit(f"{path}: row {row['system']!r} has no {KEY}; re-run it with this version of sr3 eval.")
-        match = re.fullmatch(r"(.*) \((direct|reasoning|fused|turn \d+(?: fused)?)\)", row["system"])
+        match = re.fullmatch(r"(.*) \((direct|reasoning|fused|auto|turn \d+(?: fused)?)\)", row["system"])
         model, mode = match.groups() if match else (row["system"], row["system"])
         if mode in out.setdefault(model, {}):
             raise SystemExit(f"{path}: two rows are {row['system']!r}; an sr3 eval file holds each row once.")
