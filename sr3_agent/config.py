@@ -446,6 +446,9 @@ class TrainConfig:
     """RL reasonings sampled per query."""
     reasoning_tokens: int = 48
     """Longest reasoning, in tokens (SFT, RL and evaluation)."""
+    auto: bool = False
+    """RL trains the auto way (sr3 rl --auto: not reasoning is one of each group's options), and the table adds
+    each model's auto row (sr3 eval --auto) and its paired difference from direct."""
     rl_eval_every: int = 0
     """RL steps between held-out nDCG@10 points of the plot (0: none; the final table compares the models
     with paired intervals, which a few held-out queries per point cannot)."""

@@ -82,11 +82,21 @@ def test_comparisons_pair_each_way_with_direct_and_rl_with_before():
     pairs = comparison_pairs(["SFT", "SFT+RL"])
     assert ("SFT (direct)", "SFT (fused)") in pairs and ("SFT+RL (direct)", "SFT+RL (reasoning)") in pairs
     assert ("SFT (reasoning)", "SFT+RL (reasoning)") in pairs and len(pairs) == 7
+    auto = comparison_pairs(["SFT", "SFT+RL"], auto=True)
+    assert set(pairs) < set(auto) and len(auto) == 10
+    assert ("SFT+RL (direct)", "SFT+RL (auto)") in auto and ("SFT (auto)", "SFT+RL (auto)") in auto
     rows = [{"system": "A (direct)", "per_query_ndcg@10": {"q1": 0.5, "q2": 0.5}},
             {"system": "A (fused)", "per_query_ndcg@10": {"q1": 0.7, "q2": 0.7}}]
     table = comparison_table(rows, [("A (direct)", "A (fused)"), ("A (direct)", "A (reasoning)")])
     assert "| A (fused) vs A (direct) | +0.200 | [+0.200, +0.200] |" in table
     assert "A (reasoning)" not in table  # a missing row is left out
+
+
+def test_train_auto_reaches_rl_and_the_table():
+    stages, evaluation, _ = stage_configs(TrainConfig(auto=True))
+    assert dict(stages)["rl"].auto and evaluation.auto and not any(getattr(c, "auto", False) for n, c in stages if n != "rl")
+    stages, evaluation, _ = stage_configs(TrainConfig())
+    assert not dict(stages)["rl"].auto and not evaluation.auto  # the main job as it was
 
 
 def test_stage_state(tmp_path):

@@ -66,14 +66,15 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
         model=str(before_rl), steps=config.rl_steps, queries_per_step=config.queries_per_step,
         group_size=config.group_size, reasoning_tokens=config.reasoning_tokens, eval_every=config.rl_eval_every,
         eval_queries=config.rl_eval_queries, eval_docs=config.rl_eval_docs, output_dir=str(out / "rl"),
-        save_every=max(1, config.rl_steps // 2), **shared)))
+        save_every=max(1, config.rl_steps // 2), auto=config.auto, **shared)))
     trained = "SFT+RS" if config.rs_steps else "SFT"
     models = {**({"base": Path(config.model or "")} if config.eval_base else {}),
               trained: before_rl, f"{trained}+RL": out / "rl" / "final"}
     evaluation = EvalConfig(models=[str(path) for path in models.values()], base_model=config.model,
                             datasets=dataset_names(config.dataset), num_queries=config.eval_queries,
                             corpus_docs=config.eval_docs,
-                            reasoning=True, reasoning_tokens=config.reasoning_tokens, baselines=config.baselines, seed=0,
+                            reasoning=True, reasoning_tokens=config.reasoning_tokens, auto=config.auto,
+                            baselines=config.baselines, seed=0,
                             output=str(out / "results.json"), device=config.device,
                             precision=config.precision, max_length=config.max_length)
     return stages, evaluation, models
@@ -115,13 +116,14 @@ def eval_embedders(models: dict[str, Path], config: EvalConfig) -> list[tuple[st
     return [(label, load_embedder("base" if label == "base" else str(source), config)[1]) for label, source in models.items()]
 
 
-def comparison_pairs(labels: list[str]) -> list[tuple[str, str]]:
+def comparison_pairs(labels: list[str], auto: bool = False) -> list[tuple[str, str]]:
     """(baseline, system) row names the table's paired intervals compare (pure): for each model,
-    reasoning and fused against its direct embedding; then each way of the last model (after RL)
-    against the same way of the one before it."""
-    pairs = [(f"{label} (direct)", f"{label} ({way})") for label in labels for way in ("reasoning", "fused")]
+    reasoning and fused (and auto, with ``auto``) against its direct embedding; then each way of the
+    last model (after RL) against the same way of the one before it."""
+    ways = ("reasoning", "fused", "auto") if auto else ("reasoning", "fused")
+    pairs = [(f"{label} (direct)", f"{label} ({way})") for label in labels for way in ways]
     if len(labels) >= 2:
-        pairs += [(f"{labels[-2]} ({way})", f"{labels[-1]} ({way})") for way in ("direct", "reasoning", "fused")]
+        pairs += [(f"{labels[-2]} ({way})", f"{labels[-1]} ({way})") for way in ("direct", *ways)]
     return pairs
 
 
@@ -213,13 +215,13 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         if stage_state(folder) != "done":  # Ctrl-C: the stage saved a checkpoint and returned
             return {"interrupted": name, "seconds": seconds}
 
-    announce(f"[eval] {', '.join(models)}: each direct, with reasoning and fused"
+    announce(f"[eval] {', '.join(models)}: each direct, with reasoning and fused" + (", and auto" if config.auto else "")
              + (", beside BM25 and MiniLM" if config.baselines else ""))
     start = time.perf_counter()
     rows = run_eval(eval_config, embedders=eval_embedders(models, eval_config))
     seconds["eval"] = time.perf_counter() - start
     table = markdown_table(rows) + "\nPaired differences over the same queries:\n\n" + comparison_table(
-        rows, comparison_pairs([label for label in models if label != "base"])) + "\n" + recipe_note(config)
+        rows, comparison_pairs([label for label in models if label != "base"], config.auto)) + "\n" + recipe_note(config)
     write_results(rows, eval_config.output)
     timing = ", ".join(f"{name} {value / 60:.1f} min" for name, value in seconds.items())
     (out / "results.md").write_text(f"{table}\n\nStage times: {timing}.\n")
