@@ -77,6 +77,19 @@ def test_reasoning_is_returned_beside_the_embedding(served, openai_client):
                                                                                max_new_tokens=6)[0]).max() <= 1e-5
 
 
+def test_auto_lets_the_model_decide_whether_to_reason(served, openai_client):
+    import openai
+
+    _, _, embedder = served
+    texts = ["rules of chess", "a small dog"]
+    response = openai_client.embeddings.create(model=NAME, input=texts, encoding_format="float",
+                                               extra_body={"reasoning": "auto", "max_reasoning_tokens": 6})
+    expected, _ = embedder.encode_queries_auto(texts, max_new_tokens=6)
+    assert np.abs(np.array([item.embedding for item in response.data]) - expected).max() <= 1e-5
+    with pytest.raises(openai.BadRequestError):  # neither a boolean nor "auto"
+        openai_client.embeddings.create(model=NAME, input=texts, extra_body={"reasoning": "sometimes"})
+
+
 def test_retrieve_has_search_r1_shape_and_exact_ranks(served):
     server, service, embedder = served
     queries = ["programming language", "capital city of a european country"]

@@ -293,17 +293,23 @@ class ReasoningEmbedder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         reasoned = np.ones(len(texts), dtype=bool)
         for start, chunk in _batches(list(texts), self.batch_size):
-            rollout = self.generate_reasoning(chunk, max_new_tokens=max_new_tokens, temperature=0.0, min_new_tokens=0)
-            vectors = rollout.embeddings
-            if vectors is None:  # the plain path: a second pass over the whole sequences
-                with torch.inference_mode():
-                    vectors = self.embed(rollout.input_ids, rollout.attention_mask)
-            vectors = vectors.float().cpu().numpy()
-            direct = generation.direct_choices(rollout).numpy()
-            if direct.any():
-                vectors[direct] = self._encode_direct([chunk[i] for i in np.flatnonzero(direct)], self.prompts.query)
+            vectors, _, direct = self.auto_batch(chunk, max_new_tokens=max_new_tokens)
             out[start:start + len(chunk)], reasoned[start:start + len(chunk)] = vectors, ~direct
         return out, reasoned
+
+    def auto_batch(self, texts: Sequence[str], *, max_new_tokens: int = 64) -> tuple[np.ndarray, Rollout, np.ndarray]:
+        """One batch of `encode_queries_auto`: (N, dim) embeddings, the greedy `Rollout` (its reasonings),
+        and (N,) bool, the rows in which the model chose its direct embedding."""
+        rollout = self.generate_reasoning(texts, max_new_tokens=max_new_tokens, temperature=0.0, min_new_tokens=0)
+        vectors = rollout.embeddings
+        if vectors is None:  # the plain path: a second pass over the whole sequences
+            with torch.inference_mode():
+                vectors = self.embed(rollout.input_ids, rollout.attention_mask)
+        vectors = vectors.float().cpu().numpy()
+        direct = generation.direct_choices(rollout).numpy()
+        if direct.any():
+            vectors[direct] = self._encode_direct([texts[i] for i in np.flatnonzero(direct)], self.prompts.query)
+        return vectors, rollout, direct
 
     @property
     def missing_embed_token_rate(self) -> float:

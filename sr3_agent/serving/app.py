@@ -158,7 +158,7 @@ def create_app(service: EmbeddingService, *, limits: Limits | None = None, defau
                                     "(leave it out).", param="dimensions")
         input_type = "query" if request.reasoning else (request.input_type or default_input_type)
         budget = reasoning_budget(request.max_reasoning_tokens) if request.reasoning else None
-        embedded = await service.embed(texts, input_type, budget)
+        embedded = await service.embed(texts, input_type, budget, auto=request.reasoning == "auto")
         data = [Embedding(embedding=encode_vector(item.vector, request.encoding_format), index=i,
                           reasoning=item.reasoning if request.return_reasoning else None)
                 for i, item in enumerate(embedded)]
@@ -178,7 +178,8 @@ def create_app(service: EmbeddingService, *, limits: Limits | None = None, defau
         k = request.topk or default_topk
         if k > limits.max_topk:
             raise RequestError(400, f"topk is {k}; this server returns at most {limits.max_topk}.", param="topk")
-        hits = await service.retrieve(request.queries, k, limits.reasoning_tokens if request.reasoning else None)
+        hits = await service.retrieve(request.queries, k, limits.reasoning_tokens if request.reasoning else None,
+                                      auto=request.reasoning == "auto")
         if request.return_scores:
             return RetrieveResponse(result=[[ScoredDocument(document=Document(**doc), score=score) for doc, score in row]
                                             for row in hits])

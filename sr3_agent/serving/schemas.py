@@ -52,7 +52,9 @@ class EmbeddingRequest(Forbid):
     user: str | None = Field(None, description="Accepted for compatibility; unused.")
     input_type: Literal["query", "document"] | None = Field(
         None, description="Embed as search queries or as documents (default: the server's --default-input-type).")
-    reasoning: bool = Field(False, description="Queries only: write a short analysis first, then embed.")
+    reasoning: bool | Literal["auto"] = Field(
+        False, description="Queries only: write a short analysis first, then embed; \"auto\": the model decides, "
+                           "query by query, whether to (its direct embedding where it does not).")
     return_reasoning: bool = Field(False, description="With reasoning: return each analysis beside its embedding.")
     max_reasoning_tokens: int | None = Field(None, ge=1, description="Longest analysis (default and most: the server's).")
 
@@ -106,7 +108,9 @@ class RetrieveRequest(Forbid):
     queries: list[str] = Field(description="Search queries.")
     topk: int | None = Field(None, ge=1, description="Documents per query (default: the server's --topk).")
     return_scores: bool = Field(False, description="Pair each document with its cosine score.")
-    reasoning: bool = Field(False, description="An sr3 extra: write an analysis of each query before embedding it.")
+    reasoning: bool | Literal["auto"] = Field(
+        False, description="An sr3 extra: write an analysis of each query before embedding it (\"auto\": the model "
+                           "decides, query by query, whether to).")
 
 
 class Document(BaseModel):

@@ -4,7 +4,8 @@ worker thread), the optional corpus index, and the served model's name.
 Kinds of work the batcher groups texts by:
 
 - ``("direct", "query")`` / ``("direct", "document")``: the embedder's direct embeddings;
-- ``("reasoning", max_new_tokens)``: greedy reasoning, then the embedding at the embed token.
+- ``("reasoning", max_new_tokens)``: greedy reasoning, then the embedding at the embed token;
+- ``("auto", max_new_tokens)``: the model decides per query whether to reason (`ReasoningEmbedder.auto_batch`).
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ class EmbeddingService:
             return self._direct(texts, option)
         if mode == "reasoning":
             return self._reasoning(texts, int(option))
+        if mode == "auto":
+            return self._auto(texts, int(option))
         raise ValueError(f"unknown kind of work {kind!r}")
 
     def _direct(self, texts: list[str], input_type: str) -> list[Embedded]:
@@ -125,19 +128,37 @@ class EmbeddingService:
             out += [Embedded(v, int(n - w), int(w), text) for v, n, w, text in zip(vectors, lengths, written, rollout.reasoning)]
         return out
 
+    def _auto(self, texts: list[str], max_new_tokens: int) -> list[Embedded]:
+        """`ReasoningEmbedder.auto_batch`: where the model chose not to reason, its direct embedding
+        (the direct prompt read, nothing written, no analysis)."""
+        embedder = self.embedder
+        out: list[Embedded] = []
+        for start in range(0, len(texts), embedder.batch_size):
+            chunk = texts[start:start + embedder.batch_size]
+            vectors, rollout, direct = embedder.auto_batch(chunk, max_new_tokens=max_new_tokens)
+            lengths, written = rollout.attention_mask.sum(dim=1).tolist(), rollout.reasoning_lengths.tolist()
+            direct_lengths = iter(len(ids) + 1 for ids in embedder.prompt_ids([t for t, d in zip(chunk, direct) if d],
+                                                                              embedder.prompts.query))
+            out += [Embedded(v, next(direct_lengths), 0, None) if d else Embedded(v, int(n - w), int(w), text)
+                    for v, n, w, text, d in zip(vectors, lengths, written, rollout.reasoning, direct)]
+        return out
+
     # -- for the endpoints (event loop) -------------------------------------------------------------
 
-    async def embed(self, texts: list[str], input_type: str, reasoning_tokens: int | None = None) -> list[Embedded]:
-        """Embed texts directly (``reasoning_tokens`` None) or queries after reasoning."""
-        kind = ("direct", input_type) if reasoning_tokens is None else ("reasoning", int(reasoning_tokens))
+    async def embed(self, texts: list[str], input_type: str, reasoning_tokens: int | None = None,
+                    auto: bool = False) -> list[Embedded]:
+        """Embed texts directly (``reasoning_tokens`` None) or queries after reasoning (with ``auto``, where
+        the model chooses to)."""
+        kind = (("direct", input_type) if reasoning_tokens is None
+                else ("auto" if auto else "reasoning", int(reasoning_tokens)))
         return await asyncio.wrap_future(self.batcher.submit(kind, texts))
 
-    async def retrieve(self, queries: list[str], k: int, reasoning_tokens: int | None = None
+    async def retrieve(self, queries: list[str], k: int, reasoning_tokens: int | None = None, auto: bool = False
                        ) -> list[list[tuple[dict[str, str], float]]]:
         """The ``k`` best documents of each query with their scores."""
         if self.index is None:
             raise RuntimeError("no corpus is loaded")
-        embedded = await self.embed(queries, "query", reasoning_tokens)
+        embedded = await self.embed(queries, "query", reasoning_tokens, auto)
         matrix = np.stack([item.vector for item in embedded])
         index = self.index
         scores, rows = await asyncio.wrap_future(self.batcher.call(lambda: index.search(matrix, k)))
