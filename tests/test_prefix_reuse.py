@@ -48,9 +48,10 @@ def plain(embedder):
     return twin
 
 
-def one_by_one(embedder, texts, instruction, right_padded: bool = False) -> np.ndarray:
-    """Each text's prompt alone through the plain forward, laid out left- or right-padded in a batch."""
-    rows = [ids + [embedder.embed_token_id] for ids in embedder.prompt_ids(texts, instruction)]
+def one_by_one(embedder, texts, instruction, right_padded: bool = False, suffix: list[int] = ()) -> np.ndarray:
+    """Each text's prompt (then ``suffix``: the latent way's think tokens) alone through the plain forward,
+    laid out left- or right-padded in a batch."""
+    rows = [ids + list(suffix) + [embedder.embed_token_id] for ids in embedder.prompt_ids(texts, instruction)]
     ids, mask = embedder.pad_left(rows)
     if right_padded:
         ids, mask = ids.clone(), mask.clone()
@@ -63,19 +64,38 @@ def one_by_one(embedder, texts, instruction, right_padded: bool = False) -> np.n
         return embedder.embed(ids, mask).numpy()
 
 
-@pytest.mark.parametrize("kind", ["document", "query"])
+def add_trained_think_tokens(embedder, count: int = 3) -> list[int]:
+    """Give ``embedder`` ``count`` think tokens whose rows differ (as training makes them); their ids."""
+    embedder.add_latent_tokens(count)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        rows = embedder.model.get_input_embeddings().weight
+        rows[embedder.latent_token_ids] += 0.05 * torch.randn(count, rows.shape[1], generator=generator)
+    embedder.bump_version()
+    return embedder.latent_suffix()
+
+
+def encoder_of(embedder, kind: str):
+    """The encode call of ``kind``: documents, direct queries, or the latent way's queries."""
+    return {"document": embedder.encode_documents, "query": embedder.encode_queries,
+            "latent": lambda texts: embedder.encode_queries(texts, latent=True)}[kind]
+
+
+@pytest.mark.parametrize("kind", ["document", "query", "latent"])
 def test_prefix_reuse_equals_the_plain_forward(family_embedder, real_texts, kind):
     texts = varied_lengths(family_embedder, real_texts)
-    instruction = getattr(family_embedder.prompts, kind)
+    instruction = family_embedder.prompts.document if kind == "document" else family_embedder.prompts.query
+    suffix = add_trained_think_tokens(family_embedder) if kind == "latent" else []  # part of each text's rest
     lengths = [len(p) for p in family_embedder.prompt_ids(texts, instruction)]
     assert min(lengths) - len(family_embedder.prefix_ids(instruction)) <= 8 and max(lengths) == family_embedder.max_length
-    encode = family_embedder.encode_documents if kind == "document" else family_embedder.encode_queries
     family_embedder.batch_size = 5  # batches that mix lengths
-    fast = encode(texts)
-    np.testing.assert_allclose(fast, one_by_one(family_embedder, texts, instruction), atol=ATOL)
-    np.testing.assert_allclose(fast, one_by_one(family_embedder, texts, instruction, right_padded=True), atol=ATOL)
-    slow = (plain(family_embedder).encode_documents if kind == "document" else plain(family_embedder).encode_queries)(texts)
-    np.testing.assert_allclose(fast, slow, atol=ATOL)
+    fast = encoder_of(family_embedder, kind)(texts)
+    if fits_window(family_embedder, family_embedder.max_length + len(suffix) + 1):
+        assert family_embedder.window_fallbacks == 0  # every batch took the shared-prefix path
+    np.testing.assert_allclose(fast, one_by_one(family_embedder, texts, instruction, suffix=suffix), atol=ATOL)
+    np.testing.assert_allclose(fast, one_by_one(family_embedder, texts, instruction, right_padded=True, suffix=suffix),
+                               atol=ATOL)
+    np.testing.assert_allclose(fast, encoder_of(plain(family_embedder), kind)(texts), atol=ATOL)
 
 
 def test_the_prefix_is_the_markup_before_the_text(tiny_embedder):
@@ -232,13 +252,15 @@ def test_length_batches_keep_every_row_once_and_bound_the_padding():
     assert [len(b) for b in batches if 120 in [lengths[i] for i in b]] == [1]  # the outlier pads nobody
 
 
-def test_sft_embeddings_after_the_prefix_give_the_whole_sequences_losses_and_gradients(family_embedder, real_texts):
+@pytest.mark.parametrize("latent", [False, True], ids=["direct", "latent"])
+def test_sft_embeddings_after_the_prefix_give_the_whole_sequences_losses_and_gradients(family_embedder, real_texts, latent):
     from sr3_agent.training.sft import query_sequences, training_embeddings
 
     torch.manual_seed(0)
     texts = real_texts[10:16]
     reasonings = [[101, 102], None, [7, 8, 9, 10], None, None, [55]]  # two instructions in one batch
-    sequences, instructions = query_sequences(family_embedder, texts, reasonings)
+    think = add_trained_think_tokens(family_embedder) if latent else None  # in the direct rows
+    sequences, instructions = query_sequences(family_embedder, texts, reasonings, think)
     labelled = [3, 1, 5, 1, 1, 2]  # kept reasonings labelled too
     documents = [ids + [family_embedder.embed_token_id]
                  for ids in family_embedder.prompt_ids(real_texts[:6], family_embedder.prompts.document)]

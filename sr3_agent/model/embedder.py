@@ -46,6 +46,11 @@ EMBED_TOKEN = "<|embed_token|>"
 CONFIG_FILE = "sr3_embedder.json"
 
 
+def latent_token_names(count: int) -> list[str]:
+    """The think tokens of the latent way: ``<|think_0|>`` ... ``<|think_{count-1}|>``."""
+    return [f"<|think_{i}|>" for i in range(count)]
+
+
 @dataclass
 class Prompts:
     """The instructions (system messages) of the three ways of embedding."""
@@ -121,6 +126,9 @@ class ReasoningEmbedder:
         min_reasoning_tokens: tokens a reasoning has at least: the token and the turn end are held back
             until then (the direct embedding is the way to embed without reasoning).
         name: a label for logs and caches.
+        latent_tokens: trained think tokens placed between the query prompt and the token in the latent
+            way (``encode_queries(latent=True)``); the tokenizer must hold them already (`add_latent_tokens`
+            adds them). 0: none, the embedder as without them.
     """
 
     frozen = False
@@ -135,7 +143,8 @@ class ReasoningEmbedder:
     reuse_prefix: bool = True
 
     def __init__(self, model: Any, tokenizer: Any, *, prompts: Prompts | None = None, max_length: int = 256,
-                 batch_size: int = 16, min_reasoning_tokens: int = 4, name: str | None = None) -> None:
+                 batch_size: int = 16, min_reasoning_tokens: int = 4, name: str | None = None,
+                 latent_tokens: int = 0) -> None:
         if tokenizer.convert_tokens_to_ids(EMBED_TOKEN) in (None, tokenizer.unk_token_id):
             raise EncoderError(f"The tokenizer has no {EMBED_TOKEN}; build the embedder with "
                                "ReasoningEmbedder.from_pretrained(...), which adds it.")
@@ -167,6 +176,7 @@ class ReasoningEmbedder:
         self.missing_embed_token = 0  #: reasoning rollouts in which the model never wrote the token
         self.reasoning_rollouts = 0  #: reasoning rollouts so far
         self.reasoning_tokens_written = 0  #: tokens the model wrote in them before the token (or the cap)
+        self.latent_token_ids: list[int] = self._latent_ids(int(latent_tokens))  #: the think tokens, in order
 
     # -- construction, saving ---------------------------------------------------------------
 
@@ -176,7 +186,8 @@ class ReasoningEmbedder:
         """Load a causal LM and add ``<|embed_token|>`` (resizing its embeddings) if it lacks one.
 
         ``None`` loads the bundled SmolLM2-135M-Instruct; a folder written by ``save_pretrained``
-        restores the prompts and settings saved with it.
+        restores the prompts and settings saved with it, its think tokens included. ``latent_tokens=k``
+        gives the model k think tokens (`add_latent_tokens`) where it has fewer.
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -192,9 +203,13 @@ class ReasoningEmbedder:
             settings = json.loads(saved.read_text())
             kwargs = {"prompts": Prompts(**settings.pop("prompts")), **settings, **kwargs}
         kwargs.setdefault("name", Path(source).name if Path(source).exists() else str(source))
+        latent_tokens = int(kwargs.pop("latent_tokens", 0))
         model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.eval()
-        return cls(model, tokenizer, **kwargs)
+        embedder = cls(model, tokenizer, **kwargs)
+        if latent_tokens:
+            embedder.add_latent_tokens(latent_tokens)
+        return embedder
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write a folder that ``from_pretrained`` restores and plain transformers loads (LoRA merged)."""
@@ -209,8 +224,46 @@ class ReasoningEmbedder:
         self.tokenizer.save_pretrained(directory)
         settings = {"prompts": asdict(self.prompts), "max_length": self.max_length, "batch_size": self.batch_size,
                     "min_reasoning_tokens": self.min_reasoning_tokens}
+        if self.latent_tokens:  # written only when there are some: folders of models without them stay as they were
+            settings["latent_tokens"] = self.latent_tokens
         (directory / CONFIG_FILE).write_text(json.dumps(settings, indent=2))
         return directory
+
+    # -- latent think tokens -------------------------------------------------------------------
+
+    @property
+    def latent_tokens(self) -> int:
+        """How many think tokens the latent way places before the token (0: the model has no latent way)."""
+        return len(self.latent_token_ids)
+
+    def _latent_ids(self, count: int) -> list[int]:
+        """The ids of the first ``count`` think tokens, which the tokenizer must hold."""
+        if count < 0:
+            raise ValueError(f"latent_tokens must be >= 0, got {count}.")
+        vocabulary = self.tokenizer.get_vocab()
+        missing = [token for token in latent_token_names(count) if token not in vocabulary]
+        if missing:
+            raise EncoderError(f"The tokenizer lacks the think tokens {missing}; add them with "
+                               f"embedder.add_latent_tokens({count}) or ReasoningEmbedder.from_pretrained(..., "
+                               f"latent_tokens={count}).")
+        return [int(vocabulary[token]) for token in latent_token_names(count)]
+
+    def add_latent_tokens(self, count: int) -> None:
+        """Give the latent way ``count`` think tokens (``<|think_0|>``...): those the tokenizer lacks are added,
+        and the model's new embedding rows (input and output) start at the mean of the existing rows: a
+        deterministic, neutral start ("an average token") from which SFT trains them (`_add_token_rows`).
+        A model's think tokens are never removed: ``count`` below `latent_tokens` is an error."""
+        if int(count) < self.latent_tokens:
+            raise ValueError(f"{self.name} has {self.latent_tokens} think tokens already; they cannot be removed "
+                             f"(asked for {count}). Ask for {self.latent_tokens} or more.")
+        missing = [t for t in latent_token_names(int(count)) if t not in self.tokenizer.get_vocab()]
+        if missing:
+            self.tokenizer.add_tokens(missing, special_tokens=True)  # the special-token list is left as it is
+        model = self._causal_lm()
+        if model.get_input_embeddings().num_embeddings < len(self.tokenizer):
+            _add_token_rows(model, len(self.tokenizer), None)  # None: the mean of the existing rows
+            self.bump_version()
+        self.latent_token_ids = self._latent_ids(int(count))
 
     # -- the Encoder protocol -----------------------------------------------------------------
 
@@ -258,14 +311,20 @@ class ReasoningEmbedder:
         return self._encode_direct(texts, self.prompts.document)
 
     def encode_queries(self, texts: Sequence[str], reasoning: bool = False, *, max_new_tokens: int = 64,
-                       temperature: float = 0.0, fused: bool = False) -> np.ndarray:
+                       temperature: float = 0.0, fused: bool = False, latent: bool = False) -> np.ndarray:
         """(len(texts), dim) float32, L2-normalised query embeddings, directly or after reasoning.
 
         With ``reasoning=True`` the model writes at most ``max_new_tokens`` tokens (greedy when
         ``temperature`` is 0) and stops at the token; ``missing_embed_token_rate`` reports how
         often it had to be appended. With ``fused=True`` as well, the direct and the reasoned
-        embeddings are combined (`fuse`).
+        embeddings are combined (`fuse`). With ``latent=True`` the query prompt is followed by the
+        model's `latent_tokens` think tokens, then the token: one forward, nothing written.
         """
+        if latent:
+            if reasoning or fused:
+                raise ValueError("latent=True is a way of its own (think tokens instead of a written reasoning): "
+                                 "leave reasoning and fused False.")
+            return self._encode_direct(texts, self.prompts.query, suffix=self.latent_suffix())
         if fused and not reasoning:
             raise ValueError("fused=True combines the direct and the reasoned embeddings: pass reasoning=True too.")
         if fused:
@@ -349,6 +408,14 @@ class ReasoningEmbedder:
         """Left-pad token lists into ``input_ids`` and ``attention_mask`` (B, T) on the model's device."""
         ids, mask = pad_rests(sequences, self.pad_token_id)
         return ids.to(self.device), mask.to(self.device)
+
+    def latent_suffix(self) -> list[int]:
+        """The think tokens the latent way places after the query prompt (the token follows them)."""
+        if not self.latent_tokens:
+            raise EncoderError(f"{self.name} has no think tokens, so it has no latent way; add them with "
+                               "embedder.add_latent_tokens(k) or ReasoningEmbedder.from_pretrained(..., latent_tokens=k), "
+                               "then train them (sr3 sft --latent-tokens k).")
+        return list(self.latent_token_ids)
 
     def direct_batch(self, texts: Sequence[str], instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt + token for each text, left-padded: the input of a direct embedding."""
@@ -448,12 +515,13 @@ class ReasoningEmbedder:
             self._said.add(key)
             logger.warning(message, *args)
 
-    def _encode_direct(self, texts: Sequence[str], instruction: str) -> np.ndarray:
+    def _encode_direct(self, texts: Sequence[str], instruction: str, suffix: Sequence[int] = ()) -> np.ndarray:
+        """Embeddings of each text's prompt, then ``suffix`` (the latent way's think tokens), then the token."""
         texts = list(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        prompts = [ids + [self.embed_token_id] for ids in self.prompt_ids(texts, instruction)]
+        prompts = [ids + list(suffix) + [self.embed_token_id] for ids in self.prompt_ids(texts, instruction)]
         shared = len(self.prefix_ids(instruction)) if self.reuse_prefix else 0  # tokens not computed per text
         from tqdm.auto import tqdm
 
