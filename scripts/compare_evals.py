@@ -42,7 +42,7 @@ def by_model(path: Path) -> dict[str, dict[str, dict]]:
     for row in rows:
         if KEY not in row:
             raise SystemExit(f"{path}: row {row['system']!r} has no {KEY}; re-run it with this version of sr3 eval.")
-        match = re.fullmatch(r"(.*) \((direct|reasoning|fused|auto|turn \d+(?: fused)?)\)", row["system"])
+        match = re.fullmatch(r"(.*) \((direct|reasoning|fused|auto|latent|turn \d+(?: fused)?)\)", row["system"])
         model, mode = match.groups() if match else (row["system"], row["system"])
         if mode in out.setdefault(model, {}):
             raise SystemExit(f"{path}: two rows are {row['system']!r}; an sr3 eval file holds each row once.")

@@ -180,13 +180,17 @@ class SFTConfig(RunConfig):
     """Mined hard negatives per query (0: in-batch negatives only)."""
     mine_top_k: int = 8
     """Top-ranked documents searched for hard negatives; their stale rows are re-encoded (lazy refresh)."""
+    latent_tokens: int = 0
+    """Think tokens of the latent way (sr3 eval's latent row): the model gets this many <|think_i|> tokens if it has
+    fewer, and the queries not sent through a written reasoning are embedded as prompt, think tokens, <|embed_token|>
+    (one forward), which trains them contrastively (with --lora their embedding rows are trained too). 0: none."""
     output_dir: str = "runs/sft"
     """Where checkpoints, the final model (`final/`) and TensorBoard logs go."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _positive(self, "batch_size", "mine_top_k")
-        _at_least(self, 0, "hard_negatives", "triplet_weight", "lm_weight", "infonce_weight")
+        _at_least(self, 0, "hard_negatives", "triplet_weight", "lm_weight", "infonce_weight", "latent_tokens")
         if self.infonce_temperature <= 0:
             raise ConfigError(f"infonce_temperature must be > 0 (0.05 is usual), got {self.infonce_temperature}.")
         if not 0 <= self.feedback_fraction <= 1:

@@ -26,8 +26,9 @@ logger = logging.getLogger(__name__)
 
 
 class QueryPaths:
-    """The ways an embedder embeds queries: direct, after reasoning, fused (both combined), and auto
-    (the model decides, query by query, whether to reason: `ReasoningEmbedder.encode_queries_auto`).
+    """The ways an embedder embeds queries: direct, after reasoning, fused (both combined), auto
+    (the model decides, query by query, whether to reason: `ReasoningEmbedder.encode_queries_auto`),
+    and latent (its trained think tokens before the token, where it has some: ``encode_queries(latent=True)``).
 
     Each way is computed once per list of texts (the fused system reuses the other two);
     `embed_token_rate` is the share of the reasonings the model ended with the token itself. With
@@ -57,6 +58,9 @@ class QueryPaths:
             self._texts, self.embed_token_rate = tuple(texts), 1.0 - embedder.missing_embed_token_rate
             self.reasoning_length = embedder.mean_reasoning_length
         return self._vectors
+
+    def latent(self, texts: list[str]) -> np.ndarray:
+        return self.embedder.encode_queries(texts, latent=True)
 
     def fused(self, texts: list[str]) -> np.ndarray:
         return fuse(self.direct(texts), self.reasoning(texts))
@@ -112,14 +116,15 @@ class TurnSystem:
 def embedder_systems(paths: QueryPaths, label: str, *, reasoning: bool, auto: bool = False
                      ) -> list[DenseSystem | TurnSystem]:
     """An embedder as one system (direct queries) or three (also after reasoning, and fused), and
-    auto (with ``auto``), then one per later turn (``paths.turns`` > 1), each followed by its fused
-    variant when ``reasoning``.
+    auto (with ``auto``), and latent (where the embedder has think tokens), then one per later turn
+    (``paths.turns`` > 1), each followed by its fused variant when ``reasoning``.
 
     All share the documents (always embedded directly), hence one cache key.
     """
     embedder = paths.embedder
     key = corpus_cache_key(embedder)
-    names = (("direct", "reasoning", "fused") if reasoning else ("direct",)) + (("auto",) if auto else ())
+    names = ((("direct", "reasoning", "fused") if reasoning else ("direct",)) + (("auto",) if auto else ())
+             + (("latent",) if embedder.latent_tokens else ()))
     systems = [DenseSystem(f"{label} ({name})", getattr(paths, name), embedder.encode_documents, key) for name in names]
     variants = (False, True) if reasoning else (False,)
     return systems + [TurnSystem(f"{label} (turn {turn}{' fused' if fused else ''})", paths, systems[0], turn, fused)
@@ -163,6 +168,8 @@ def run_eval(config: EvalConfig, embedders: list[tuple[str, ReasoningEmbedder]] 
                 token_stats[system.name] = system.token_stats
             elif system.name.endswith("(auto)"):
                 token_stats[system.name] = paths.auto_stats
+            elif system.name.endswith("(latent)"):  # its cost: the think tokens it reads, always ended by the token
+                token_stats[system.name] = lambda embedder=embedder: (1.0, float(embedder.latent_tokens))
             else:
                 token_stats[system.name] = lambda paths=paths: (paths.embed_token_rate, paths.reasoning_length)
         systems += own

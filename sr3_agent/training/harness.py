@@ -122,8 +122,10 @@ def start_run(config: Any, *, embedder: ReasoningEmbedder | None = None, dataset
     embedder = embedder or ReasoningEmbedder.from_pretrained(config.model, device=processes.device(config.device))
     embedder.max_length = config.max_length
     embedder.autocast_dtype = autocast_dtype_for(config.precision, embedder.device)  # bf16 mixed precision, or None
+    if getattr(config, "latent_tokens", 0):  # before LoRA: new embedding rows, trained with the rest
+        embedder.add_latent_tokens(config.latent_tokens)
     if config.lora:
-        embedder.model = add_lora(embedder.model, config)
+        embedder.model = add_lora(embedder.model, config, trainable_tokens=embedder.latent_token_ids or None)
     if config.activation_checkpointing:
         enable_activation_checkpointing(embedder.model)
     prepare_data_parallel(embedder, processes, head_in_loss=head_in_loss)

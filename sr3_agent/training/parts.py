@@ -68,7 +68,9 @@ def training_data(config: SFTConfig | RLConfig) -> RetrievalDataset:
                         num_docs=config.corpus_docs, seed=config.seed)
 
 
-def add_lora(model: Any, config: SFTConfig | RLConfig) -> Any:
+def add_lora(model: Any, config: SFTConfig | RLConfig, trainable_tokens: list[int] | None = None) -> Any:
+    """LoRA adapters on every linear layer of ``model``; the embedding rows of ``trainable_tokens`` (the
+    latent way's think tokens) are trained too (peft's trainable tokens), as new tokens must be."""
     from sr3_env.errors import DependencyNotInstalled
 
     try:
@@ -76,7 +78,7 @@ def add_lora(model: Any, config: SFTConfig | RLConfig) -> Any:
     except ImportError as error:
         raise DependencyNotInstalled("--lora needs peft: `pip install peft`.") from error
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules="all-linear",
-                      task_type="CAUSAL_LM")
+                      task_type="CAUSAL_LM", **({"trainable_token_indices": trainable_tokens} if trainable_tokens else {}))
     return get_peft_model(model, lora)
 
 

@@ -1,7 +1,8 @@
 """Contrastive warm-up (SFT) of the reasoning embedder: ``sr3 sft``.
 
 Per step: a batch of training queries, one relevant document each; the queries are embedded
-(directly, or after a short reasoning the model writes, so that both paths learn) and searched in an `sr3_env.LazyIndex` whose document encoder is the model being
+(directly, or with ``latent_tokens`` think tokens before the token, or after a short reasoning the model
+writes, so that both paths learn) and searched in an `sr3_env.LazyIndex` whose document encoder is the model being
 trained, so the top-ranked non-relevant documents are hard negatives under the *current* model
 (the index re-encodes the stale rows it touches: lazy refresh); positives and negatives are
 embedded; InfoNCE + triplet + the language-model loss on the answer template (+ an optional KL
@@ -61,15 +62,16 @@ def pick_hard_negatives(top_rows: np.ndarray, gold: list[np.ndarray], count: int
     return out
 
 
-def query_sequences(embedder: ReasoningEmbedder, texts: list[str], reasonings: list[list[int] | None]
-                    ) -> tuple[list[list[int]], list[str]]:
-    """Token ids of each query's input and its instruction: prompt + embed token where its reasoning
-    is None, else reasoning prompt + the reasoning + embed token. Every sequence ends with the token."""
+def query_sequences(embedder: ReasoningEmbedder, texts: list[str], reasonings: list[list[int] | None],
+                    latent: list[int] | None = None) -> tuple[list[list[int]], list[str]]:
+    """Token ids of each query's input and its instruction: prompt + ``latent`` (the think tokens of the
+    latent way, none by default) + embed token where its reasoning is None, else reasoning prompt + the
+    reasoning + embed token. Every sequence ends with the token."""
     sequences, instructions = [], []
     direct = iter(embedder.prompt_ids(texts, embedder.prompts.query))
     reasoned = iter(embedder.prompt_ids([t for t, r in zip(texts, reasonings) if r is not None], embedder.prompts.reasoning))
     for reasoning in reasonings:
-        prompt = next(direct) if reasoning is None else next(reasoned) + list(reasoning)
+        prompt = next(direct) + list(latent or []) if reasoning is None else next(reasoned) + list(reasoning)
         sequences.append(prompt + [embedder.embed_token_id])
         instructions.append(embedder.prompts.query if reasoning is None else embedder.prompts.reasoning)
     return sequences, instructions
@@ -226,7 +228,8 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
             reasonings: list[list[int] | None] = [None] * len(rows)
             for i, reasoning in zip(reason, picked.reasonings):
                 reasonings[i] = reasoning
-            q_sequences, q_instructions = query_sequences(embedder, texts, reasonings)
+            q_sequences, q_instructions = query_sequences(  # the direct rows in the latent layout with --latent-tokens
+                embedder, texts, reasonings, embedder.latent_suffix() if config.latent_tokens else None)
             queries, q_lm, q_whole = training_embeddings(
                 embedder, q_sequences, q_instructions, whole=config.kl_weight > 0,
                 labelled=answer_lengths(reasonings, learn_reasoning=config.keep != "all"))  # (B, D)
