@@ -453,6 +453,9 @@ class TrainConfig:
     auto: bool = False
     """RL trains the auto way (sr3 rl --auto: not reasoning is one of each group's options), and the table adds
     each model's auto row (sr3 eval --auto) and its paired difference from direct."""
+    latent_tokens: int = 0
+    """Think tokens of the latent way, trained by the SFT and rejection-sampling stages (sr3 sft --latent-tokens); the
+    table adds each model's latent row and its paired difference from direct. 0: none."""
     rl_eval_every: int = 0
     """RL steps between held-out nDCG@10 points of the plot (0: none; the final table compares the models
     with paired intervals, which a few held-out queries per point cannot)."""
@@ -493,7 +496,7 @@ class TrainConfig:
         _positive(self, "max_length", "lora_rank")
         _positive(self, "sft_steps", "sft_batch_size", "rl_steps", "queries_per_step", "reasoning_tokens",
                   "rl_eval_queries", "rl_eval_docs")
-        _at_least(self, 0, "rl_eval_every", "rs_steps")
+        _at_least(self, 0, "rl_eval_every", "rs_steps", "latent_tokens")
         _positive(self, "rs_samples")
         if not 0 <= self.sft_reasoning_fraction <= 1:
             raise ConfigError(f"sft_reasoning_fraction is a share of the batch, in [0, 1]; got {self.sft_reasoning_fraction}.")

@@ -148,3 +148,14 @@ def test_eval_adds_a_latent_row_for_a_model_with_think_tokens(tiny_embedder, tin
     assert [r["system"] for r in rows] == ["tiny (direct)", "tiny (reasoning)", "tiny (fused)", "tiny (latent)"]
     assert rows[3]["reasoning_length"] == 3.0 and rows[3]["embed_token_rate"] == 1.0
     assert 0.0 <= rows[3]["ndcg@10"] <= 1.0
+
+
+def test_sr3_train_passes_the_think_tokens_to_its_sft_stages_and_compares_the_latent_row():
+    from sr3_agent.config import TrainConfig
+    from sr3_agent.training.train_command import comparison_pairs, stage_configs
+
+    stages, _, _ = stage_configs(TrainConfig(latent_tokens=4))
+    assert [(name, getattr(c, "latent_tokens", None)) for name, c in stages] == [("sft", 4), ("rs", 4), ("rl", None)]
+    assert all(c.latent_tokens == 0 for name, c in stage_configs(TrainConfig())[0] if name != "rl")
+    assert ("SFT (direct)", "SFT (latent)") in comparison_pairs(["SFT", "SFT+RL"], latent=True)
+    assert not any("latent" in b for _, b in comparison_pairs(["SFT", "SFT+RL"]))

@@ -53,14 +53,15 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
     sft = SFTConfig(model=config.model, steps=config.sft_steps, batch_size=config.sft_batch_size,
                     reasoning_fraction=config.sft_reasoning_fraction, reasoning_tokens=config.reasoning_tokens,
                     lm_weight=0.1 if config.sft_reasoning_fraction > 0 else 0.0,
-                    output_dir=str(out / "sft"), save_every=max(1, config.sft_steps // 2), **shared)
+                    output_dir=str(out / "sft"), save_every=max(1, config.sft_steps // 2),
+                    latent_tokens=config.latent_tokens, **shared)
     stages: list[tuple[str, SFTConfig | RLConfig]] = [("sft", sft)]
     if config.rs_steps:
         stages.append(("rs", SFTConfig(
             model=str(out / "sft" / "final"), steps=config.rs_steps, batch_size=config.sft_batch_size,
             reasoning_fraction=0.5, reasoning_samples=config.rs_samples, keep="best", reasoning_temperature=0.5,
             lm_weight=0.5, learning_rate=2e-5, reasoning_tokens=config.reasoning_tokens, output_dir=str(out / "rs"),
-            save_every=max(1, config.rs_steps // 2), **shared)))
+            save_every=max(1, config.rs_steps // 2), latent_tokens=config.latent_tokens, **shared)))
     before_rl = Path(stages[-1][1].output_dir) / "final"
     stages.append(("rl", RLConfig(
         model=str(before_rl), steps=config.rl_steps, queries_per_step=config.queries_per_step,
@@ -116,11 +117,11 @@ def eval_embedders(models: dict[str, Path], config: EvalConfig) -> list[tuple[st
     return [(label, load_embedder("base" if label == "base" else str(source), config)[1]) for label, source in models.items()]
 
 
-def comparison_pairs(labels: list[str], auto: bool = False) -> list[tuple[str, str]]:
+def comparison_pairs(labels: list[str], auto: bool = False, latent: bool = False) -> list[tuple[str, str]]:
     """(baseline, system) row names the table's paired intervals compare (pure): for each model,
-    reasoning and fused (and auto, with ``auto``) against its direct embedding; then each way of the
-    last model (after RL) against the same way of the one before it."""
-    ways = ("reasoning", "fused", "auto") if auto else ("reasoning", "fused")
+    reasoning and fused (and auto, with ``auto``; latent, with ``latent``) against its direct embedding;
+    then each way of the last model (after RL) against the same way of the one before it."""
+    ways = ("reasoning", "fused") + (("auto",) if auto else ()) + (("latent",) if latent else ())
     pairs = [(f"{label} (direct)", f"{label} ({way})") for label in labels for way in ways]
     if len(labels) >= 2:
         pairs += [(f"{labels[-2]} ({way})", f"{labels[-1]} ({way})") for way in ("direct", *ways)]
@@ -221,7 +222,8 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     rows = run_eval(eval_config, embedders=eval_embedders(models, eval_config))
     seconds["eval"] = time.perf_counter() - start
     table = markdown_table(rows) + "\nPaired differences over the same queries:\n\n" + comparison_table(
-        rows, comparison_pairs([label for label in models if label != "base"], config.auto)) + "\n" + recipe_note(config)
+        rows, comparison_pairs([label for label in models if label != "base"], config.auto, config.latent_tokens > 0)
+    ) + "\n" + recipe_note(config)
     write_results(rows, eval_config.output)
     timing = ", ".join(f"{name} {value / 60:.1f} min" for name, value in seconds.items())
     (out / "results.md").write_text(f"{table}\n\nStage times: {timing}.\n")
