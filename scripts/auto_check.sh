@@ -19,8 +19,8 @@ TRAIN=${1:?usage: scripts/auto_check.sh MAIN_JOB_OUTPUT_DIR [OUT]}
 OUT=${2:-${OUT:-runs/train-auto}}
 SEED=${SEED:-0}
 mkdir -p "$OUT"
-for stage in sft rs; do
-  test -d "$OUT/$stage/final" || cp -r "$TRAIN/$stage" "$OUT/$stage"
+for stage in sft rs; do  # the finished models only (their checkpoints are GBs and not needed)
+  test -d "$OUT/$stage/final" || { mkdir -p "$OUT/$stage" && cp -r "$TRAIN/$stage/final" "$OUT/$stage/final"; }
 done
 test -f "$OUT/results.json" || $SR3 train --auto --resume --seed "$SEED" --output-dir "$OUT"
 test -f "$OUT/semanlink.json" ||
