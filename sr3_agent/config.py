@@ -451,8 +451,9 @@ class TrainConfig:
     reasoning_tokens: int = 48
     """Longest reasoning, in tokens (SFT, RL and evaluation)."""
     auto: bool = False
-    """RL trains the auto way (sr3 rl --auto: not reasoning is one of each group's options), and the table adds
-    each model's auto row (sr3 eval --auto) and its paired difference from direct."""
+    """RL trains the auto way (sr3 rl --auto: not reasoning is one of each group's options). The table shows each
+    model's auto row (sr3 eval --auto: the model decides, query by query, whether to reason) and its paired
+    difference from direct with or without this option."""
     latent_tokens: int = 0
     """Think tokens of the latent way, trained by the SFT and rejection-sampling stages (sr3 sft --latent-tokens); the
     table adds each model's latent row and its paired difference from direct. 0: none."""

@@ -110,6 +110,8 @@ def sr3_train_layout(tiny_embedder, root: Path) -> Path:
                                                           "batch_size": 16, "learning_rate": 5e-5}))
     rows = [{"system": "SFT (direct)", "dataset": "wordnet-revdict", "queries": 200, "docs": 2000, "ndcg@10": 0.61,
              "recall@100": 0.915, "mrr@10": 0.568, "note": "a sub-corpus"},
+            {"system": "SFT (auto)", "dataset": "wordnet-revdict", "queries": 200, "docs": 2000, "ndcg@10": 0.612,
+             "recall@100": 0.915, "mrr@10": 0.57, "reasoned_share": 0.045, "note": "a sub-corpus"},
             {"system": "BM25", "dataset": "wordnet-revdict", "queries": 200, "docs": 2000, "ndcg@10": 0.291,
              "recall@100": 0.39, "mrr@10": 0.267, "note": "a sub-corpus"}]
     (root / "results.json").write_text(json.dumps(rows))
@@ -126,7 +128,10 @@ def test_sr3_export_command_writes_folder_and_card(tiny_embedder, tmp_path, caps
     assert card.startswith("---\nlibrary_name: sentence-transformers")
     assert "| **SFT (direct)** | wordnet-revdict | 200 | 2000 | 0.610 | 0.915 | 0.568 |" in card  # its own row, bold
     assert "| BM25 |" in card and "Stage `sft`" in card and "| learning_rate | `5e-05` |" in card
+    assert "| **SFT (auto)** | wordnet-revdict | 200 | 2000 | 0.612 | 0.915 | 0.570 | 0.04 |" in card  # auto, its share
+    assert "reasoned |" in card and "| BM25 | wordnet-revdict | 200 | 2000 | 0.291 | 0.390 | 0.267 |  |" in card
     assert tiny_embedder.prompts.query in card and "reasoning=True" in card and "## Limits" in card
+    assert "encode_queries_auto" in card and '"auto"' in card
     assert "| 3 query texts (semanlink) |" in card
     for name in ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "sr3_embedder.json"):
         assert (out / name).is_file()

@@ -88,12 +88,16 @@ def training_settings(model_dir: Path, limit: int = 4) -> list[tuple[str, dict[s
 
 
 def _table(rows: list[dict[str, Any]], own: tuple[str, ...]) -> list[str]:
-    lines = ["| system | dataset | queries | docs | nDCG@10 | Recall@100 | MRR@10 |", "|---|---|---:|---:|---:|---:|---:|"]
+    chosen = any("reasoned_share" in row for row in rows)  # auto rows: the share of the queries the model reasoned on
+    lines = ["| system | dataset | queries | docs | nDCG@10 | Recall@100 | MRR@10 |" + (" reasoned |" if chosen else ""),
+             "|---|---|---:|---:|---:|---:|---:|" + ("---:|" if chosen else "")]
     for row in rows:
         mine = any(str(row["system"]).startswith(f"{label} (") for label in own)
         name = f"**{row['system']}**" if mine else str(row["system"])
+        share = [f"{row['reasoned_share']:.2f}" if "reasoned_share" in row else ""] if chosen else []
         lines.append(f"| {name} | {row.get('dataset', '')} | {row.get('queries', '')} | {row.get('docs', '')} | "
-                     + " | ".join(f"{row[m]:.3f}" if isinstance(row.get(m), (int, float)) else "" for m in METRICS) + " |")
+                     + " | ".join([f"{row[m]:.3f}" if isinstance(row.get(m), (int, float)) else "" for m in METRICS]
+                                  + share) + " |")
     notes = sorted({str(row["note"]) for row in rows if row.get("note")})
     return lines + [""] + [f"Note: {note}." for note in notes]
 
@@ -133,8 +137,10 @@ def render(facts: CardFacts) -> str:
         "which sentence-transformers does not do; use sr3 on this folder (it holds `sr3_embedder.json`):", "",
         "```python", "from sr3_agent import ReasoningEmbedder", "",
         f'embedder = ReasoningEmbedder.from_pretrained("{facts.name}")',
-        'vectors = embedder.encode_queries(["..."], reasoning=True, max_new_tokens=32)', "```", "",
-        f"or serve it: `sr3 serve --model {facts.name}` (an OpenAI-style `/v1/embeddings` with a `reasoning` option, "
+        'vectors = embedder.encode_queries(["..."], reasoning=True, max_new_tokens=32)',
+        '# or let the model decide, query by query, whether to reason (greedy: the same query always decides the same)',
+        'vectors, reasoned = embedder.encode_queries_auto(["..."], max_new_tokens=32)', "```", "",
+        f"or serve it: `sr3 serve --model {facts.name}` (an OpenAI-style `/v1/embeddings` with a `reasoning` option: `true`, `false` or `\"auto\"`, "
         "and `/retrieve` over a corpus).", "",
         "## Prompts", "", "Each text goes through the model's chat template as `[system: prompt, user: text]`, "
         "then `<|embed_token|>` follows the assistant header.", "",
@@ -173,7 +179,8 @@ def render(facts: CardFacts) -> str:
         "embeddings made without them were never trained.",
         f"- Texts longer than {facts.max_length} tokens are cut, the template's end kept.",
         "- Reasoning embeddings need generation (sr3, not sentence-transformers) and cost one generation per query; "
-        "see the evaluation table for whether they pay for this model.", "",
+        "see the evaluation table for whether they pay for this model. Its `(auto)` rows are the model deciding "
+        "for itself; their `reasoned` column is the share of the queries it chose to reason on.", "",
     ]
     if facts.licence:
         lines += ["## Licence", "", facts.licence, ""]

@@ -74,7 +74,7 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
     evaluation = EvalConfig(models=[str(path) for path in models.values()], base_model=config.model,
                             datasets=dataset_names(config.dataset), num_queries=config.eval_queries,
                             corpus_docs=config.eval_docs,
-                            reasoning=True, reasoning_tokens=config.reasoning_tokens, auto=config.auto,
+                            reasoning=True, reasoning_tokens=config.reasoning_tokens, auto=True,
                             baselines=config.baselines, seed=0,
                             output=str(out / "results.json"), device=config.device,
                             precision=config.precision, max_length=config.max_length)
@@ -216,13 +216,13 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         if stage_state(folder) != "done":  # Ctrl-C: the stage saved a checkpoint and returned
             return {"interrupted": name, "seconds": seconds}
 
-    announce(f"[eval] {', '.join(models)}: each direct, with reasoning and fused" + (", and auto" if config.auto else "")
+    announce(f"[eval] {', '.join(models)}: each direct, with reasoning, fused and auto"
              + (", beside BM25 and MiniLM" if config.baselines else ""))
     start = time.perf_counter()
     rows = run_eval(eval_config, embedders=eval_embedders(models, eval_config))
     seconds["eval"] = time.perf_counter() - start
     table = markdown_table(rows) + "\nPaired differences over the same queries:\n\n" + comparison_table(
-        rows, comparison_pairs([label for label in models if label != "base"], config.auto, config.latent_tokens > 0)
+        rows, comparison_pairs([label for label in models if label != "base"], True, config.latent_tokens > 0)
     ) + "\n" + recipe_note(config)
     write_results(rows, eval_config.output)
     timing = ", ".join(f"{name} {value / 60:.1f} min" for name, value in seconds.items())
