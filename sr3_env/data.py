@@ -29,7 +29,7 @@ from sr3_env.errors import DataError, DatasetNotFoundError, UnknownIdError
 logger = logging.getLogger(__name__)
 
 #: Datasets shipped inside the package (see ``sr3_env/datasets/README.md``).
-BUNDLED_DATASETS = ("semanlink", "wordnet-revdict")
+BUNDLED_DATASETS = ("semanlink", "wordnet-revdict", "python-docstrings")
 
 
 @dataclass(eq=False)
