@@ -15,12 +15,32 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from sr3_agent.model.kvcache import (cache_argument, continue_forward, expanded_cache, key_values, pad_rests,
                                      positions_after, repeat_rows, returned_cache)
 from sr3_agent.model.prefix_reuse import split_prefix
+from sr3_env.errors import Sr3Error
 
 Embedder = Any  #: a `sr3_agent.model.embedder.ReasoningEmbedder` (not imported here: it imports this module)
+
+
+class GenerationError(Sr3Error, FloatingPointError):
+    """The model's next-token scores hold NaN or +inf, so no token can be chosen (see `FiniteScores`)."""
+
+
+class FiniteScores(LogitsProcessor):
+    """Stops a generation with `GenerationError` when a next-token score is NaN or +inf (-inf is a token
+    another processor ruled out). Without it sampling fails deep in torch, on a GPU as a device-side
+    assert that names nothing."""
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if bool((torch.isnan(scores) | torch.isposinf(scores)).any()):
+            raise GenerationError(
+                f"The model's next-token scores are NaN or infinite after {input_ids.shape[1]} tokens: its weights hold "
+                "NaN/inf or its forward overflowed. Check the model (a diverged checkpoint? sr3's training refuses "
+                "such steps) or run in fp32 (--precision fp32).")
+        return scores
 
 
 @dataclass
@@ -66,7 +86,7 @@ def generate_reasoning(embedder: Embedder, texts: Sequence[str], *, max_new_toke
     prompts = [p for p in unique for _ in range(num_samples)]
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
     sampling.update(max_new_tokens=max_new_tokens, eos_token_id=embedder.stop_token_ids, pad_token_id=embedder.pad_token_id,
-                    top_k=None, min_new_tokens=min_new_tokens)
+                    top_k=None, min_new_tokens=min_new_tokens, logits_processor=LogitsProcessorList([FiniteScores()]))
     with eval_mode(embedder.model):
         # the layout grows by the generated tokens and the embed token read after them
         split = split_prefix(embedder, unique, embedder.prompts.reasoning, appended=max_new_tokens + 1)

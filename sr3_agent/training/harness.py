@@ -9,12 +9,14 @@ index over the training corpus, and the TensorBoard writer. A loop then keeps on
     run = start_run(config, embedder=embedder, dataset=dataset)
     with graceful_interrupt() as stop:
         for step in run.steps("sft", progress):
-            ...                                   # the algorithm: batch, losses, run.optimizer.step()
+            ...                                   # the algorithm: batch, losses
+            run.update(total, losses, step + 1)   # backward, then the optimiser's step if the gradients are finite
             if run.end_step(step + 1, scalars, stop):
                 return run.embedder               # stopped (Ctrl-C, SIGTERM): a checkpoint was written
     return run.finish()
 
-`Run.end_step` writes the step's scalars when due, saves a checkpoint when due and says whether the
+`Run.update` refuses a step whose gradients are not finite (`check_finite_gradients`) before it changes a
+weight; `Run.end_step` writes the step's scalars when due, saves a checkpoint when due and says whether the
 loop stops; `Run.finish` saves the final model.
 """
 
@@ -36,6 +38,7 @@ from sr3_agent.model.precision import autocast_dtype_for
 from sr3_agent.training.parts import (add_lora, checkpoint_or_stop, close_writer, enable_activation_checkpointing, finish,
                                 index_state, make_writer, training_data, training_index, write_scalars)
 from sr3_env import LazyIndex, RetrievalDataset
+from sr3_env.errors import Sr3Error
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,15 @@ class Run:
                 "schedule": self.schedule.state_dict(), "version": self.embedder.version,
                 "index": index_state(self.index, self.processes), **process_rng_states(self.processes)}
 
+    def update(self, total: torch.Tensor, losses: dict[str, torch.Tensor], done: int) -> None:
+        """Step ``done``'s optimiser update on the loss ``total`` (``losses``: its terms, for the error message):
+        backward, then the step and the schedule's, unless a gradient is NaN or infinite (`check_finite_gradients`)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        check_finite_gradients(self.optimizer, {"total": total, **losses}, done, self.output_dir)
+        self.optimizer.step()
+        self.schedule.step()
+
     def end_step(self, done: int, scalars: Callable[[], dict[str, float]], stop: Any) -> bool:
         """After step ``done``: the scalars (means over the processes) when a log is due, a checkpoint
         when one is due; True when the loop must stop now (the writer is then closed)."""
@@ -107,6 +119,28 @@ class Run:
     def finish(self) -> ReasoningEmbedder:
         """All steps ran: the final model, saved as ``output_dir/final``."""
         return finish(self.embedder, self.output_dir, self.writer, self.processes)
+
+
+class TrainingDiverged(Sr3Error, FloatingPointError):
+    """A step's loss or gradients are NaN or infinite: the step was refused before any weight changed."""
+
+
+def check_finite_gradients(optimizer: torch.optim.Optimizer, losses: dict[str, Any], done: int, output_dir: Path) -> None:
+    """Raise `TrainingDiverged` when the gradients of ``optimizer``'s parameters are not all finite (after
+    DDP's averaging, so every process decides the same); ``losses`` and ``done`` (the step) go into the message.
+
+    Called between ``backward`` and ``optimizer.step``: a NaN never reaches the weights, the optimiser's
+    moments or a checkpoint, and the latest checkpoint stays the last good state."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not grads or torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+        return
+    values = ", ".join(f"{name} {float(torch.as_tensor(value).detach()):.4g}" for name, value in losses.items())
+    raise TrainingDiverged(
+        f"Step {done}: the gradients are NaN or infinite (losses: {values}); the step was not applied, so the weights "
+        f"and the latest checkpoint in {output_dir} are the last good ones. Usual causes: a learning rate too high for "
+        "this model (try half of --learning-rate), bf16 overflow (try --precision fp32), or a starting model that "
+        "already holds NaN weights. Change the setting and start again from the latest checkpoint's model or the "
+        "starting model.")
 
 
 def start_run(config: Any, *, embedder: ReasoningEmbedder | None = None, dataset: RetrievalDataset | None = None,

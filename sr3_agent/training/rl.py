@@ -306,10 +306,7 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
                      + config.token_lm_weight * losses.get("token", 0))
 
             # 6. one optimiser step (DDP averages the gradients): the policy's version goes up, the index's rows go stale
-            run.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            run.optimizer.step()
-            run.schedule.step()
+            run.update(total, losses, step + 1)
             clock.append(time.perf_counter())
             done = step + 1
 

@@ -263,10 +263,7 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
             weights = {"info_nce": config.infonce_weight, "triplet": config.triplet_weight, "lm": config.lm_weight,
                        "kl": config.kl_weight}
             total = sum(weights[name] * value for name, value in losses.items())
-            run.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            run.optimizer.step()
-            run.schedule.step()
+            run.update(total, losses, step + 1)
 
             # 5. logs and checkpoints, written by the main process (a first Ctrl-C stops here, after a checkpoint)
             run.bar.set_postfix(loss=f"{total.item():.3f}", rank=f"{np.mean([r.mean() for r in found.gold_ranks]):.1f}")
