@@ -496,3 +496,43 @@ def test_kl_penalty_k3_zero_when_equal_nonnegative_otherwise_and_empty():
 def test_kl_penalty_k3_shape_errors(lp, ref, mask, match):
     with pytest.raises(ValueError, match=match):
         kl_penalty_k3(lp, ref, mask)
+
+
+def test_an_extreme_value_off_the_mask_gives_finite_zero_gradients():
+    """A padded or unmarked position may hold any log-prob (-1e4, -inf): the loss ignores it and so must the
+    backward pass (where() alone gives 0 x inf = NaN there; RL step 2 of a GPU run showed NaN gradients)."""
+    mask = torch.tensor([[False, True, True], [True, True, False]])
+    for extreme in (-1e4, float("-inf")):
+        logprobs = torch.tensor([[extreme, -1.0, -2.0], [-0.5, -1.5, extreme]], requires_grad=True)
+        ref = torch.tensor([[0.0, -1.2, -1.9], [-0.4, -1.5, 0.0]])
+        advantages = torch.tensor([1.0, -0.5])
+        for loss in (clipped_policy_loss(logprobs, ref, advantages, mask), kl_penalty_k3(logprobs, ref, mask)):
+            logprobs.grad = None
+            loss.backward()
+            assert torch.isfinite(loss) and torch.isfinite(logprobs.grad).all(), (extreme, logprobs.grad)
+            assert (logprobs.grad[~mask] == 0).all()
+        # the same values as on the masked tokens alone (the extreme replaced by anything finite)
+        tame = torch.where(mask, logprobs.detach(), torch.zeros(()))
+        assert kl_penalty_k3(logprobs, ref, mask).item() == pytest.approx(kl_penalty_k3(tame, ref, mask).item())
+        assert clipped_policy_loss(logprobs, ref, advantages, mask).item() == pytest.approx(
+            clipped_policy_loss(tame, ref, advantages, mask).item())
+
+
+def test_kl_to_reference_ignores_what_is_off_the_mask_in_the_backward_pass_too():
+    logits = torch.randn(2, 3, 5, requires_grad=True)
+    ref = torch.randn(2, 3, 5)
+    mask = torch.tensor([[True, True, False], [False, True, True]])
+    expected = kl_to_reference(logits, ref, mask).item()
+    ref[0, 2] = float("-inf")  # a padded position of the reference
+    ref[1, 0, 1] = float("-inf")
+    loss = kl_to_reference(logits, ref, mask)
+    loss.backward()
+    assert loss.item() == pytest.approx(expected)
+    assert torch.isfinite(logits.grad).all() and (logits.grad[~mask] == 0).all()
+
+
+def test_the_zero_of_an_empty_mask_keeps_the_graph_even_over_nan():
+    logits = torch.full((1, 2, 3), float("nan"), requires_grad=True)
+    loss = kl_to_reference(logits, torch.zeros(1, 2, 3), torch.zeros(1, 2, dtype=torch.bool))
+    loss.backward()
+    assert loss.item() == 0.0 and (logits.grad == 0).all()

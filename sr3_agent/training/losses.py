@@ -79,8 +79,9 @@ def _check_integer(name: str, tensor: Tensor) -> None:
 
 
 def _zero_with_graph(tensor: Tensor) -> Tensor:
-    """An exact scalar zero connected to ``tensor``'s graph (``backward`` works, gradients are 0)."""
-    return tensor.sum() * 0.0
+    """An exact scalar zero connected to ``tensor``'s graph (``backward`` works, gradients are 0), also where
+    ``tensor`` holds NaN or inf."""
+    return torch.nan_to_num(tensor, nan=0.0, posinf=0.0, neginf=0.0).sum() * 0.0
 
 
 def _masked_sequence_mean(per_token: Tensor, mask: Tensor) -> Tensor:
@@ -90,7 +91,8 @@ def _masked_sequence_mean(per_token: Tensor, mask: Tensor) -> Tensor:
     outer mean; with no masked token at all the result is a zero that keeps the graph.
     """
     counts = mask.sum(dim=1)                                                      # (N,)
-    # where(), not multiplication: a NaN/inf at a padded position must not leak into the sum.
+    # where(), not multiplication: a NaN/inf at a padded position must not leak into the sum. (The callers
+    # also mask the inputs of their exp(): where() alone gives 0 x inf = NaN in the backward pass.)
     sums = torch.where(mask, per_token, torch.zeros_like(per_token)).sum(dim=1)   # (N,)
     has_tokens = counts > 0                                                       # (N,)
     if not bool(has_tokens.any()):
@@ -285,13 +287,14 @@ def kl_to_reference(logits: Tensor, ref_logits: Tensor, mask: Tensor) -> Tensor:
         raise ValueError(f"mask must have shape (B, T) = {tuple(logits.shape[:2])} to match logits "
                          f"{tuple(logits.shape)}, got {tuple(mask.shape)}")
 
-    logp = F.log_softmax(logits, dim=-1)                                    # (B, T, V)
-    logq = F.log_softmax(ref_logits.detach(), dim=-1)                       # (B, T, V)
-    per_token = (logp.exp() * (logp - logq)).sum(dim=-1)                    # (B, T)
     n_masked = int(mask.sum())
     if n_masked == 0:
         return _zero_with_graph(logits)
-    return torch.where(mask, per_token, torch.zeros_like(per_token)).sum() / n_masked
+    # the masked positions only: what is elsewhere (padding, -inf) reaches neither the sum nor the gradients
+    logp = F.log_softmax(logits[mask], dim=-1)                              # (M, V)
+    logq = F.log_softmax(ref_logits.detach()[mask], dim=-1)                 # (M, V)
+    per_token = (logp.exp() * (logp - logq)).sum(dim=-1)                    # (M,)
+    return per_token.sum() / n_masked
 
 
 # --------------------------------------------------------------------------------------------------
@@ -428,7 +431,10 @@ def clipped_policy_loss(
         raise ValueError(f"clip must be > 0, got {clip}")
 
     adv = advantages.detach().to(logprobs.dtype).unsqueeze(1)               # (N, 1)
-    ratio = torch.exp(logprobs - old_logprobs.detach())                     # (N, T)
+    # 0 outside the mask before exp(): a padded position's extreme log-prob must not give inf, whose
+    # gradient times the mask's 0 is NaN
+    diff = torch.where(mask, logprobs - old_logprobs.detach(), torch.zeros_like(logprobs))  # (N, T)
+    ratio = torch.exp(diff)                                                 # (N, T)
     unclipped = ratio * adv                                                 # (N, T)
     clipped = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * adv              # (N, T)
     per_token = -torch.minimum(unclipped, clipped)                          # (N, T)
@@ -456,6 +462,6 @@ def kl_penalty_k3(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor) -> Tenso
         Scalar penalty, in nats.
     """
     _check_token_triplet("logprobs", logprobs, "ref_logprobs", ref_logprobs, mask)
-    d = ref_logprobs.detach() - logprobs                                    # (N, T)
+    d = torch.where(mask, ref_logprobs.detach() - logprobs, torch.zeros_like(logprobs))  # (N, T); 0 off the mask
     per_token = torch.exp(d) - d - 1.0                                      # (N, T)
     return _masked_sequence_mean(per_token, mask)

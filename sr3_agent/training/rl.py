@@ -176,7 +176,7 @@ def rl_losses(logprobs: torch.Tensor, ref_logprobs: torch.Tensor | None, advanta
         losses["kl"] = kl_penalty_k3(logprobs, ref_logprobs, mask)
     if config.token_lm_weight > 0:  # where the policy wrote the token after a reasoning better than its group's mean
         written = emitted.to(logprobs.device).bool() & (advantages > 0)
-        losses["token"] = -logprobs[written, -1].mean() if written.any() else logprobs.sum() * 0.0
+        losses["token"] = -logprobs[written, -1].mean() if written.any() else logprobs[written, -1].sum()  # empty: 0
     if config.aux_weight > 0:
         losses["aux"] = info_nce(embeddings, positives, negatives if len(negatives) else None,
                                  temperature=config.aux_temperature, false_negative_mask=fn_mask)
