@@ -13,7 +13,8 @@
 #
 #   bash scripts/mixture_check.sh runs/mixture 0 1 2
 #
-# A run folder that already holds results.json is kept (so the main job's own run can be OUT/wn-0). About 13 min of
+# A run folder that already holds results.json is kept (so the main job's own run can be OUT/wn-0); an interrupted
+# one, or one whose table is missing, continues (--resume). About 13 min of
 # training a run and 2 of evaluation a seed on 2 CPU cores with bf16 units.
 set -euo pipefail
 SR3=${SR3:-sr3}
@@ -24,9 +25,9 @@ SEEDS=("${@:-0}")
 MIXTURE=(wordnet-revdict:3 python-docstrings:1)
 mkdir -p "$OUT"
 for seed in "${SEEDS[@]}"; do
-  test -f "$OUT/wn-$seed/results.json" || $SR3 train --seed "$seed" --no-baselines --output-dir "$OUT/wn-$seed"
+  test -f "$OUT/wn-$seed/results.json" || $SR3 train --resume --seed "$seed" --no-baselines --output-dir "$OUT/wn-$seed"
   test -f "$OUT/mix-$seed/results.json" ||
-    $SR3 train --seed "$seed" --no-baselines --dataset "${MIXTURE[@]}" --output-dir "$OUT/mix-$seed"
+    $SR3 train --resume --seed "$seed" --no-baselines --dataset "${MIXTURE[@]}" --output-dir "$OUT/mix-$seed"
   for data in semanlink python-docstrings; do
     test -f "$OUT/$data-$seed.json" ||
       $SR3 eval --models "$OUT/wn-$seed/rl/final" "$OUT/mix-$seed/rl/final" --datasets "$data" --num-queries none \
