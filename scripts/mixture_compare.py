@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +27,10 @@ def rows_of(path: Path, dataset: str) -> dict[str, dict]:
     found = {}
     for row in json.loads(path.read_text()):
         system, name = str(row["system"]), row.get("dataset")
-        if name != dataset or KEY not in row or " (" not in system:
+        if str(name).split("[")[0] != dataset or KEY not in row or " (" not in system:  # "name[2000 docs]": a sub-corpus
             continue
         label, way = system.rsplit(" (", 1)
-        run = "run" if label.endswith("+RL") else next((p for p in Path(label).parts if p[:3] in ("wn-", "mix")), None)
+        run = "run" if label.endswith("+RL") else next((p for p in Path(label).parts if re.fullmatch(r"(wn|mix)-\d+", p)), None)
         if run is not None and not (label.endswith("+RS") or label == "SFT"):
             found[(run.split("-")[0], way.rstrip(")"))] = {"scores": row[KEY], "reasoned": row.get("reasoned_share")}
     return found
