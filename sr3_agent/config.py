@@ -184,6 +184,9 @@ class SFTConfig(RunConfig):
     """Think tokens of the latent way (sr3 eval's latent row): the model gets this many <|think_i|> tokens if it has
     fewer, and the queries not sent through a written reasoning are embedded as prompt, think tokens, <|embed_token|>
     (one forward), which trains them contrastively (with --lora their embedding rows are trained too). 0: none."""
+    latent_fraction: float = 1.0
+    """With --latent-tokens: share of the queries embedded directly that go through the think tokens; the rest keep
+    the plain direct layout (prompt, <|embed_token|>), so that the direct way is trained too. 1: all of them."""
     output_dir: str = "runs/sft"
     """Where checkpoints, the final model (`final/`) and TensorBoard logs go."""
 
@@ -195,6 +198,7 @@ class SFTConfig(RunConfig):
             raise ConfigError(f"infonce_temperature must be > 0 (0.05 is usual), got {self.infonce_temperature}.")
         if not 0 <= self.feedback_fraction <= 1:
             raise ConfigError(f"feedback_fraction is a share of the reasoning queries, in [0, 1]; got {self.feedback_fraction}.")
+        _latent_fraction(self)
         if self.feedback_fraction > 0 and not 1 <= self.feedback_k <= self.mine_top_k:
             raise ConfigError(f"feedback_k must be in [1, mine_top_k={self.mine_top_k}]: the documents read are the index "
                               f"search's top results (got {self.feedback_k}).")
@@ -457,6 +461,9 @@ class TrainConfig:
     latent_tokens: int = 0
     """Think tokens of the latent way, trained by the SFT and rejection-sampling stages (sr3 sft --latent-tokens); the
     table adds each model's latent row and its paired difference from direct. 0: none."""
+    latent_fraction: float = 1.0
+    """With --latent-tokens: share of the directly embedded training queries that go through the think tokens in
+    SFT and rejection sampling (sr3 sft --latent-fraction); the rest train the plain direct layout. 1: all."""
     rl_eval_every: int = 0
     """RL steps between held-out nDCG@10 points of the plot (0: none; the final table compares the models
     with paired intervals, which a few held-out queries per point cannot)."""
@@ -498,6 +505,7 @@ class TrainConfig:
         _positive(self, "sft_steps", "sft_batch_size", "rl_steps", "queries_per_step", "reasoning_tokens",
                   "rl_eval_queries", "rl_eval_docs")
         _at_least(self, 0, "rl_eval_every", "rs_steps", "latent_tokens")
+        _latent_fraction(self)
         _positive(self, "rs_samples")
         if not 0 <= self.sft_reasoning_fraction <= 1:
             raise ConfigError(f"sft_reasoning_fraction is a share of the batch, in [0, 1]; got {self.sft_reasoning_fraction}.")
@@ -627,6 +635,15 @@ def _precision(config: Any) -> None:
     if config.precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"precision must be auto, fp32 or bf16, got {config.precision!r} (fp16 would need a loss "
                           "scaler; bf16 mixed precision needs none).")
+
+
+def _latent_fraction(config: Any) -> None:
+    if not 0 < config.latent_fraction <= 1:
+        raise ConfigError(f"latent_fraction is the share of the direct queries trained through the think tokens, in "
+                          f"(0, 1]; got {config.latent_fraction} (for none, leave out --latent-tokens).")
+    if config.latent_fraction < 1 and not config.latent_tokens:
+        raise ConfigError(f"latent_fraction={config.latent_fraction} needs think tokens: add --latent-tokens k "
+                          "(8 is a start).")
 
 
 def _positive(config: Any, *names: str) -> None:

@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from sr3_agent.config import ConfigError, EvalConfig, SFTConfig
+from sr3_agent.config import ConfigError, EvalConfig, SFTConfig, TrainConfig
 from sr3_agent.evaluation.eval_command import run_eval
 from sr3_agent.model.embedder import CONFIG_FILE, ReasoningEmbedder, latent_token_names
-from sr3_agent.training.sft import query_sequences, train_sft
+from sr3_agent.training.distributed import Processes
+from sr3_agent.training.sft import latent_rows, query_sequences, train_sft
+from sr3_agent.training.train_command import stage_configs
 from sr3_env import load_dataset
 from sr3_env.errors import EncoderError
 
@@ -107,6 +109,39 @@ def test_sft_query_sequences_put_the_think_tokens_in_the_direct_rows_only(tiny_e
     assert query_sequences(tiny_embedder, TEXTS[:2], [None, [7, 8]])[0][0][-2] not in think
 
 
+def test_query_sequences_keep_the_plain_direct_layout_where_told(tiny_embedder):
+    tiny_embedder.add_latent_tokens(2)
+    think = tiny_embedder.latent_suffix()
+    sequences, _ = query_sequences(tiny_embedder, TEXTS, [None, None, [7]], think, thinks=[False, True, True])
+    plain, _ = query_sequences(tiny_embedder, TEXTS, [None, None, [7]])
+    assert sequences[0] == plain[0]  # no think tokens
+    assert sequences[1] == plain[1][:-1] + [*think, tiny_embedder.embed_token_id]
+    assert sequences[2] == plain[2]  # a reasoned row never gets them
+
+
+def test_latent_rows_draw_the_share_asked_for_and_nothing_at_one():
+    one = Processes()
+    assert latent_rows(16, 1.0, [0, 3, 2], one) is None
+    rows = latent_rows(4000, 0.5, [0, 3, 2], one)
+    assert rows.dtype == bool and 0.45 < rows.mean() < 0.55
+    np.testing.assert_array_equal(rows, latent_rows(4000, 0.5, [0, 3, 2], one))  # the same step: the same rows
+    assert not np.array_equal(rows, latent_rows(4000, 0.5, [0, 4, 2], one))
+
+
+@pytest.mark.parametrize("fraction, error", [(0.0, r"\(0, 1\]"), (1.5, r"\(0, 1\]"), (0.5, "--latent-tokens")])
+def test_a_latent_fraction_out_of_range_or_without_think_tokens_is_refused(fraction, error):
+    with pytest.raises(ConfigError, match=error):
+        SFTConfig(latent_fraction=fraction)
+    with pytest.raises(ConfigError, match=error):
+        TrainConfig(latent_fraction=fraction)
+
+
+def test_the_main_job_passes_the_latent_share_to_both_sft_stages():
+    stages, _, _ = stage_configs(TrainConfig(latent_tokens=8, latent_fraction=0.5, output_dir="out"))
+    assert [(name, c.latent_tokens, c.latent_fraction) for name, c in stages if name != "rl"] == [
+        ("sft", 8, 0.5), ("rs", 8, 0.5)]
+
+
 def _config(tmp_path, **changes) -> SFTConfig:
     settings = dict(steps=2, batch_size=4, num_queries=None, corpus_docs=None, learning_rate=1e-2, mine_top_k=4,
                     hard_negatives=1, output_dir=str(tmp_path / "run"), save_every=10, log_every=1,
@@ -119,12 +154,14 @@ def toy_set():
     return load_dataset("semanlink").subset(num_queries=8, num_docs=20, seed=0)
 
 
-@pytest.mark.parametrize("lora", [False, True])
-def test_sft_trains_the_think_tokens(tiny_embedder, toy_set, tmp_path, lora):
+@pytest.mark.parametrize("lora, fraction", [(False, 1.0), (True, 1.0), (False, 0.5)],
+                         ids=["full", "lora", "half-latent"])
+def test_sft_trains_the_think_tokens(tiny_embedder, toy_set, tmp_path, lora, fraction):
     start = copy.deepcopy(tiny_embedder)
     start.add_latent_tokens(2)
     initial = rows_of(start, start.latent_token_ids)
-    trained = train_sft(_config(tmp_path, lora=lora, lora_rank=4), embedder=tiny_embedder, dataset=toy_set, progress=False)
+    trained = train_sft(_config(tmp_path, lora=lora, lora_rank=4, latent_fraction=fraction), embedder=tiny_embedder,
+                        dataset=toy_set, progress=False)
     saved = ReasoningEmbedder.from_pretrained(tmp_path / "run" / "final", device="cpu")  # LoRA merged
     assert trained.latent_tokens == saved.latent_tokens == 2
     assert (rows_of(saved, saved.latent_token_ids) - initial).abs().max() > 1e-4

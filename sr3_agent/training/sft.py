@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ import torch
 
 from sr3_agent.training.checkpoint import graceful_interrupt
 from sr3_agent.config import SFTConfig
-from sr3_agent.training.distributed import process_entropy, shard_rows, warn_if_uneven
+from sr3_agent.training.distributed import Processes, process_entropy, shard_rows, warn_if_uneven
 from sr3_agent.model.embedder import ReasoningEmbedder
 from sr3_agent.training.harness import start_run
 from sr3_agent.training.losses import info_nce, kl_to_reference, lm_loss, triplet_margin
@@ -63,18 +64,29 @@ def pick_hard_negatives(top_rows: np.ndarray, gold: list[np.ndarray], count: int
 
 
 def query_sequences(embedder: ReasoningEmbedder, texts: list[str], reasonings: list[list[int] | None],
-                    latent: list[int] | None = None) -> tuple[list[list[int]], list[str]]:
+                    latent: list[int] | None = None, thinks: Sequence[bool] | None = None
+                    ) -> tuple[list[list[int]], list[str]]:
     """Token ids of each query's input and its instruction: prompt + ``latent`` (the think tokens of the
     latent way, none by default) + embed token where its reasoning is None, else reasoning prompt + the
-    reasoning + embed token. Every sequence ends with the token."""
+    reasoning + embed token. ``thinks[i]`` False keeps query i's direct row without the think tokens (the
+    plain direct layout; default: every direct row gets them). Every sequence ends with the token."""
     sequences, instructions = [], []
     direct = iter(embedder.prompt_ids(texts, embedder.prompts.query))
     reasoned = iter(embedder.prompt_ids([t for t, r in zip(texts, reasonings) if r is not None], embedder.prompts.reasoning))
-    for reasoning in reasonings:
-        prompt = next(direct) + list(latent or []) if reasoning is None else next(reasoned) + list(reasoning)
+    for i, reasoning in enumerate(reasonings):
+        think = list(latent or []) if thinks is None or thinks[i] else []
+        prompt = next(direct) + think if reasoning is None else next(reasoned) + list(reasoning)
         sequences.append(prompt + [embedder.embed_token_id])
         instructions.append(embedder.prompts.query if reasoning is None else embedder.prompts.reasoning)
     return sequences, instructions
+
+
+def latent_rows(count: int, fraction: float, entropy: list[int], processes: Processes) -> np.ndarray | None:
+    """Which of a batch's ``count`` queries take the latent layout where embedded directly (a share ``fraction``;
+    None: all, drawing nothing). Their own random stream, so the step's other draws do not move with it."""
+    if fraction >= 1:
+        return None
+    return np.random.default_rng(process_entropy(entropy, processes)).random(count) < fraction
 
 
 def answer_lengths(reasonings: list[list[int] | None], *, learn_reasoning: bool) -> list[int]:
@@ -229,7 +241,8 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
             for i, reasoning in zip(reason, picked.reasonings):
                 reasonings[i] = reasoning
             q_sequences, q_instructions = query_sequences(  # the direct rows in the latent layout with --latent-tokens
-                embedder, texts, reasonings, embedder.latent_suffix() if config.latent_tokens else None)
+                embedder, texts, reasonings, embedder.latent_suffix() if config.latent_tokens else None,
+                latent_rows(len(rows), config.latent_fraction, [config.seed, step, 2], processes))
             queries, q_lm, q_whole = training_embeddings(
                 embedder, q_sequences, q_instructions, whole=config.kl_weight > 0,
                 labelled=answer_lengths(reasonings, learn_reasoning=config.keep != "all"))  # (B, D)

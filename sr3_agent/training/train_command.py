@@ -54,14 +54,15 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
                     reasoning_fraction=config.sft_reasoning_fraction, reasoning_tokens=config.reasoning_tokens,
                     lm_weight=0.1 if config.sft_reasoning_fraction > 0 else 0.0,
                     output_dir=str(out / "sft"), save_every=max(1, config.sft_steps // 2),
-                    latent_tokens=config.latent_tokens, **shared)
+                    latent_tokens=config.latent_tokens, latent_fraction=config.latent_fraction, **shared)
     stages: list[tuple[str, SFTConfig | RLConfig]] = [("sft", sft)]
     if config.rs_steps:
         stages.append(("rs", SFTConfig(
             model=str(out / "sft" / "final"), steps=config.rs_steps, batch_size=config.sft_batch_size,
             reasoning_fraction=0.5, reasoning_samples=config.rs_samples, keep="best", reasoning_temperature=0.5,
             lm_weight=0.5, learning_rate=2e-5, reasoning_tokens=config.reasoning_tokens, output_dir=str(out / "rs"),
-            save_every=max(1, config.rs_steps // 2), latent_tokens=config.latent_tokens, **shared)))
+            save_every=max(1, config.rs_steps // 2), latent_tokens=config.latent_tokens,
+            latent_fraction=config.latent_fraction, **shared)))
     before_rl = Path(stages[-1][1].output_dir) / "final"
     stages.append(("rl", RLConfig(
         model=str(before_rl), steps=config.rl_steps, queries_per_step=config.queries_per_step,
