@@ -1,0 +1,86 @@
+"""The paired differences of `scripts/latent_check.sh`'s runs: the latent model's ways against the main job's SFT
+model's direct embedding and against its own direct and written reasoning (equal cost), per seed and pooled over
+the seeds (each query's nDCG@10 averaged over the seeds, then a 95% paired bootstrap over the queries).
+
+    python scripts/latent_compare.py runs/latent 0 1 2
+
+Prints a Markdown table and writes it as OUT/compare.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from sr3_agent.evaluation.evaluate import paired_bootstrap
+
+KEY = "per_query_ndcg@10"
+CHECKS = [  # ((model, way) of the baseline, (model, way) compared)
+    (("sft", "direct"), ("latent", "latent")),
+    (("sft", "direct"), ("latent", "direct")),
+    (("latent", "direct"), ("latent", "latent")),
+    (("latent", "reasoning"), ("latent", "latent")),
+    (("sft", "direct"), ("sft", "reasoning")),
+]
+
+
+def rows_of(path: Path) -> dict[tuple[str, str], dict[str, float]]:
+    """{(model, way): per-query scores} of an `sr3 eval` file; the model is its run folder's kind (sft-SEED or
+    latent-SEED)."""
+    found = {}
+    for row in json.loads(path.read_text()):
+        label, _, way = str(row["system"]).rpartition(" (")
+        run = next((p for p in Path(label).parts if re.fullmatch(r"(sft|latent)-\d+", p)), None)
+        if run is not None and KEY in row:
+            found[(run.split("-")[0], way.rstrip(")"))] = row[KEY]
+    return found
+
+
+def scores_of(run: dict[tuple[str, str], dict[str, float]], side: tuple[str, str], path: Path) -> dict[str, float]:
+    if side not in run:
+        raise SystemExit(f"{path} has no {side[0]}-SEED/final ({side[1]}) row with per-query scores: run "
+                         "scripts/latent_check.sh for that seed again (its evaluation is redone once the file is gone).")
+    return run[side]
+
+
+def pooled(per_seed: list[dict[str, float]]) -> dict[str, float]:
+    """Each query's mean over the seeds (the queries every seed scored)."""
+    shared = set.intersection(*(set(s) for s in per_seed))
+    return {q: float(np.mean([s[q] for s in per_seed])) for q in shared}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("seeds", nargs="+")
+    args = parser.parse_args(argv)
+    table = []
+    for dataset in ("wordnet-revdict", "semanlink"):
+        paths = [args.out / f"{dataset}-{seed}.json" for seed in args.seeds]
+        runs = [rows_of(path) for path in paths]
+        for base, system in CHECKS:
+            a, b = ([scores_of(run, side, path) for run, path in zip(runs, paths)] for side in (base, system))
+            table.append({"dataset": dataset, "baseline": " ".join(base), "system": " ".join(system),
+                          "baseline_ndcg": [float(np.mean(list(s.values()))) for s in a],
+                          "system_ndcg": [float(np.mean(list(s.values()))) for s in b],
+                          "per_seed": [paired_bootstrap(x, y) for x, y in zip(a, b)],
+                          "pooled": paired_bootstrap(pooled(a), pooled(b))})
+    print(f"| dataset | system - baseline | nDCG@10 (baseline, system; seed mean) | per seed ({', '.join(args.seeds)}) "
+          "| pooled [95% interval] |")
+    print("|---|---|---|---|---|")
+    for row in table:
+        seeds = "; ".join(f"{r['mean']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]" for r in row["per_seed"])
+        p = row["pooled"]
+        print(f"| {row['dataset']} ({p['queries']} queries) | {row['system']} - {row['baseline']} | "
+              f"{np.mean(row['baseline_ndcg']):.3f}, {np.mean(row['system_ndcg']):.3f} | {seeds} | "
+              f"{p['mean']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}] |")
+    (args.out / "compare.json").write_text(json.dumps(table, indent=2) + "\n")
+    return table
+
+
+if __name__ == "__main__":
+    main()
