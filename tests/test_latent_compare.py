@@ -47,5 +47,5 @@ def test_each_seed_and_the_pool_compare_the_latent_way_with_direct_and_written_r
 def test_a_missing_way_names_the_file(tmp_path):
     for dataset in ("wordnet-revdict", "semanlink"):
         write(tmp_path, dataset, 0, {("sft", "direct"): [0.5]})
-    with pytest.raises(SystemExit, match=r"wordnet-revdict-0.json has no latent-SEED/final \(direct\)"):
+    with pytest.raises(SystemExit, match=r"wordnet-revdict-0.json has no latent-SEED/final \(latent\)"):
         load().main([str(tmp_path), "0"])
