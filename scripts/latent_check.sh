@@ -6,7 +6,7 @@
 # then both models direct, written reasoning (at most 8 tokens: the think tokens' count), fused and latent:
 #   OUT/wordnet-revdict-SEED.json   in domain: the main job's 200 test queries, 2,000-document sub-corpus
 #   OUT/semanlink-SEED.json         zero-shot: semanlink whole (every query, the whole corpus)
-# and the paired differences, pooled over the seeds (scripts/latent_compare.py).
+# and the paired differences, pooled over the seeds (scripts/seed_compare.py).
 #
 #   bash scripts/latent_check.sh runs/latent 0 1 2
 #
@@ -32,4 +32,6 @@ for seed in "${SEEDS[@]}"; do
     $SR3 eval --models "$OUT/sft-$seed/final" "$OUT/latent-$seed/final" --datasets semanlink --num-queries none \
       --corpus-docs none --reasoning-tokens 8 --no-baselines --output "$OUT/semanlink-$seed.json"
 done
-$PYTHON scripts/latent_compare.py "$OUT" "${SEEDS[@]}"
+$PYTHON scripts/seed_compare.py "$OUT" --seeds "${SEEDS[@]}" --datasets wordnet-revdict semanlink \
+  --pair sft:direct latent:latent --pair sft:direct latent:direct --pair latent:direct latent:latent \
+  --pair latent:reasoning latent:latent --pair sft:direct sft:reasoning

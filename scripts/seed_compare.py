@@ -1,10 +1,12 @@
-"""The paired differences of `scripts/latent_check.sh`'s runs: the latent model's ways against the main job's SFT
-model's direct embedding and against its own direct and written reasoning (equal cost), per seed and pooled over
-the seeds (each query's nDCG@10 averaged over the seeds, then a 95% paired bootstrap over the queries).
+"""Paired differences between the ways of embedding of run folders KIND-SEED (`sr3 eval` files OUT/DATASET-SEED.json
+whose models are OUT/KIND-SEED/final), per seed and pooled over the seeds (each query's nDCG@10 averaged over the
+seeds, then a 95% paired bootstrap over the queries). Each ``--pair BASE SYSTEM`` (KIND:WAY each) is one row per
+dataset: SYSTEM - BASE.
 
-    python scripts/latent_compare.py runs/latent 0 1 2
+    python scripts/seed_compare.py runs/latent --seeds 0 1 2 --datasets wordnet-revdict semanlink \
+        --pair sft:direct latent:latent --pair latent:reasoning latent:latent
 
-Prints a Markdown table and writes it as OUT/compare.json.
+Prints a Markdown table and writes it as OUT/compare.json (``--output`` to change).
 """
 
 from __future__ import annotations
@@ -19,31 +21,23 @@ import numpy as np
 from sr3_agent.evaluation.evaluate import paired_bootstrap
 
 KEY = "per_query_ndcg@10"
-CHECKS = [  # ((model, way) of the baseline, (model, way) compared)
-    (("sft", "direct"), ("latent", "latent")),
-    (("sft", "direct"), ("latent", "direct")),
-    (("latent", "direct"), ("latent", "latent")),
-    (("latent", "reasoning"), ("latent", "latent")),
-    (("sft", "direct"), ("sft", "reasoning")),
-]
 
 
-def rows_of(path: Path) -> dict[tuple[str, str], dict[str, float]]:
-    """{(model, way): per-query scores} of an `sr3 eval` file; the model is its run folder's kind (sft-SEED or
-    latent-SEED)."""
+def rows_of(path: Path, seed: str) -> dict[tuple[str, str], dict[str, float]]:
+    """{(kind, way): per-query scores} of an `sr3 eval` file; the kind is its model's run folder KIND-SEED."""
     found = {}
     for row in json.loads(path.read_text()):
         label, _, way = str(row["system"]).rpartition(" (")
-        run = next((p for p in Path(label).parts if re.fullmatch(r"(sft|latent)-\d+", p)), None)
+        run = next((p for p in Path(label).parts if re.fullmatch(rf"[\w.]+-{seed}", p)), None)
         if run is not None and KEY in row:
-            found[(run.split("-")[0], way.rstrip(")"))] = row[KEY]
+            found[(run.rsplit("-", 1)[0], way.rstrip(")"))] = row[KEY]
     return found
 
 
 def scores_of(run: dict[tuple[str, str], dict[str, float]], side: tuple[str, str], path: Path) -> dict[str, float]:
     if side not in run:
-        raise SystemExit(f"{path} has no {side[0]}-SEED/final ({side[1]}) row with per-query scores: run "
-                         "scripts/latent_check.sh for that seed again (its evaluation is redone once the file is gone).")
+        raise SystemExit(f"{path} has no {side[0]}-SEED/final ({side[1]}) row with per-query scores; its rows: "
+                         f"{sorted(':'.join(key) for key in run)}.")
     return run[side]
 
 
@@ -53,16 +47,26 @@ def pooled(per_seed: list[dict[str, float]]) -> dict[str, float]:
     return {q: float(np.mean([s[q] for s in per_seed])) for q in shared}
 
 
+def kind_way(text: str) -> tuple[str, str]:
+    kind, sep, way = text.rpartition(":")
+    if not sep or not kind or not way:
+        raise argparse.ArgumentTypeError(f"expected KIND:WAY (e.g. sft:direct), got {text!r}")
+    return kind, way
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
-    parser.add_argument("seeds", nargs="+")
+    parser.add_argument("--seeds", nargs="+", required=True)
+    parser.add_argument("--datasets", nargs="+", required=True)
+    parser.add_argument("--pair", nargs=2, type=kind_way, action="append", required=True, metavar=("BASE", "SYSTEM"))
+    parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     table = []
-    for dataset in ("wordnet-revdict", "semanlink"):
+    for dataset in args.datasets:
         paths = [args.out / f"{dataset}-{seed}.json" for seed in args.seeds]
-        runs = [rows_of(path) for path in paths]
-        for base, system in CHECKS:
+        runs = [rows_of(path, seed) for path, seed in zip(paths, args.seeds)]
+        for base, system in args.pair:
             a, b = ([scores_of(run, side, path) for run, path in zip(runs, paths)] for side in (base, system))
             table.append({"dataset": dataset, "baseline": " ".join(base), "system": " ".join(system),
                           "baseline_ndcg": [float(np.mean(list(s.values()))) for s in a],
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"| {row['dataset']} ({p['queries']} queries) | {row['system']} - {row['baseline']} | "
               f"{np.mean(row['baseline_ndcg']):.3f}, {np.mean(row['system_ndcg']):.3f} | {seeds} | "
               f"{p['mean']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}] |")
-    (args.out / "compare.json").write_text(json.dumps(table, indent=2) + "\n")
+    (args.output or args.out / "compare.json").write_text(json.dumps(table, indent=2) + "\n")
     return table
 
 
