@@ -11,7 +11,8 @@
 #
 #   bash scripts/stage_check.sh runs/stages 0 1 2
 #
-# A model folder that holds final/ is kept (OUT/sft-SEED may be the SFT model of scripts/latent_check.sh).
+# RS_ARGS: more `sr3 sft` options for the rejection-sampling stage (they override the main job's, e.g.
+# RS_ARGS="--lm-weight 0"). A model folder that holds final/ is kept (OUT/sft-SEED may be the SFT model of scripts/latent_check.sh).
 # About 4 min of SFT, 3 of rejection sampling and 3 of evaluation a seed on 2 CPU cores with bf16 units.
 set -euo pipefail
 SR3=${SR3:-sr3}
@@ -26,7 +27,7 @@ for seed in "${SEEDS[@]}"; do
     --lm-weight 0 --seed "$seed" --output-dir "$OUT/sft-$seed"
   test -d "$OUT/rs-$seed/final" || $SR3 sft "${DATA[@]}" --model "$OUT/sft-$seed/final" --steps 8 --batch-size 16 \
     --reasoning-fraction 0.5 --reasoning-samples 4 --keep best --reasoning-temperature 0.5 --lm-weight 0.5 \
-    --learning-rate 2e-5 --reasoning-tokens 48 --seed "$seed" --output-dir "$OUT/rs-$seed"
+    --learning-rate 2e-5 --reasoning-tokens 48 --seed "$seed" ${RS_ARGS:-} --output-dir "$OUT/rs-$seed"
   rm -rf "$OUT"/{sft,rs}-"$seed"/checkpoint-*  # GBs, not needed once final/ is written
   test -f "$OUT/wordnet-revdict-$seed.json" ||
     $SR3 eval --models "$OUT/sft-$seed/final" "$OUT/rs-$seed/final" --datasets wordnet-revdict --num-queries 200 \
