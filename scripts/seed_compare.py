@@ -1,5 +1,5 @@
 """Paired differences between the ways of embedding of run folders KIND-SEED (`sr3 eval` files OUT/DATASET-SEED.json
-whose models are OUT/KIND-SEED/final), per seed and pooled over the seeds (each query's nDCG@10 averaged over the
+whose models are OUT/KIND-SEED/...; with several folders, their files of a seed are read as one), per seed and pooled over the seeds (each query's nDCG@10 averaged over the
 seeds, then a 95% paired bootstrap over the queries). Each ``--pair BASE SYSTEM`` (KIND:WAY each) is one row per
 dataset: SYSTEM - BASE.
 
@@ -34,9 +34,9 @@ def rows_of(path: Path, seed: str) -> dict[tuple[str, str], dict[str, float]]:
     return found
 
 
-def scores_of(run: dict[tuple[str, str], dict[str, float]], side: tuple[str, str], path: Path) -> dict[str, float]:
+def scores_of(run: dict[tuple[str, str], dict[str, float]], side: tuple[str, str], path: list[Path]) -> dict[str, float]:
     if side not in run:
-        raise SystemExit(f"{path} has no {side[0]}-SEED/final ({side[1]}) row with per-query scores; its rows: "
+        raise SystemExit(f"{' / '.join(map(str, path))} has no {side[0]}-SEED/... ({side[1]}) row with per-query scores; its rows: "
                          f"{sorted(':'.join(key) for key in run)}.")
     return run[side]
 
@@ -56,7 +56,7 @@ def kind_way(text: str) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out", type=Path)
+    parser.add_argument("out", type=Path, nargs="+", help="folders of DATASET-SEED.json files (their rows merged)")
     parser.add_argument("--seeds", nargs="+", required=True)
     parser.add_argument("--datasets", nargs="+", required=True)
     parser.add_argument("--pair", nargs=2, type=kind_way, action="append", required=True, metavar=("BASE", "SYSTEM"))
@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     table = []
     for dataset in args.datasets:
-        paths = [args.out / f"{dataset}-{seed}.json" for seed in args.seeds]
-        runs = [rows_of(path, seed) for path, seed in zip(paths, args.seeds)]
+        paths = [[folder / f"{dataset}-{seed}.json" for folder in args.out] for seed in args.seeds]
+        runs = [{key: value for path in group for key, value in rows_of(path, seed).items()}
+                for group, seed in zip(paths, args.seeds)]
         for base, system in args.pair:
             a, b = ([scores_of(run, side, path) for run, path in zip(runs, paths)] for side in (base, system))
             table.append({"dataset": dataset, "baseline": " ".join(base), "system": " ".join(system),
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"| {row['dataset']} ({p['queries']} queries) | {row['system']} - {row['baseline']} | "
               f"{np.mean(row['baseline_ndcg']):.3f}, {np.mean(row['system_ndcg']):.3f} | {seeds} | "
               f"{p['mean']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}] |")
-    (args.output or args.out / "compare.json").write_text(json.dumps(table, indent=2) + "\n")
+    (args.output or args.out[0] / "compare.json").write_text(json.dumps(table, indent=2) + "\n")
     return table
 
 

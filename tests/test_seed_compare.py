@@ -51,7 +51,7 @@ def test_each_seed_and_the_pool_compare_the_latent_way_with_direct_and_written_r
 def test_a_missing_way_names_the_file(tmp_path):
     for dataset in ("wordnet-revdict", "semanlink"):
         write(tmp_path, dataset, 0, {("sft", "direct"): [0.5]})
-    with pytest.raises(SystemExit, match=r"wordnet-revdict-0.json has no latent-SEED/final \(latent\)"):
+    with pytest.raises(SystemExit, match=r"wordnet-revdict-0.json has no latent-SEED/... \(latent\)"):
         load().main([str(tmp_path), "--seeds", "0", "--datasets", "wordnet-revdict", *PAIRS])
 
 
@@ -59,3 +59,13 @@ def test_a_pair_that_is_not_kind_and_way_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         load().main([str(tmp_path), "--seeds", "0", "--datasets", "semanlink", "--pair", "sft", "latent:latent"])
     assert "expected KIND:WAY" in capsys.readouterr().err
+
+
+def test_the_files_of_several_folders_are_read_as_one(tmp_path):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    write(tmp_path / "a", "semanlink", 0, {("sft", "direct"): [0.5] * 10})
+    write(tmp_path / "b", "semanlink", 0, {("rl", "direct"): [0.4] * 10})
+    table = load().main([str(tmp_path / "a"), str(tmp_path / "b"), "--seeds", "0", "--datasets", "semanlink",
+                         "--pair", "sft:direct", "rl:direct"])
+    assert table[0]["pooled"]["mean"] == pytest.approx(-0.1)
+    assert (tmp_path / "a" / "compare.json").exists()
