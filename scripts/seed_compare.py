@@ -34,9 +34,11 @@ def rows_of(path: Path, seed: str) -> dict[tuple[str, str], dict[str, float]]:
     return found
 
 
-def scores_of(run: dict[tuple[str, str], dict[str, float]], side: tuple[str, str], path: list[Path]) -> dict[str, float]:
+def scores_of(run: dict[tuple[str, str], dict[str, float]], side: tuple[str, str],
+              files: list[Path]) -> dict[str, float]:
+    """The per-query scores of ``side`` (kind, way) in one seed's rows, read from ``files``."""
     if side not in run:
-        raise SystemExit(f"{' / '.join(map(str, path))} has no {side[0]}-SEED/... ({side[1]}) row with per-query scores; its rows: "
+        raise SystemExit(f"{' / '.join(map(str, files))} has no {side[0]}-SEED/... ({side[1]}) row with per-query scores; its rows: "
                          f"{sorted(':'.join(key) for key in run)}.")
     return run[side]
 
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         runs = [{key: value for path in group for key, value in rows_of(path, seed).items()}
                 for group, seed in zip(paths, args.seeds)]
         for base, system in args.pair:
-            a, b = ([scores_of(run, side, path) for run, path in zip(runs, paths)] for side in (base, system))
+            a, b = ([scores_of(run, side, files) for run, files in zip(runs, paths)] for side in (base, system))
             table.append({"dataset": dataset, "baseline": " ".join(base), "system": " ".join(system),
                           "baseline_ndcg": [float(np.mean(list(s.values()))) for s in a],
                           "system_ndcg": [float(np.mean(list(s.values()))) for s in b],
