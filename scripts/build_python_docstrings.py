@@ -17,7 +17,8 @@ Foundation License Version 2):
 The modules are imported in a child interpreter (``-s -S``: the standard
 library only, no site-packages; ``PYTHONHASHSEED=0``; one module's failing
 import is recorded and skipped).  The queries are ordered by the sha1 of their
-id; the first 20% (at most 1,000) form the ``test`` split, the rest ``train``.
+id; the first 20% (at most 1,000) form the ``test`` split, the next 10% the
+``dev`` split, the rest ``train``.
 Output files are gzip-compressed with ``mtime=0`` and written in sorted order,
 and the README is generated with the counts and the Python version, so reruns
 with the same Python are byte-identical.
@@ -75,6 +76,7 @@ LOOSEN_BELOW = 1500
 MAX_DOC_WORDS = 200
 TEST_FRACTION = 0.2
 MAX_TEST = 1000
+DEV_FRACTION = 0.1  # of all pairs, taken after test in the same order (out of what was train)
 
 ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "cf.", "resp.", "approx.", "no.", "mr.", "dr.")
 SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
@@ -351,11 +353,18 @@ def build_pairs(objects: list[dict], min_body_words: int) -> tuple[list[Pair], C
 
 
 def split_pairs(pairs: list[Pair]) -> dict[str, list[Pair]]:
-    """The first 20% (at most 1,000) of the pairs in sha1-of-query-id order are ``test``."""
+    """Split the pairs in sha1-of-query-id order: ``test``, then ``dev``, then ``train``.
+
+    The first 20% (at most 1,000) are ``test``, the next 10% (``round(0.1 * n)``)
+    ``dev``, the rest ``train``; ``dev`` is carved out of what used to be all
+    ``train``, so ``test`` is the same as before ``dev`` was added.
+    """
     order = sorted(pairs, key=lambda p: hashlib.sha1(p.query_id.encode("utf-8")).hexdigest())
     n_test = min(MAX_TEST, round(TEST_FRACTION * len(order)))
-    return {"train": sorted(order[n_test:], key=lambda p: p.name),
-            "test": sorted(order[:n_test], key=lambda p: p.name)}
+    n_dev = min(len(order) - n_test, round(DEV_FRACTION * len(order)))
+    return {"train": sorted(order[n_test + n_dev:], key=lambda p: p.name),
+            "test": sorted(order[:n_test], key=lambda p: p.name),
+            "dev": sorted(order[n_test:n_test + n_dev], key=lambda p: p.name)}
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -377,7 +386,7 @@ def jsonl(records: Iterable[dict]) -> Iterable[str]:
 
 
 def write_dataset(pairs: list[Pair], splits: dict[str, list[Pair]], out: Path) -> None:
-    """Write corpus, queries (of both splits) and per-split qrels under ``out``."""
+    """Write corpus, queries (of all splits) and per-split qrels under ``out``."""
     by_doc = sorted(pairs, key=lambda p: p.doc_id)
     write_gzip_lines(out / "corpus.jsonl.gz",
                      jsonl({"_id": p.doc_id, "title": p.title, "text": p.body} for p in by_doc))
@@ -400,7 +409,7 @@ def summary_lines(walked: dict, pairs: list[Pair], splits: dict[str, list[Pair]]
     ]
     lines += [f"dropped, {reason}: {n}" for reason, n in sorted(dropped.items())]
     lines.append(f"documents: {len(pairs)}")
-    for split in ("train", "test"):
+    for split in ("train", "test", "dev"):
         lines += [f"queries ({split}): {len(splits[split])}", f"qrels ({split}): {len(splits[split])}"]
     return lines
 
@@ -456,8 +465,9 @@ roles unwrapped, doctest blocks and reST directive lines removed, and cut to
   signature (`inspect.signature`, else the `name(args)` line that opens many C
   docstrings, else the bare name), `text` the docstring after the summary.
 - `queries.jsonl.gz` — `{{"_id", "text"}}`: `_id` is `q-` + the qualified name,
-  `text` the docstring's summary sentence. Queries of both splits.
-- `qrels/train.tsv.gz`, `qrels/test.tsv.gz` — `query-id<TAB>corpus-id<TAB>score`,
+  `text` the docstring's summary sentence. Queries of all three splits.
+- `qrels/train.tsv.gz`, `qrels/test.tsv.gz`, `qrels/dev.tsv.gz` —
+  `query-id<TAB>corpus-id<TAB>score`,
   one row per query, score 1, the query's own object.
 
 Files are gzip'd with `mtime=0` and sorted by id, so rebuilding with the same
@@ -511,14 +521,16 @@ Output of the script:
   {failed}.
 - Pairs dropped: the counts in the output above. A summary shared (case
   folded) by several objects ("Return self==value.", "Close the file.") is
-  dropped for all of them, so no two queries have the same text and no test
-  query equals a train query; a query whose text appears verbatim in its own
-  document is dropped.
+  dropped for all of them, so no two queries have the same text and no query
+  of one split equals a query of another; a query whose text appears verbatim
+  in its own document is dropped.
 
 ### Split
 
 The queries are ordered by the sha1 of their id; the first 20% (at most
-{max_test:,}) are `test`, the rest `train`. One corpus serves both splits.
+{max_test:,}) are `test`, the next 10% `dev`, the rest `train` (pairwise
+disjoint; `dev` was carved out of the former `train` split, so `test` did not
+change). One corpus serves all three splits.
 
 ## Counts
 
@@ -527,6 +539,7 @@ The queries are ordered by the sha1 of their id; the first 20% (at most
 | documents | {n_docs:,} |
 | queries (train) | {n_train:,} |
 | queries (test) | {n_test:,} |
+| queries (dev) | {n_dev:,} |
 | qrels | one per query, score 1 |
 | modules imported | {n_modules:,} ({n_failed} failed to import, skipped) |
 
@@ -560,7 +573,7 @@ def readme(walked: dict, pairs: list[Pair], splits: dict[str, list[Pair]], dropp
         loosened=(f" (loosened from {MIN_BODY_WORDS}: that rule left fewer than {LOOSEN_BELOW} pairs)"
                   if min_body_words != MIN_BODY_WORDS else ""),
         n_failed=len(walked["failed"]), failed=failed, max_test=MAX_TEST, n_docs=len(pairs),
-        n_train=len(splits["train"]), n_test=len(splits["test"]),
+        n_train=len(splits["train"]), n_test=len(splits["test"]), n_dev=len(splits["dev"]),
         examples="\n".join(example_lines(splits)),
     )
 

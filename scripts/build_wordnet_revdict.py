@@ -12,8 +12,9 @@ as packaged by Debian's ``wordnet-base``; file ``data.noun``):
 
 The synsets with a non-empty cleaned gloss are shuffled with
 ``numpy.random.default_rng(seed)``; the first ``--test-size`` form the ``test``
-split and the next ``--train-size`` the ``train`` split.  Only the queries of
-those two splits are written.  Output files are gzip-compressed with
+split, the next ``--train-size`` the ``train`` split and the next
+``--dev-size`` the ``dev`` split (so adding ``dev`` left test and train
+unchanged).  Only the queries of those three splits are written.  Output files are gzip-compressed with
 ``mtime=0`` and written in sorted order, so reruns are byte-identical.
 
 Usage::
@@ -142,19 +143,31 @@ def clean_gloss(gloss: str) -> str:
 
 
 def split_ids(
-    candidates: list[str], seed: int, test_size: int, train_size: int
+    candidates: list[str], seed: int, test_size: int, train_size: int, dev_size: int = 0
 ) -> dict[str, list[str]]:
-    """Shuffle ``candidates`` with ``default_rng(seed)`` and cut test then train."""
-    if test_size < 1 or train_size < 0:
-        raise BuildError("--test-size must be >= 1 and --train-size >= 0")
-    if test_size + train_size > len(candidates):
+    """Shuffle ``candidates`` with ``default_rng(seed)`` and cut test, then train, then dev.
+
+    ``dev`` comes after ``train`` in the shuffled order, so its size does not
+    change which synsets are in ``test`` or ``train``.  The ``dev`` key is only
+    present when ``dev_size`` > 0.
+    """
+    if test_size < 1 or train_size < 0 or dev_size < 0:
+        raise BuildError("--test-size must be >= 1, --train-size and --dev-size >= 0")
+    total = test_size + train_size + dev_size
+    if total > len(candidates):
         raise BuildError(
-            f"--test-size + --train-size = {test_size + train_size} exceeds the "
+            f"--test-size + --train-size + --dev-size = {total} exceeds the "
             f"{len(candidates)} synsets with a usable gloss"
         )
     order = np.random.default_rng(seed).permutation(len(candidates))
-    picked = [candidates[i] for i in order[: test_size + train_size]]
-    return {"test": sorted(picked[:test_size]), "train": sorted(picked[test_size:])}
+    picked = [candidates[i] for i in order[:total]]
+    splits = {
+        "test": sorted(picked[:test_size]),
+        "train": sorted(picked[test_size : test_size + train_size]),
+    }
+    if dev_size:
+        splits["dev"] = sorted(picked[test_size + train_size :])
+    return splits
 
 
 def write_gzip_lines(path: Path, lines: Iterable[str]) -> None:
@@ -236,6 +249,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--train-size", type=int, default=20000, help="queries in the train split (default: 20000)"
     )
+    parser.add_argument(
+        "--dev-size",
+        type=int,
+        default=500,
+        help="queries in the dev split, drawn after train (default: 500; 0 writes no dev split)",
+    )
     return parser.parse_args(argv)
 
 
@@ -252,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         synsets = index_synsets(read_synsets(data_file))
         queries = {d: clean_gloss(s.gloss) for d, s in synsets.items()}
         eligible = sorted(d for d, text in queries.items() if text)
-        splits = split_ids(eligible, args.seed, args.test_size, args.train_size)
+        splits = split_ids(
+            eligible, args.seed, args.test_size, args.train_size, args.dev_size
+        )
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

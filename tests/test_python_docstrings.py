@@ -18,7 +18,8 @@ from sr3_env import load_dataset
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "sr3_env" / "datasets" / "python-docstrings"
 SCRIPT = ROOT / "scripts" / "build_python_docstrings.py"
-FILES = ("corpus.jsonl.gz", "queries.jsonl.gz", "qrels/train.tsv.gz", "qrels/test.tsv.gz", "README.md")
+FILES = ("corpus.jsonl.gz", "queries.jsonl.gz", "qrels/train.tsv.gz", "qrels/test.tsv.gz", "qrels/dev.tsv.gz",
+         "README.md")
 
 
 def readme() -> str:
@@ -45,27 +46,32 @@ def read_jsonl(path: Path) -> list[dict]:
 def test_counts_ids_and_qrels_match_the_readme():
     train = load_dataset("python-docstrings", "train")
     test = load_dataset("python-docstrings", "test")
+    dev = load_dataset("python-docstrings", "dev")
     assert len(train.doc_ids) == readme_count("documents")
     assert len(train.query_ids) == readme_count("queries (train)")
     assert len(test.query_ids) == readme_count("queries (test)")
-    assert train.doc_ids == test.doc_ids  # one corpus, two query splits
-    for ds in (train, test):
+    assert len(dev.query_ids) == readme_count("queries (dev)")
+    assert train.doc_ids == test.doc_ids == dev.doc_ids  # one corpus, three query splits
+    for ds in (train, test, dev):
         assert len(set(ds.doc_ids)) == len(ds.doc_ids) and len(set(ds.query_ids)) == len(ds.query_ids)
         for query_id in ds.query_ids:
             assert ds.qrels[query_id] == {f"doc-{query_id.removeprefix('q-')}": 1}
             assert all(doc_id in ds.doc_row for doc_id in ds.qrels[query_id])
     assert not set(train.query_ids) & set(test.query_ids)
+    assert not set(dev.query_ids) & (set(train.query_ids) | set(test.query_ids))
     # every written query and document belongs to exactly one split's pair
     queries = read_jsonl(FOLDER / "queries.jsonl.gz")
-    assert sorted(q["_id"] for q in queries) == sorted(train.query_ids + test.query_ids)
+    assert sorted(q["_id"] for q in queries) == sorted(train.query_ids + test.query_ids + dev.query_ids)
     assert len(train.doc_ids) == len(queries)
 
 
 def test_no_shared_query_text_and_no_query_inside_its_document():
     train = load_dataset("python-docstrings", "train")
     test = load_dataset("python-docstrings", "test")
-    assert not {t.casefold() for t in train.query_texts} & {t.casefold() for t in test.query_texts}
-    for ds in (train, test):
+    dev = load_dataset("python-docstrings", "dev")
+    texts = [{t.casefold() for t in ds.query_texts} for ds in (train, test, dev)]
+    assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
+    for ds in (train, test, dev):
         for query_id, text in zip(ds.query_ids, ds.query_texts):
             assert 4 <= len(text.split()) <= 40
             (doc_id,) = ds.qrels[query_id]
