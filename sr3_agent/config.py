@@ -56,6 +56,10 @@ def accepts_old_names(cls: type) -> type:
     return cls
 
 
+#: the dev metrics a stage can select its final model by (`RunConfig.select_by`)
+SELECT_BY = ("best", "direct", "reasoning", "fused", "auto")
+
+
 @dataclass
 class RunConfig:
     """What every training run shares (``sr3 sft``, ``sr3 rl``): data, optimiser, model, checkpoints.
@@ -115,12 +119,41 @@ class RunConfig:
     """cpu, cuda, cuda:1, ... (default: cuda when available)."""
     precision: str = "auto"
     """fp32, bf16 (mixed precision: bf16 compute, fp32 weights and optimiser) or auto (bf16 where the device computes it natively: a CUDA GPU that supports it, a CPU with AVX-512 BF16 or AMX; else fp32)."""
+    eval_every: int = 25
+    """Steps between evaluations on the dev split: nDCG@10 of the direct embedding and of each way the stage trains,
+    with 95% intervals, in the log and in TensorBoard under dev/. The stage also scores its starting model and its last
+    step, and final/ is the best of them by --select-by. 0: no evaluation (final/ is the last step)."""
+    eval_queries: int | None = 100
+    """Dev queries per evaluation, a sample with seed 0 (the same for every --seed; None: all)."""
+    eval_docs: int | None = 1000
+    """Documents of the dev sub-corpus (every relevant one kept, seed 0; None: the whole corpus), re-encoded at each
+    evaluation."""
+    dev_fraction: float = 0.0
+    """For a dataset without dev qrels: share of its train split's queries carved off as the dev split (chosen by a
+    hash of the query ids, so the same for every seed) and left out of training. 0: the dataset's own dev split."""
+    select_by: str = "best"
+    """The dev nDCG@10 that picks final/: direct, reasoning, fused or auto (that way's), or best (the highest of the
+    ways the stage evaluates; the final model records which way that was and serves it)."""
+    anchor_weight: float = 0.0
+    """Weight of the anchor: 1 - cosine between the step's direct embeddings (queries embedded directly and
+    documents) and the starting model's, so that training text does not move the direct embedding (0: none)."""
 
     def __post_init__(self) -> None:
         self.dataset = dataset_specs(self.dataset)
         _precision(self)
         _positive(self, "steps", "max_length", "save_every", "log_every", "lora_rank", "refresh_every")
-        _at_least(self, 0, "refresh_budget", "weight_decay", "kl_weight")
+        _at_least(self, 0, "refresh_budget", "weight_decay", "kl_weight", "eval_every", "anchor_weight")
+        for name in ("eval_queries", "eval_docs"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1 or none (all), got {getattr(self, name)}.")
+        if not 0 <= self.dev_fraction < 1:
+            raise ConfigError(f"dev_fraction is a share of the train split's queries, in [0, 1) (0.05 is usual); got "
+                              f"{self.dev_fraction}.")
+        if self.select_by not in SELECT_BY:
+            raise ConfigError(f"select_by must be one of {', '.join(SELECT_BY)}; got {self.select_by!r}.")
+        if self.split in ("dev", "test"):  # allowed (a dataset may have no other split), but said
+            logger.warning("training on the %s split: its results are not held out; the dev split is for selection "
+                           "and the test split for sr3 eval (--split train).", self.split)
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}.")
         if not 0 <= self.warmup_fraction <= 1:
@@ -245,8 +278,8 @@ class RLConfig(RunConfig):
     """Embedder to start from: a folder written by `sr3 sft` (recommended) or a causal LM name/folder (default: bundled)."""
     dataset: str | list[str] = "wordnet-revdict"
     """Training queries and corpus (bundled name, BEIR folder or Hugging Face dataset folder); or several, each
-    NAME:WEIGHT (e.g. wordnet-revdict:3 path/to/beir:1), mixed by weight as in sr3 sft; held-out evaluations
-    mix their test splits the same way."""
+    NAME:WEIGHT (e.g. wordnet-revdict:3 path/to/beir:1), mixed by weight as in sr3 sft; evaluations during training
+    mix their dev splits the same way."""
     num_queries: int | None = 2000
     """Training queries drawn from the split (None: all)."""
     steps: int = 40
@@ -308,11 +341,9 @@ class RLConfig(RunConfig):
     aux_negatives: int = 4
     """Top-ranked non-relevant documents per query used as auxiliary negatives."""
     eval_every: int = 10
-    """Steps between held-out evaluations (nDCG@10 with reasoning; 0: never)."""
-    eval_queries: int = 50
-    """Held-out queries (test split) per evaluation."""
-    eval_docs: int = 500
-    """Documents in the held-out sub-corpus (every relevant one kept); re-encoded at each evaluation."""
+    """Steps between evaluations on the dev split (nDCG@10 of the direct embedding, with reasoning, fused, and auto
+    with --auto), in the log and TensorBoard under dev/; the starting model and the last step are scored too, and
+    final/ is the best by --select-by. 0: no evaluation (final/ is the last step)."""
     seed: int = 0
     """Random seed (query batches, sampling)."""
     output_dir: str = "runs/rl"
@@ -324,8 +355,10 @@ class RLConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _positive(self, "queries_per_step", "reasoning_tokens", "top_k", "eval_queries", "eval_docs")
-        _at_least(self, 0, "aux_weight", "aux_negatives", "eval_every", "margin_weight", "token_bonus", "token_lm_weight")
+        _positive(self, "queries_per_step", "reasoning_tokens", "top_k")
+        _at_least(self, 0, "aux_weight", "aux_negatives", "margin_weight", "token_bonus", "token_lm_weight")
+        if self.select_by == "auto" and not self.auto:
+            raise ConfigError("select_by=auto needs --auto: without it the stage does not train or score the auto way.")
         if self.turns not in (1, 2):
             raise ConfigError(f"turns must be 1 or 2 in sr3 rl, got {self.turns}: RL trains the reasoning of one turn "
                               "(the last); sr3 eval --turns evaluates more.")
@@ -427,7 +460,8 @@ class TrainConfig:
     model: str | None = None
     """Base causal LM: a Hugging Face name or folder (default: the bundled SmolLM2-135M-Instruct)."""
     dataset: str | list[str] = "wordnet-revdict"
-    """Dataset: train split for SFT and RL, test split for the held-out curve and the final table; or several, each
+    """Dataset: train split for SFT and RL, dev split for the evaluations during training, test split for the final
+    table alone; or several, each
     NAME:WEIGHT (e.g. wordnet-revdict:3 path/to/beir:1): every stage trains on their mixture (each dataset's share of
     the queries and of corpus_docs by its weight) and the table reports each dataset on its own."""
     train_queries: int | None = 1000
@@ -464,13 +498,25 @@ class TrainConfig:
     latent_fraction: float = 1.0
     """With --latent-tokens: share of the directly embedded training queries that go through the think tokens in
     SFT and rejection sampling (sr3 sft --latent-fraction); the rest train the plain direct layout. 1: all."""
-    rl_eval_every: int = 0
-    """RL steps between held-out nDCG@10 points of the plot (0: none; the final table compares the models
-    with paired intervals, which a few held-out queries per point cannot)."""
-    rl_eval_queries: int = 32
-    """Held-out queries per point of the plot."""
-    rl_eval_docs: int = 300
-    """Documents in the plot's held-out sub-corpus."""
+    sft_eval_every: int = 8
+    """SFT steps between evaluations on the dev split (sr3 sft --eval-every); each stage also scores its starting
+    model and its last step and keeps the best as final/ (0: no evaluation, final/ is the last step)."""
+    rs_eval_every: int = 4
+    """Rejection-sampling steps between evaluations on the dev split (0: none)."""
+    rl_eval_every: int = 10
+    """RL steps between evaluations on the dev split (0: none)."""
+    dev_queries: int | None = 100
+    """Dev queries of those evaluations, a sample with seed 0 (None: all)."""
+    dev_docs: int | None = 1000
+    """Documents of their dev sub-corpus (every relevant one kept; None: the whole corpus)."""
+    dev_fraction: float = 0.0
+    """For a dataset without dev qrels: share of its train split carved off as the dev split (sr3 sft --dev-fraction)."""
+    select_by: str = "best"
+    """The dev nDCG@10 that picks each stage's final/: direct, reasoning, fused, auto or best (the highest of the ways
+    the stage evaluates). Each stage starts from the previous one's final/."""
+    anchor_weight: float = 1.0
+    """Weight of the anchor that holds the direct embedding where the rejection-sampling and RL stages started
+    (sr3 sft / rl --anchor-weight; 0: none)."""
     eval_queries: int | None = 200
     """Test queries in the final table (a sample with seed 0, the same for every --seed; None: all)."""
     eval_docs: int | None = 2000
@@ -502,16 +548,19 @@ class TrainConfig:
         self.dataset = dataset_specs(self.dataset)
         _precision(self)
         _positive(self, "max_length", "lora_rank")
-        _positive(self, "sft_steps", "sft_batch_size", "rl_steps", "queries_per_step", "reasoning_tokens",
-                  "rl_eval_queries", "rl_eval_docs")
-        _at_least(self, 0, "rl_eval_every", "rs_steps", "latent_tokens")
+        _positive(self, "sft_steps", "sft_batch_size", "rl_steps", "queries_per_step", "reasoning_tokens")
+        _at_least(self, 0, "sft_eval_every", "rs_eval_every", "rl_eval_every", "rs_steps", "latent_tokens", "anchor_weight")
+        if self.select_by not in SELECT_BY or (self.select_by == "auto" and not self.auto):
+            raise ConfigError(f"select_by must be one of {', '.join(SELECT_BY)} (auto only with --auto); got {self.select_by!r}.")
+        if not 0 <= self.dev_fraction < 1:
+            raise ConfigError(f"dev_fraction is a share of the train split's queries, in [0, 1); got {self.dev_fraction}.")
         _latent_fraction(self)
         _positive(self, "rs_samples")
         if not 0 <= self.sft_reasoning_fraction <= 1:
             raise ConfigError(f"sft_reasoning_fraction is a share of the batch, in [0, 1]; got {self.sft_reasoning_fraction}.")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2: advantages are relative to the group (got {self.group_size}).")
-        for name in ("train_queries", "corpus_docs", "eval_queries", "eval_docs"):
+        for name in ("train_queries", "corpus_docs", "eval_queries", "eval_docs", "dev_queries", "dev_docs"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1 or none (all), got {getattr(self, name)}.")
         if self.train_queries is not None and self.train_queries < max(self.sft_batch_size, self.queries_per_step):

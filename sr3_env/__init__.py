@@ -7,10 +7,10 @@ are imported only when they are used.
 
 from gymnasium.envs.registration import register
 
-from sr3_env.data import BUNDLED_DATASETS, RetrievalDataset, load_dataset
+from sr3_env.data import BUNDLED_DATASETS, RetrievalDataset, available_splits, carve_dev, load_dataset
 from sr3_env.encoders import CallableEncoder, Encoder, HashingEncoder, MiniLMEncoder, make_encoder
 from sr3_env.errors import (DataError, DatasetNotFoundError, DependencyNotInstalled, EncoderError, InvalidActionError,
-                            InvalidOptionError, ResetNeeded, Sr3Error, UnknownIdError)
+                            InvalidOptionError, ResetNeeded, SplitNotFoundError, Sr3Error, UnknownIdError)
 from sr3_env.index import REFRESH_POLICIES, IndexStats, LazyIndex, SearchResult
 from sr3_env.mixture import load_mixture, mix_datasets, mixture_source, parse_dataset_specs
 
@@ -30,6 +30,6 @@ register(
 __all__ = [
     "BUNDLED_DATASETS", "REFRESH_POLICIES", "CallableEncoder", "DataError", "DatasetNotFoundError", "DependencyNotInstalled",
     "Encoder", "EncoderError", "HashingEncoder", "IndexStats", "InvalidActionError", "InvalidOptionError", "LazyIndex", "MiniLMEncoder",
-    "ResetNeeded", "RetrievalDataset", "SearchResult", "Sr3Error", "UnknownIdError", "load_dataset", "load_mixture", "make_encoder",
+    "ResetNeeded", "RetrievalDataset", "SearchResult", "SplitNotFoundError", "Sr3Error", "available_splits", "carve_dev", "UnknownIdError", "load_dataset", "load_mixture", "make_encoder",
     "mix_datasets", "mixture_source", "parse_dataset_specs",
 ]

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from sr3_env.errors import DataError, DatasetNotFoundError, UnknownIdError
+from sr3_env.errors import DataError, DatasetNotFoundError, SplitNotFoundError, UnknownIdError
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,8 @@ class RetrievalDataset:
                 writer.writerows((query_id, doc_id, grade) for doc_id, grade in self.qrels[query_id].items())
         return folder
 
-def load_dataset(name_or_path: str | Path | RetrievalDataset | Mapping[str, Any], split: str = "test") -> RetrievalDataset:
+def load_dataset(name_or_path: str | Path | RetrievalDataset | Mapping[str, Any], split: str = "test", *,
+                 dev_fraction: float = 0.0) -> RetrievalDataset:
     """Load retrieval data: a bundled name, a BEIR folder, or a Hugging Face dataset (object or folder).
 
     Args:
@@ -179,7 +180,62 @@ def load_dataset(name_or_path: str | Path | RetrievalDataset | Mapping[str, Any]
             split, or one dataset) of Hugging Face datasets or lists of dicts; or a loaded
             `RetrievalDataset` (returned as is).
         split: the qrels split to load (``"test"``, ``"train"``, ``"dev"``...).
+        dev_fraction: for a dataset without ``dev`` qrels, carve a dev split off its ``train`` split
+            (`carve_dev`): ``split="dev"`` then gives the carved queries and ``split="train"`` the rest.
+            A dataset with ``dev`` qrels keeps them (the fraction is not used). 0: no carving.
     """
+    if isinstance(name_or_path, RetrievalDataset):
+        return name_or_path
+    if not 0 <= dev_fraction < 1:
+        raise ValueError(f"dev_fraction is a share of the train split's queries, in [0, 1); got {dev_fraction}.")
+    if dev_fraction > 0 and split in ("train", "dev") and "dev" not in available_splits(name_or_path):
+        train, dev = carve_dev(_load(name_or_path, "train"), dev_fraction)
+        return dev if split == "dev" else train
+    return _load(name_or_path, split)
+
+
+def available_splits(name_or_path: str | Path | RetrievalDataset | Mapping[str, Any]) -> list[str]:
+    """The qrels splits a dataset holds (without reading its corpus where the layout allows)."""
+    if isinstance(name_or_path, RetrievalDataset):
+        return [name_or_path.split]
+    if isinstance(name_or_path, Mapping):
+        qrels = name_or_path.get("qrels")
+        return sorted(qrels) if isinstance(qrels, Mapping) else []
+    path = _resolve(name_or_path)
+    if (path / "corpus").is_dir() and (path / "qrels").is_dir():  # a Hugging Face folder
+        import datasets
+
+        qrels = datasets.load_from_disk(str(path / "qrels"))
+        return sorted(qrels) if isinstance(qrels, Mapping) else []
+    return sorted(p.name.split(".")[0] for p in (path / "qrels").glob("*.tsv*")) if (path / "qrels").is_dir() else []
+
+
+def carve_dev(dataset: RetrievalDataset, fraction: float) -> tuple[RetrievalDataset, RetrievalDataset]:
+    """(train, dev) of a train split: a share ``fraction`` of its queries (at least one) form ``dev``, the rest
+    ``train``; both keep the whole corpus. Queries go to dev in the order of the SHA-1 of their ids, so the
+    split depends on the ids alone: the same for every seed, and the same queries stay out of training."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction is a share of the queries, in (0, 1); got {fraction}.")
+    if len(dataset.query_ids) < 2:
+        raise DataError(f"{dataset.name}: {len(dataset.query_ids)} train query cannot be split into train and dev; "
+                        "add queries or give the dataset its own qrels/dev.tsv.")
+    order = sorted(dataset.query_ids, key=lambda q: hashlib.sha1(q.encode()).hexdigest())
+    size = min(len(order) - 1, max(1, round(fraction * len(order))))
+    dev_ids = set(order[:size])
+    train = dataset.subset(query_ids=[q for q in dataset.query_ids if q not in dev_ids])
+    dev = dataset.subset(query_ids=[q for q in dataset.query_ids if q in dev_ids])
+    train.split, dev.split = "train", "dev"
+    logger.info("%s: %d dev queries carved off the train split (%d left to train on)", dataset.name, size,
+                len(train.query_ids))
+    return train, dev
+
+
+def _dev_hint(split: str) -> str:
+    return (" To carve a dev split off the train split, pass --dev-fraction (e.g. 0.05; `dev_fraction=` in Python), or "
+            "write qrels/dev.tsv." if split == "dev" else "")
+
+
+def _load(name_or_path: str | Path | RetrievalDataset | Mapping[str, Any], split: str) -> RetrievalDataset:
     if isinstance(name_or_path, RetrievalDataset):
         return name_or_path
     if isinstance(name_or_path, Mapping):
@@ -402,7 +458,8 @@ def _from_beir_folder(folder: Path, split: str) -> RetrievalDataset:
     qrels_path = _find(folder / "qrels", f"{split}.tsv")
     if qrels_path is None:
         available = sorted(p.name.split(".")[0] for p in (folder / "qrels").glob("*.tsv*")) if (folder / "qrels").is_dir() else []
-        raise DataError(f"{folder}: no qrels for split {split!r} (qrels/{split}.tsv). Splits available: {available or 'none'}.")
+        raise SplitNotFoundError(f"{folder}: no qrels for split {split!r} (qrels/{split}.tsv). Splits available: "
+                                 f"{available or 'none'}.{_dev_hint(split)}")
     corpus = _collect_corpus(_read_jsonl(corpus_path), str(corpus_path))
     queries = _collect_queries(_read_jsonl(queries_path))
     qrels = _collect_qrels(_read_qrels_tsv(qrels_path))
@@ -431,7 +488,8 @@ def _from_hf_mapping(data: Mapping[str, Any], split: str, name: str) -> Retrieva
     qrels_table = data["qrels"]
     if isinstance(qrels_table, Mapping):  # a DatasetDict keyed by split
         if split not in qrels_table:
-            raise DataError(f"{name}: no qrels for split {split!r}. Splits available: {sorted(qrels_table)}.")
+            raise SplitNotFoundError(f"{name}: no qrels for split {split!r}. Splits available: {sorted(qrels_table)}."
+                                     f"{_dev_hint(split)}")
         qrels_table = qrels_table[split]
     corpus = _collect_corpus(_rows(data["corpus"], f"{name} corpus"), f"{name} corpus")
     queries = _collect_queries(_rows(data["queries"], f"{name} queries"))

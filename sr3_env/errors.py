@@ -11,6 +11,10 @@ class DataError(Sr3Error, ValueError):
     """A dataset file or object is malformed (the message names the file and the line)."""
 
 
+class SplitNotFoundError(DataError):
+    """The dataset has no qrels for the asked split (the message lists the splits it has)."""
+
+
 class DatasetNotFoundError(Sr3Error, FileNotFoundError):
     """No bundled dataset, BEIR folder or Hugging Face dataset has this name or path."""
 

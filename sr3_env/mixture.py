@@ -144,18 +144,19 @@ def mix_datasets(datasets: Sequence[RetrievalDataset], weights: Sequence[float],
 
 
 def load_mixture(specs: str | Sequence[str], split: str = "test", *, num_queries: int | None = None,
-                 num_docs: int | None = None, seed: int = 0) -> RetrievalDataset:
+                 num_docs: int | None = None, seed: int = 0, dev_fraction: float = 0.0) -> RetrievalDataset:
     """Read the datasets of ``specs`` (`parse_dataset_specs`) and mix them (`mix_datasets`).
 
     One spec is `load_dataset` itself, cut by `RetrievalDataset.subset` when ``num_queries`` or
-    ``num_docs`` is given: the same data as without mixtures, its ids unprefixed and its weight unused."""
+    ``num_docs`` is given: the same data as without mixtures, its ids unprefixed and its weight unused.
+    ``dev_fraction``: carve a dev split off the train split of each dataset that has no dev qrels (`load_dataset`)."""
     parsed = parse_dataset_specs(specs)
     if len(parsed) == 1:
-        dataset = load_dataset(parsed[0][0], split=split)
+        dataset = load_dataset(parsed[0][0], split=split, dev_fraction=dev_fraction)
         if num_queries is None and num_docs is None:
             return dataset
         return dataset.subset(num_queries=num_queries, num_docs=num_docs, seed=seed)
-    datasets = [load_dataset(name, split=split) for name, _ in parsed]
+    datasets = [load_dataset(name, split=split, dev_fraction=dev_fraction) for name, _ in parsed]
     return mix_datasets(datasets, [w for _, w in parsed], num_queries=num_queries, num_docs=num_docs, seed=seed,
                         names=[mixture_name(name) for name, _ in parsed])
 

@@ -111,8 +111,9 @@ def test_eval_with_reasoning_adds_a_fused_row_per_later_turn(tiny_embedder, tiny
 
 @pytest.fixture
 def toy_sets():
-    semanlink = load_dataset("semanlink")
-    return semanlink.subset(num_queries=8, num_docs=30, seed=0), semanlink.subset(num_queries=4, num_docs=20, seed=1)
+    # training queries, and a dev set (the dev split of another bundled dataset: a training run never reads test)
+    return (load_dataset("semanlink").subset(num_queries=8, num_docs=30, seed=0),
+            load_dataset("python-docstrings", split="dev").subset(num_queries=4, num_docs=20, seed=1))
 
 
 def test_first_turn_steps_the_direct_embeddings_and_shows_their_results(tiny_embedder, toy_sets):
@@ -136,10 +137,10 @@ def test_rl_with_two_turns_runs_and_logs_both_turns(tiny_embedder, toy_sets, tmp
 
     config = RLConfig(steps=2, queries_per_step=2, group_size=2, reasoning_tokens=4, top_k=5, learning_rate=1e-3, turns=2,
                       feedback_k=2, output_dir=str(tmp_path / "rl"), eval_every=2, num_queries=None, corpus_docs=None)
-    trained = train_rl(config, policy=tiny_embedder, dataset=toy_sets[0], heldout=toy_sets[1], progress=False)
-    assert trained.version == 2
+    trained = train_rl(config, policy=tiny_embedder, dataset=toy_sets[0], dev=toy_sets[1], progress=False)
+    assert trained.version == 2 + (trained.selection["step"] != 2)  # + putting back step 0's weights if it was best
     events = EventAccumulator(str(tmp_path / "rl" / "tensorboard")).Reload()
-    assert {"charts/turn1_env_reward_mean", "charts/env_reward_mean", "eval/ndcg@10"} <= set(events.Tags()["scalars"])
+    assert {"charts/turn1_env_reward_mean", "charts/env_reward_mean", "dev/ndcg@10_two-turn"} <= set(events.Tags()["scalars"])
     assert (tmp_path / "rl" / "final" / "config.json").is_file()
 
 

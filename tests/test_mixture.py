@@ -179,16 +179,20 @@ def test_sft_trains_on_a_mixture(tiny_embedder, toy_folders, tmp_path):
     assert trained.version == 2 and (tmp_path / "sft" / "final" / "config.json").is_file()
 
 
-def test_rl_trains_on_a_mixture_and_evaluates_on_its_test_splits(tiny_embedder, toy_folders, tmp_path):
-    from sr3_agent.training.rl import heldout_set, train_rl
+def test_rl_trains_on_a_mixture_and_evaluates_on_its_dev_splits(tiny_embedder, toy_folders, tmp_path):
+    from sr3_agent.training.parts import training_data
+    from sr3_agent.training.rl import train_rl
+    from sr3_agent.training.selection import dev_set
 
-    config = RLConfig(dataset=[str(toy_folders[0]), f"{toy_folders[1]}:1"], num_queries=6, corpus_docs=10, steps=2,
+    config = RLConfig(dataset=[str(toy_folders[0]), f"{toy_folders[1]}:1"], num_queries=None, corpus_docs=10, steps=2,
                       queries_per_step=2, group_size=2, reasoning_tokens=4, top_k=4, eval_every=2, eval_queries=4,
-                      eval_docs=8, learning_rate=1e-3, output_dir=str(tmp_path / "rl"))
-    heldout = heldout_set(config, None, is_main=True)
-    assert _sources(heldout.query_ids) == {"alpha": 2, "beta": 2} and heldout.split == "test"
+                      eval_docs=8, dev_fraction=0.25, learning_rate=1e-3, output_dir=str(tmp_path / "rl"))
+    dev = dev_set(config)  # carved off each dataset's train split, mixed as in training
+    assert _sources(dev.query_ids) == {"alpha": 2, "beta": 2} and dev.split == "dev"
+    assert not set(dev.query_ids) & set(training_data(config).query_ids)
     trained = train_rl(config, policy=tiny_embedder, progress=False)
-    assert trained.version == 2 and (tmp_path / "rl" / "final" / "config.json").is_file()
+    assert (tmp_path / "rl" / "final" / "config.json").is_file() and (tmp_path / "rl" / "selection.json").is_file()
+    assert trained.selection["step"] in (0, 2) and trained.version == 2 + (trained.selection["step"] != 2)
 
 
 def test_the_comparison_table_pairs_rows_within_each_dataset():

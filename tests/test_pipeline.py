@@ -27,7 +27,12 @@ def test_stage_configs_carry_the_shared_settings():
     assert rs.model == "out/sft/final" and rs.output_dir == "out/rs" and rs.steps == 4
     assert rs.keep == "best" and rs.reasoning_samples == 4 and rs.lm_weight > 0 and rs.seed == 3
     assert rl.model == "out/rs/final" and rl.output_dir == "out/rl" and rl.steps == 5 and rl.reasoning_tokens == 12
-    assert list(models) == ["SFT+RS", "SFT+RS+RL"] and evaluation.models == ["out/rs/final", "out/rl/final"]
+    assert list(models) == ["SFT", "SFT+RS", "SFT+RS+RL"]
+    assert evaluation.models == ["out/sft/final", "out/rs/final", "out/rl/final"]
+    # every stage evaluates on the same dev sample and selects by the same metric; RS and RL hold the direct embedding
+    assert {s.eval_queries for s in (sft, rs, rl)} == {config.dev_queries} and {s.select_by for s in (sft, rs, rl)} == {"best"}
+    assert (sft.eval_every, rs.eval_every, rl.eval_every) == (8, 4, 10)
+    assert sft.anchor_weight == 0 and rs.anchor_weight == rl.anchor_weight == config.anchor_weight > 0
     assert evaluation.datasets == ["semanlink"] and evaluation.reasoning and evaluation.reasoning_tokens == 12
     assert evaluation.seed == 0 and evaluation.output == "out/results.json"  # same test sample for every seed
 
@@ -114,11 +119,11 @@ def test_curves_are_read_back_and_plotted(tmp_path):
     writer = SummaryWriter(str(tmp_path / "tb"))
     for step in range(1, 5):
         writer.add_scalar("charts/reward_mean", 0.1 * step, step)
-    writer.add_scalar("eval/ndcg@10", 0.3, 0)
-    writer.add_scalar("eval/ndcg@10", 0.4, 4)
+    writer.add_scalar("dev/ndcg@10_direct", 0.3, 0)
+    writer.add_scalar("dev/ndcg@10_direct", 0.4, 4)
     writer.close()
     scalars = read_scalars(tmp_path / "tb")
-    assert scalars["eval/ndcg@10"] == [(0, pytest.approx(0.3)), (4, pytest.approx(0.4))]
+    assert scalars["dev/ndcg@10_direct"] == [(0, pytest.approx(0.3)), (4, pytest.approx(0.4))]
     assert [step for step, _ in scalars["charts/reward_mean"]] == [1, 2, 3, 4]
     path = plot_rl_curves(scalars, tmp_path / "curves.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -130,13 +135,14 @@ def test_sr3_train_end_to_end_then_resume(tiny_embedder, tmp_path, capsys, monke
     data = write_beir(tmp_path / "beir", qrels={"train": TINY_QRELS, "test": TINY_QRELS})
     argv = ["train", "--model", str(tmp_path / "base"), "--dataset", str(data), "--train-queries", "none",
             "--corpus-docs", "none", "--sft-steps", "2", "--sft-batch-size", "2", "--rs-steps", "1", "--rl-steps", "2",
-            "--queries-per-step", "2", "--group-size", "2", "--reasoning-tokens", "4", "--rl-eval-every", "1",
-            "--rl-eval-queries", "3", "--rl-eval-docs", "12", "--eval-queries", "none", "--eval-docs", "none",
+            "--queries-per-step", "2", "--group-size", "2", "--reasoning-tokens", "4", "--sft-eval-every", "1",
+            "--rs-eval-every", "1", "--rl-eval-every", "1", "--dev-fraction", "0.3", "--dev-queries", "none",
+            "--dev-docs", "none", "--eval-queries", "none", "--eval-docs", "none",
             "--output-dir", str(tmp_path / "run")]
     assert main(argv) == 0
     out = capsys.readouterr().out
     rows = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert [r["system"] for r in rows] == ["SFT+RS (direct)", "SFT+RS (reasoning)", "SFT+RS (fused)", "SFT+RS (auto)",
+    assert [r["system"] for r in rows] == ["SFT (direct)", "SFT+RS (direct)", "SFT+RS (reasoning)", "SFT+RS (fused)", "SFT+RS (auto)",
                                           "SFT+RS+RL (direct)", "SFT+RS+RL (reasoning)", "SFT+RS+RL (fused)",
                                           "SFT+RS+RL (auto)", "BM25", "all-MiniLM-L6-v2"]
     assert "| SFT+RS+RL (reasoning) |" in out and "Token rate" in out and "sr3 train finished in" in out
@@ -144,9 +150,16 @@ def test_sr3_train_end_to_end_then_resume(tiny_embedder, tmp_path, capsys, monke
     assert "| SFT+RS+RL (auto) vs SFT+RS+RL (direct) |" in out  # the main job prints auto's paired interval
     assert all(0 <= row["embed_token_rate"] <= 1 for row in rows if "(reasoning)" in row["system"])
     assert (tmp_path / "run" / "rl_curves.png").read_bytes()[:4] == b"\x89PNG"
-    curve = read_scalars(tmp_path / "run" / "rl" / "tensorboard")["eval/ndcg@10"]
+    curve = read_scalars(tmp_path / "run" / "rl" / "tensorboard")["dev/ndcg@10_direct"]
     assert [step for step, _ in curve] == [0, 1, 2]
-    assert "Stage times: sft" in (tmp_path / "run" / "results.md").read_text()
+    results = (tmp_path / "run" / "results.md").read_text()
+    assert "Stage times: sft" in results and "Checkpoints kept" in results and "SFT+RS+RL: step " in results
+    assert "| SFT+RS+RL (fused) vs SFT (direct) |" in out  # the final model against the SFT model's direct embedding
+    kept = json.loads((tmp_path / "run" / "rl" / "final" / "sr3_embedder.json").read_text())["selection"]
+    assert f"with its {kept['query_way']} query embedding" in out.splitlines()[-2] + out  # the line that says what to use
+    for stage in ("sft", "rs", "rl"):  # each stage scored its start, every step and kept the best
+        history = json.loads((tmp_path / "run" / stage / "selection.json").read_text())["history"]
+        assert [h["step"] for h in history] == list(range(len(history))) and len(history) >= 2
     assert (tmp_path / "run" / "rs" / "final" / "sr3_embedder.json").is_file()
 
     with pytest.raises(SystemExit) as exit_info:  # the same folder again without --resume: refused, nothing lost

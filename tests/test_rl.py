@@ -134,8 +134,9 @@ def test_a_reward_that_prefers_a_behaviour_moves_the_policy(tiny_embedder):
 
 @pytest.fixture
 def toy_sets():
-    semanlink = load_dataset("semanlink")
-    return semanlink.subset(num_queries=8, num_docs=30, seed=0), semanlink.subset(num_queries=4, num_docs=20, seed=1)
+    # training queries, and a dev set (the dev split of another bundled dataset: a training run never reads test)
+    return (load_dataset("semanlink").subset(num_queries=8, num_docs=30, seed=0),
+            load_dataset("python-docstrings", split="dev").subset(num_queries=4, num_docs=20, seed=1))
 
 
 def _config(tmp_path, **changes):
@@ -148,13 +149,14 @@ def test_rl_runs_changes_the_parameters_and_logs(tiny_embedder, toy_sets, tmp_pa
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     start = copy.deepcopy(tiny_embedder.model.state_dict())
-    trained = train_rl(_config(tmp_path), policy=tiny_embedder, dataset=toy_sets[0], heldout=toy_sets[1], progress=False)
-    assert trained.version == 3
-    assert any(not torch.equal(start[k], v) for k, v in trained.model.state_dict().items())
+    trained = train_rl(_config(tmp_path), policy=tiny_embedder, dataset=toy_sets[0], dev=toy_sets[1], progress=False)
+    kept = trained.selection["step"]  # the best of steps 0 and 3 on the dev set: its weights are the final model's
+    assert kept in (0, 3) and trained.version == 3 + (kept != 3)  # putting back step 0 is one more weight change
+    assert any(not torch.equal(start[k], v) for k, v in trained.model.state_dict().items()) == (kept == 3)
     tags = set(EventAccumulator(str(tmp_path / "rl" / "tensorboard")).Reload().Tags()["scalars"])
     assert {"charts/reward_mean", "charts/rank_mean", "charts/reasoning_length", "charts/embed_token_rate",
             "losses/policy", "losses/kl", "losses/aux", "index/rows_reencoded", "index/stale_fraction",
-            "time/generation_s", "time/encoding_s", "time/scoring_s", "time/update_s", "eval/ndcg@10",
+            "time/generation_s", "time/encoding_s", "time/scoring_s", "time/update_s", "dev/ndcg@10_reasoning",
             "charts/env_reward_mean", "charts/margin_mean", "charts/zero_variance_groups"} <= tags
     assert (tmp_path / "rl" / "final" / "config.json").is_file()
 

@@ -47,7 +47,7 @@ class QueryPaths:
 
     def direct(self, texts: list[str]) -> np.ndarray:
         if self._direct is None or self._direct[0] != tuple(texts):
-            self._direct = tuple(texts), self.embedder.encode_queries(texts)
+            self._direct = tuple(texts), self.embedder.encode_queries(texts, reasoning=False)
         return self._direct[1]
 
     def reasoning(self, texts: list[str]) -> np.ndarray:

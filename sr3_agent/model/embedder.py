@@ -144,7 +144,7 @@ class ReasoningEmbedder:
 
     def __init__(self, model: Any, tokenizer: Any, *, prompts: Prompts | None = None, max_length: int = 256,
                  batch_size: int = 16, min_reasoning_tokens: int = 4, name: str | None = None,
-                 latent_tokens: int = 0) -> None:
+                 latent_tokens: int = 0, selection: dict[str, Any] | None = None) -> None:
         if tokenizer.convert_tokens_to_ids(EMBED_TOKEN) in (None, tokenizer.unk_token_id):
             raise EncoderError(f"The tokenizer has no {EMBED_TOKEN}; build the embedder with "
                                "ReasoningEmbedder.from_pretrained(...), which adds it.")
@@ -177,6 +177,9 @@ class ReasoningEmbedder:
         self.reasoning_rollouts = 0  #: reasoning rollouts so far
         self.reasoning_tokens_written = 0  #: tokens the model wrote in them before the token (or the cap)
         self.latent_token_ids: list[int] = self._latent_ids(int(latent_tokens))  #: the think tokens, in order
+        #: how training chose this model on its dev split: ``query_way`` (the way to serve: direct, reasoning, fused,
+        #: auto or two-turn), its dev nDCG@10 and interval, the step; None for a model no stage selected
+        self.selection = selection
 
     # -- construction, saving ---------------------------------------------------------------
 
@@ -226,6 +229,8 @@ class ReasoningEmbedder:
                     "min_reasoning_tokens": self.min_reasoning_tokens}
         if self.latent_tokens:  # written only when there are some: folders of models without them stay as they were
             settings["latent_tokens"] = self.latent_tokens
+        if self.selection is not None:
+            settings["selection"] = self.selection
         (directory / CONFIG_FILE).write_text(json.dumps(settings, indent=2))
         return directory
 
@@ -310,16 +315,29 @@ class ReasoningEmbedder:
         """(len(texts), dim) float32, L2-normalised: document prompt, then the token; no reasoning."""
         return self._encode_direct(texts, self.prompts.document)
 
-    def encode_queries(self, texts: Sequence[str], reasoning: bool = False, *, max_new_tokens: int = 64,
+    @property
+    def query_way(self) -> str:
+        """The way `encode_queries` embeds queries by default: the one training chose on its dev split
+        (``selection["query_way"]``: direct, reasoning, fused or auto), or direct for a model no stage selected."""
+        return (self.selection or {}).get("query_way", "direct")
+
+    def encode_queries(self, texts: Sequence[str], reasoning: bool | None = None, *, max_new_tokens: int = 64,
                        temperature: float = 0.0, fused: bool = False, latent: bool = False) -> np.ndarray:
         """(len(texts), dim) float32, L2-normalised query embeddings, directly or after reasoning.
 
+        ``reasoning=None`` (the default) embeds in the model's `query_way`, the way its training chose on the dev
+        split (direct for a model that records none); ``reasoning=False`` always embeds directly.
         With ``reasoning=True`` the model writes at most ``max_new_tokens`` tokens (greedy when
         ``temperature`` is 0) and stops at the token; ``missing_embed_token_rate`` reports how
         often it had to be appended. With ``fused=True`` as well, the direct and the reasoned
         embeddings are combined (`fuse`). With ``latent=True`` the query prompt is followed by the
         model's `latent_tokens` think tokens, then the token: one forward, nothing written.
         """
+        if reasoning is None:
+            if latent or fused:
+                reasoning = False if latent else True
+            else:
+                return self._encode_in_way(texts, max_new_tokens=max_new_tokens, temperature=temperature)
         if latent:
             if reasoning or fused:
                 raise ValueError("latent=True is a way of its own (think tokens instead of a written reasoning): "
@@ -341,6 +359,18 @@ class ReasoningEmbedder:
                     vectors = self.embed(rollout.input_ids, rollout.attention_mask)
             out[start:start + len(chunk)] = vectors.float().cpu().numpy()
         return out
+
+    def _encode_in_way(self, texts: Sequence[str], *, max_new_tokens: int, temperature: float) -> np.ndarray:
+        way = self.query_way
+        if way == "auto":
+            return self.encode_queries_auto(texts, max_new_tokens=max_new_tokens)[0]
+        if way in ("reasoning", "fused"):
+            return self.encode_queries(texts, reasoning=True, fused=way == "fused", max_new_tokens=max_new_tokens,
+                                       temperature=temperature)
+        if way != "direct":  # two-turn needs the documents a first turn retrieved: sr3 eval --turns 2
+            self._say_once("way", "this model's way %r needs a corpus (sr3 eval --turns 2); encode_queries embeds "
+                           "directly", way)
+        return self._encode_direct(texts, self.prompts.query)
 
     def encode_queries_auto(self, texts: Sequence[str], *, max_new_tokens: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """The ``auto`` way: the model decides, query by query, whether to reason. Greedily (so the same

@@ -163,7 +163,7 @@ def compare_with_embedder(embedder: ReasoningEmbedder, directory: str | Path, qu
     model = SentenceTransformer(str(directory), device=str(embedder.device))
     report: dict[str, Any] = {}
     for kind, texts, ours, theirs in (
-            ("query", list(queries), lambda t: embedder.encode_queries(t), model.encode_query),
+            ("query", list(queries), lambda t: embedder.encode_queries(t, reasoning=False), model.encode_query),
             ("document", list(documents), embedder.encode_documents, model.encode_document)):
         if not texts:
             continue

@@ -16,8 +16,10 @@ index over the training corpus, and the TensorBoard writer. A loop then keeps on
     return run.finish()
 
 `Run.update` refuses a step whose gradients are not finite (`check_finite_gradients`) before it changes a
-weight; `Run.end_step` writes the step's scalars when due, saves a checkpoint when due and says whether the
-loop stops; `Run.finish` saves the final model.
+weight; `Run.end_step` writes the step's scalars when due, evaluates on the dev split when due (and
+`start_run` before the first step: the starting model is a candidate too), saves a checkpoint when due and
+says whether the loop stops; `Run.finish` puts back the best evaluated step's weights
+(`sr3_agent.training.selection`), records its way to serve and saves the final model.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from sr3_agent.training.distributed import (Processes, prepare_data_parallel, pr
                                    seed_process, start_processes)
 from sr3_agent.model.embedder import ReasoningEmbedder
 from sr3_agent.model.precision import autocast_dtype_for
+from sr3_agent.training.selection import DevEvaluator, Selection, dev_set
 from sr3_agent.training.parts import (add_lora, checkpoint_or_stop, close_writer, enable_activation_checkpointing, finish,
                                 index_state, make_writer, training_data, training_index, write_scalars)
 from sr3_env import LazyIndex, RetrievalDataset
@@ -44,9 +47,9 @@ logger = logging.getLogger(__name__)
 
 
 def frozen_reference(embedder: ReasoningEmbedder, config: Any) -> ReasoningEmbedder | None:
-    """The starting model for a KL term: a frozen copy, or None with LoRA (the loop then disables the
-    policy's adapters, which gives the starting model without a second copy) or without a KL term."""
-    if config.kl_weight <= 0 or config.lora:
+    """The starting model for a KL or anchor term: a frozen copy, or None with LoRA (the loop then disables the
+    policy's adapters, which gives the starting model without a second copy) or without such a term."""
+    if (config.kl_weight <= 0 and getattr(config, "anchor_weight", 0) <= 0) or config.lora:
         return None
     import copy
 
@@ -80,6 +83,8 @@ class Run:
     start: int
     index: LazyIndex
     writer: Any
+    evaluator: DevEvaluator | None = None  #: scores the model on the dev split (None: no evaluation)
+    selection: Selection | None = None  #: the best evaluated step so far
     bar: Any = None
 
     def steps(self, name: str, progress: bool = True) -> Iterator[int]:
@@ -111,13 +116,26 @@ class Run:
         config = self.config
         if done % config.log_every == 0 or done == config.steps:
             write_scalars(self.writer, self.processes.mean(scalars()), done)
+        if self.evaluator is not None and (done % config.eval_every == 0 or done == config.steps):
+            self.evaluate(done)
         if checkpoint_or_stop(self.output_dir, done, config.steps, config.save_every, self.state, stop, self.processes):
             close_writer(self.writer)
             return True
         return False
 
+    def evaluate(self, done: int) -> None:
+        """Score the model after step ``done`` on the dev split (0: the starting model), log it and offer it to the
+        selection (main process only: the others wait for nothing, as no collective runs here)."""
+        scores = self.evaluator(self.embedder, done)
+        write_scalars(self.writer, scores.scalars(), done)
+        self.selection.offer(scores, self.embedder)
+
     def finish(self) -> ReasoningEmbedder:
-        """All steps ran: the final model, saved as ``output_dir/final``."""
+        """All steps ran: the best evaluated step's weights put back (`Selection.restore`; without evaluations the
+        last step's), its way to serve recorded, and the model saved as ``output_dir/final``."""
+        if self.selection is not None and self.selection.best is not None:
+            logger.info("%s", self.selection.restore(self.embedder))
+            self.embedder.selection = self.selection.record()
         return finish(self.embedder, self.output_dir, self.writer, self.processes)
 
 
@@ -144,11 +162,12 @@ def check_finite_gradients(optimizer: torch.optim.Optimizer, losses: dict[str, A
 
 
 def start_run(config: Any, *, embedder: ReasoningEmbedder | None = None, dataset: RetrievalDataset | None = None,
-              head_in_loss: bool = True) -> Run:
+              dev: RetrievalDataset | None = None, ways: tuple[str, ...] = ("direct",), head_in_loss: bool = True) -> Run:
     """Set up a run of ``config`` (a `RunConfig`), in the order of the module docstring.
 
-    ``embedder`` and ``dataset`` override ``config.model`` and the configured data (tests pass tiny
-    ones); ``head_in_loss``: whether the loss reads the LM head (data parallelism needs to know)."""
+    ``embedder``, ``dataset`` and ``dev`` override ``config.model``, the configured data and its dev split (tests
+    pass tiny ones; a given ``dataset`` without ``dev`` is not evaluated); ``ways``: the query ways the dev
+    evaluations score; ``head_in_loss``: whether the loss reads the LM head (data parallelism needs to know)."""
     output_dir = Path(config.output_dir)
     processes = start_processes(config.device)  # one process unless started by accelerate launch / torchrun
     torch.manual_seed(config.seed)
@@ -185,4 +204,12 @@ def start_run(config: Any, *, embedder: ReasoningEmbedder | None = None, dataset
         save_config(output_dir, config)
     index = training_index(data, embedder, config, index_rows, processes)
     writer = make_writer(output_dir, processes)
-    return Run(config, output_dir, processes, data, embedder, reference, optimizer, schedule, start, index, writer)
+    run = Run(config, output_dir, processes, data, embedder, reference, optimizer, schedule, start, index, writer)
+    dev = dev if dev is not None or dataset is not None else dev_set(config) if config.eval_every > 0 else None
+    if config.eval_every > 0 and processes.is_main and dev is not None:
+        run.evaluator = DevEvaluator(dev, ways, reasoning_tokens=getattr(config, "reasoning_tokens", 48),
+                                     feedback_k=getattr(config, "feedback_k", 3))
+        run.selection = Selection.load(output_dir, config.select_by)
+        if start == 0:  # the starting model is a candidate: a stage that does not beat it hands it on
+            run.evaluate(0)
+    return run

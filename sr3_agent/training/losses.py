@@ -297,6 +297,26 @@ def kl_to_reference(logits: Tensor, ref_logits: Tensor, mask: Tensor) -> Tensor:
     return per_token.sum() / n_masked
 
 
+def anchor_loss(embeddings: Tensor, reference: Tensor) -> Tensor:
+    """Mean cosine distance of embeddings to the starting model's embeddings of the same texts::
+
+        loss = mean_i (1 - cos(embeddings[i], reference[i]))        # 0 where nothing moved, at most 2
+
+    It holds the direct embedding where a stage started while the stage trains text (the reasonings'
+    language-model loss, RL's policy loss). ``reference`` is detached: the pull is on ``embeddings`` only.
+
+    Args:
+        embeddings: (N, D) embeddings of the model being trained.
+        reference: (N, D) the starting model's embeddings of the same inputs.
+    """
+    _check_ndim("embeddings", embeddings, 2, "(N, D)")
+    _check_ndim("reference", reference, 2, "(N, D)")
+    _check_same_shape(["embeddings", "reference"], [embeddings, reference])
+    if len(embeddings) == 0:
+        return _zero_with_graph(embeddings)
+    return (1 - F.cosine_similarity(embeddings, reference.detach().to(embeddings.dtype), dim=-1)).mean()
+
+
 # --------------------------------------------------------------------------------------------------
 # Stage 2: GRPO-style RL
 # --------------------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def feedback_query_texts(embedder: ReasoningEmbedder, index: LazyIndex, data: Re
                          gold: list[np.ndarray], k: int) -> list[str]:
     """Each query text as a second turn reads it (`sr3_agent.evaluation.feedback`): the query and the top ``k``
     documents its direct embedding retrieves in the index, in one search (collective, as every search)."""
-    found = index.search(torch.as_tensor(embedder.encode_queries(texts)), gold, k=k)
+    found = index.search(torch.as_tensor(embedder.encode_queries(texts, reasoning=False)), gold, k=k)
     documents = data.documents
     return feedback_texts(embedder, texts, [[documents[row] for row in top] for top in found.top_rows])
 
@@ -63,9 +63,10 @@ def feedback_query_texts(embedder: ReasoningEmbedder, index: LazyIndex, data: Re
 
 def training_data(config: SFTConfig | RLConfig) -> RetrievalDataset:
     """The training queries and the mining corpus (a sub-corpus that keeps every relevant document); with several
-    datasets, their mixture (`sr3_env.load_mixture`: each one's share of the queries and of the corpus by its weight)."""
+    datasets, their mixture (`sr3_env.load_mixture`: each one's share of the queries and of the corpus by its weight).
+    A dev split carved off train (``dev_fraction``) is left out."""
     return load_mixture(config.dataset, split=config.split, num_queries=config.num_queries,
-                        num_docs=config.corpus_docs, seed=config.seed)
+                        num_docs=config.corpus_docs, seed=config.seed, dev_fraction=config.dev_fraction)
 
 
 def add_lora(model: Any, config: SFTConfig | RLConfig, trainable_tokens: list[int] | None = None) -> Any:

@@ -141,7 +141,7 @@ def pick_reasonings(embedder: ReasoningEmbedder, texts: Sequence[str], gold: Seq
     if rule != "all" and usable:
         vectors = reasoning_embeddings(embedder, [texts[i // samples] for i in usable],
                                        [generated[i][:cuts[i]] for i in usable])
-        direct_vectors = torch.as_tensor(embedder.encode_queries(list(texts)), device=vectors.device)
+        direct_vectors = torch.as_tensor(embedder.encode_queries(list(texts), reasoning=False), device=vectors.device)
         found = search(torch.cat([vectors, direct_vectors]), [gold[i // samples] for i in usable] + list(gold))
         ranks[usable] = found[:len(usable)]
         direct = np.asarray(found[len(usable):], dtype=np.float64)

@@ -9,8 +9,9 @@ Per iteration (`train_rl`, which reads top to bottom like cleanrl's ``ppo.py``):
    policy itself, so rows made before the last update are stale and only those the search touches
    are re-encoded (lazy refresh);
 5. group-relative advantages; a clipped policy-gradient loss on the reasoning tokens, a KL
-   penalty to the frozen starting model, and an auxiliary InfoNCE of the embeddings against the
-   document rows the index just re-encoded;
+   penalty to the frozen starting model, an auxiliary InfoNCE of the embeddings against the
+   document rows the index just re-encoded, and (``anchor_weight``) the anchor that holds the direct
+   embeddings of the step's queries and documents where the stage started;
 6. one optimiser step, after which the policy's ``version`` goes up.
 
 With ``auto``, not reasoning is one of each query's options: the policy may write the token at once,
@@ -39,13 +40,14 @@ from sr3_agent.config import RLConfig
 from sr3_agent.training.distributed import shard_rows, warn_if_uneven
 from sr3_agent.model.embedder import ReasoningEmbedder
 from sr3_agent.model.generation import Rollout, direct_choices, with_direct_option
-from sr3_agent.evaluation.evaluate import dense_run, ir_metrics
-from sr3_agent.evaluation.feedback import feedback_texts, refine_turns
+from sr3_agent.evaluation.feedback import feedback_texts
 from sr3_agent.training.harness import start_run
-from sr3_agent.training.losses import clipped_policy_loss, group_advantages, info_nce, kl_penalty_k3, token_logprobs
+from sr3_agent.training.losses import (anchor_loss, clipped_policy_loss, group_advantages, info_nce, kl_penalty_k3,
+                                      token_logprobs)
 from sr3_agent.training.runlock import holds_run_lock
 from sr3_agent.training.parts import batch_query_rows, false_negative_mask
-from sr3_env import RetrievalDataset, load_mixture
+from sr3_agent.training.selection import stage_ways
+from sr3_env import RetrievalDataset
 from sr3_env.refine_vector import RetrievalRefineVectorEnv
 from sr3_env.vector import RetrievalEmbedVectorEnv
 
@@ -188,36 +190,12 @@ def first_turn(policy: ReasoningEmbedder, env: RetrievalRefineVectorEnv, texts: 
     """Turn 1 of B two-turn episodes, each played by G environments: the direct embedding of each
     query (no gradient), stepped G times. Returns the turn's (B·G,) rewards and, per query, the text
     its turn-2 reasonings read: the query and the documents that embedding retrieved."""
-    vectors = policy.encode_queries(texts)  # (B, D)
+    vectors = policy.encode_queries(texts, reasoning=False)  # (B, D)
     observations, rewards, *_ = env.step(np.repeat(vectors, group_size, axis=0))
     return np.asarray(rewards, dtype=np.float64), feedback_texts(policy, texts, observations["documents"][::group_size])
 
 
-def heldout_ndcg(policy: ReasoningEmbedder, dataset: RetrievalDataset, config: RLConfig) -> float:
-    """nDCG@10 of the policy with reasoning (greedy) on a held-out set, on its last turn with
-    ``config.turns`` > 1; documents re-encoded now."""
-    docs = policy.encode_documents(dataset.documents)
-    if config.turns > 1:
-        turns = refine_turns(policy, dataset, docs, policy.encode_queries(dataset.query_texts), turns=config.turns,
-                             feedback_k=config.feedback_k, max_new_tokens=config.reasoning_tokens)
-        queries = turns[-1].vectors
-    else:
-        queries = policy.encode_queries(dataset.query_texts, reasoning=True, max_new_tokens=config.reasoning_tokens)
-    return ir_metrics(dense_run(dataset, queries, docs, k=100), dataset.qrels)["ndcg@10"]
-
-
 # -- the loop -------------------------------------------------------------------------------------
-
-def heldout_set(config: RLConfig, given: RetrievalDataset | None, is_main: bool) -> RetrievalDataset | None:
-    """The held-out queries of the evaluations during training (None: no evaluation): ``given``, or a
-    seeded subset of the test split (a mixture's test splits, mixed as in training); only the main process evaluates."""
-    if not (config.eval_every > 0 and is_main):
-        return None
-    if given is not None:
-        return given
-    return load_mixture(config.dataset, split="test", num_queries=config.eval_queries, num_docs=config.eval_docs,
-                        seed=config.seed)
-
 
 def step_scalars(shaped: torch.Tensor, rewards: np.ndarray, margins: torch.Tensor, first_rewards: Any,
                  ranks: np.ndarray, rollout: Rollout, total: torch.Tensor, losses: dict[str, torch.Tensor],
@@ -237,14 +215,32 @@ def step_scalars(shaped: torch.Tensor, rewards: np.ndarray, margins: torch.Tenso
             **{f"time/{name}_s": b - a for name, a, b in zip(("generation", "encoding", "scoring", "update"), clock, clock[1:])}}
 
 
+def direct_anchor(policy: ReasoningEmbedder, reference: ReasoningEmbedder | None, texts: list[str],
+                  documents: list[str]) -> torch.Tensor:
+    """The anchor of the direct embedding (`anchor_loss`): this step's queries embedded directly and their positive
+    documents, by the policy (with gradients) against the starting model (the frozen copy, or the policy with its
+    LoRA adapters disabled)."""
+    batches = [policy.direct_batch(texts, policy.prompts.query), policy.direct_batch(documents, policy.prompts.document)]
+    current = torch.cat([policy.embed(*batch) for batch in batches])
+    with torch.no_grad():
+        if reference is not None:
+            start = torch.cat([reference.embed(*batch) for batch in batches])
+        else:
+            with policy.model.disable_adapter():
+                start = torch.cat([policy.embed(*batch) for batch in batches])
+    return anchor_loss(current, start)
+
+
 @holds_run_lock  # one run per output folder (sr3_agent.training.runlock)
 def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, dataset: RetrievalDataset | None = None,
-             heldout: RetrievalDataset | None = None, progress: bool = True) -> ReasoningEmbedder:
-    """Run RL as configured; returns the trained policy (also saved to ``output_dir/final``).
+             dev: RetrievalDataset | None = None, progress: bool = True) -> ReasoningEmbedder:
+    """Run RL as configured; returns the trained policy (also saved to ``output_dir/final``: the best step on the
+    dev split with ``eval_every``, else the last).
 
-    ``policy``, ``dataset`` and ``heldout`` override the configured model and data (tests use tiny ones).
+    ``policy``, ``dataset`` and ``dev`` override the configured model, data and dev split (tests use tiny ones).
     """
-    run = start_run(config, embedder=policy, dataset=dataset)
+    run = start_run(config, embedder=policy, dataset=dataset, dev=dev,
+                    ways=stage_ways(reasoning=True, auto=config.auto, turns=config.turns))
     policy, data, index, processes, reference = run.embedder, run.data, run.index, run.processes, run.reference
     B, G = min(config.queries_per_step, len(data.query_ids)), config.group_size
     warn_if_uneven(B, processes)
@@ -252,9 +248,6 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
     task = dict(num_envs=block * G, dataset=data, index=index, reward=config.reward, top_k=config.top_k)
     env = (RetrievalRefineVectorEnv(max_turns=2, feedback_k=config.feedback_k, **task) if config.turns == 2
            else RetrievalEmbedVectorEnv(**task))
-    heldout = heldout_set(config, heldout, processes.is_main)  # the main process alone evaluates
-    if heldout is not None and run.start == 0:  # the starting point of the curve
-        run.writer.add_scalar("eval/ndcg@10", heldout_ndcg(policy, heldout, config), 0)
 
     with graceful_interrupt() as stop:
         for step in run.steps("rl", progress):
@@ -302,20 +295,20 @@ def train_rl(config: RLConfig, *, policy: ReasoningEmbedder | None = None, datas
             mask = rollout.reasoning_mask[:, 1:]
             losses = rl_losses(logprobs, ref_logprobs, advantages, mask, rollout.emitted, embeddings, positive_vectors,
                                negative_vectors, fn_mask.to(embeddings.device), config)
+            if config.anchor_weight > 0:  # the direct embedding held where the stage started
+                losses["anchor"] = direct_anchor(policy, reference, [data.query_texts[r] for r in rows],
+                                                  [data.documents[r] for r in positives])
             total = (losses["policy"] + config.kl_weight * losses.get("kl", 0) + config.aux_weight * losses.get("aux", 0)
-                     + config.token_lm_weight * losses.get("token", 0))
+                     + config.token_lm_weight * losses.get("token", 0) + config.anchor_weight * losses.get("anchor", 0))
 
             # 6. one optimiser step (DDP averages the gradients): the policy's version goes up, the index's rows go stale
             run.update(total, losses, step + 1)
             clock.append(time.perf_counter())
             done = step + 1
 
-            # 7. held-out evaluation, logs, checkpoints
+            # 7. logs, the dev evaluation when due, checkpoints
             ranks = np.asarray(final["rank"], dtype=np.float64)
             run.bar.set_postfix(reward=f"{shaped.mean():.3f}", rank=f"{ranks.mean():.1f}")
-            if heldout is not None and (done % config.eval_every == 0 or done == config.steps):
-                policy.model.eval()
-                run.writer.add_scalar("eval/ndcg@10", heldout_ndcg(policy, heldout, config), done)
             scalars = lambda: step_scalars(shaped, rewards, margins, first_rewards, ranks, rollout, total, losses,  # noqa: E731
                                            final, clock, config)
             if run.end_step(done, scalars, stop):

@@ -28,9 +28,10 @@ from sr3_agent.config import SFTConfig
 from sr3_agent.training.distributed import Processes, process_entropy, shard_rows, warn_if_uneven
 from sr3_agent.model.embedder import ReasoningEmbedder
 from sr3_agent.training.harness import start_run
-from sr3_agent.training.losses import info_nce, kl_to_reference, lm_loss, triplet_margin
+from sr3_agent.training.losses import anchor_loss, info_nce, kl_to_reference, lm_loss, triplet_margin
 from sr3_agent.training.rejection import Picked, pick_reasonings
 from sr3_agent.training.runlock import holds_run_lock
+from sr3_agent.training.selection import stage_ways
 from sr3_agent.training.parts import batch_query_rows, best_ranks, false_negative_mask, feedback_query_texts
 from sr3_env import RetrievalDataset
 
@@ -202,14 +203,31 @@ def reference_logits(embedder: ReasoningEmbedder, reference: ReasoningEmbedder |
         return embedder.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).logits
 
 
+@torch.no_grad()
+def reference_embeddings(embedder: ReasoningEmbedder, reference: ReasoningEmbedder | None,
+                         sequences: list[list[int]], instructions: list[str]) -> torch.Tensor:
+    """(N, D) the starting model's embeddings of token sequences that end with the token: the frozen copy
+    ``reference``, or the policy with its LoRA adapters disabled. Computed whole (no shared-prefix cache, which
+    holds the policy's own keys and values)."""
+    if reference is not None:
+        return training_embeddings(reference, sequences, instructions, whole=True)[0]
+    with embedder.model.disable_adapter():
+        return training_embeddings(embedder, sequences, instructions, whole=True)[0]
+
+
 @holds_run_lock  # one run per output folder (sr3_agent.training.runlock)
 def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
-              dataset: RetrievalDataset | None = None, progress: bool = True) -> ReasoningEmbedder:
-    """Run SFT as configured; returns the trained embedder (also saved to ``output_dir/final``).
+              dataset: RetrievalDataset | None = None, dev: RetrievalDataset | None = None,
+              progress: bool = True) -> ReasoningEmbedder:
+    """Run SFT as configured; returns the trained embedder (also saved to ``output_dir/final``: the best step on
+    the dev split with ``eval_every``, else the last).
 
-    ``embedder`` and ``dataset`` override ``config.model`` and the configured data (tests pass a tiny model).
+    ``embedder``, ``dataset`` and ``dev`` override ``config.model``, the configured data and its dev split (tests
+    pass a tiny model).
     """
-    run = start_run(config, embedder=embedder, dataset=dataset, head_in_loss=config.lm_weight > 0 or config.kl_weight > 0)
+    run = start_run(config, embedder=embedder, dataset=dataset, dev=dev,
+                    ways=stage_ways(reasoning=config.reasoning_fraction > 0),
+                    head_in_loss=config.lm_weight > 0 or config.kl_weight > 0)
     embedder, data, index, processes = run.embedder, run.data, run.index, run.processes
     gold = [data.relevant_rows(q)[0] for q in data.query_ids]
     embedder.model.train()
@@ -268,13 +286,18 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
                                                    margin=config.margin)
             if config.lm_weight > 0:
                 losses["lm"] = 0.5 * (q_lm + d_lm)
+            if config.anchor_weight > 0:  # the direct embeddings held where the stage started
+                direct = [i for i, r in enumerate(reasonings) if r is None]
+                losses["anchor"] = anchor_loss(torch.cat([queries[direct], documents]), reference_embeddings(
+                    embedder, run.reference, [q_sequences[i] for i in direct] + d_sequences,
+                    [q_instructions[i] for i in direct] + [embedder.prompts.document] * len(d_sequences)))
             if config.kl_weight > 0:  # every query position: computed whole
                 q_hidden, q_ids, q_mask = q_whole
                 head = embedder.model.get_output_embeddings()
                 losses["kl"] = kl_to_reference(head(q_hidden), reference_logits(embedder, run.reference, q_ids, q_mask),
                                                q_mask.bool())
             weights = {"info_nce": config.infonce_weight, "triplet": config.triplet_weight, "lm": config.lm_weight,
-                       "kl": config.kl_weight}
+                       "kl": config.kl_weight, "anchor": config.anchor_weight}
             total = sum(weights[name] * value for name, value in losses.items())
             run.update(total, losses, step + 1)
 

@@ -2,12 +2,17 @@
 plot of the RL run.
 
     output_dir/
-      sft/            checkpoints, final/ (the SFT embedder), tensorboard/
+      sft/            checkpoints, final/ (the SFT embedder), selection.json, tensorboard/
       rs/             the same for the rejection-sampling stage (SFT on the model's best reasonings)
-      rl/             checkpoints, final/ (the SFT+RS+RL policy), tensorboard/
-      results.json    the table's rows: SFT+RS and SFT+RS+RL (each direct, with reasoning and fused), BM25, MiniLM
-      results.md      the same table, and how long each stage took
-      rl_curves.png   the RL run's reward, score margin and token rate over the steps
+      rl/             checkpoints, final/ (the SFT+RS+RL policy), selection.json, tensorboard/
+      results.json    the table's rows on the test split: SFT (direct), SFT+RS and SFT+RS+RL (each direct, with
+                      reasoning, fused and auto), BM25, MiniLM
+      results.md      the same table, the step each stage kept and why, the model and way to use, stage times
+      rl_curves.png   the RL run's reward, score margin, token rate and dev nDCG@10 over the steps
+
+Every stage is scored on the dev split at its start, every few steps and at its end; its final/ is the best of
+those checkpoints (`sr3_agent.training.selection`) and the next stage starts from it. The test split is read once,
+by the table.
 
 Each stage is a command (`train_sft` for sft and rs, `train_rl`, `run_eval`) with settings
 derived from `TrainConfig` by `stage_configs`. With ``--resume`` a finished stage is kept and an
@@ -30,7 +35,8 @@ from sr3_agent.evaluation.evaluate import markdown_table, paired_bootstrap, writ
 from sr3_agent.training.runlock import holds_run_lock
 
 #: TensorBoard tags of the RL run drawn in rl_curves.png (the held-out curve only when it was evaluated).
-CURVES = ("charts/reward_mean", "charts/margin_mean", "charts/embed_token_rate", "eval/ndcg@10")
+CURVES = ("charts/reward_mean", "charts/margin_mean", "charts/embed_token_rate", "dev/ndcg@10_direct",
+          "dev/ndcg@10_reasoning")
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +53,15 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
     out = Path(config.output_dir)
     shared = dict(dataset=config.dataset, num_queries=config.train_queries, corpus_docs=config.corpus_docs,
                   seed=config.seed, device=config.device, precision=config.precision, max_length=config.max_length,
-                  lora=config.lora, lora_rank=config.lora_rank, activation_checkpointing=config.activation_checkpointing)
+                  lora=config.lora, lora_rank=config.lora_rank, activation_checkpointing=config.activation_checkpointing,
+                  eval_queries=config.dev_queries, eval_docs=config.dev_docs, dev_fraction=config.dev_fraction,
+                  select_by=config.select_by)
     # without reasonings the LM loss would only teach the token right after a prompt, which the model would
     # then also write first under the reasoning prompt: it is left out
     sft = SFTConfig(model=config.model, steps=config.sft_steps, batch_size=config.sft_batch_size,
                     reasoning_fraction=config.sft_reasoning_fraction, reasoning_tokens=config.reasoning_tokens,
                     lm_weight=0.1 if config.sft_reasoning_fraction > 0 else 0.0,
-                    output_dir=str(out / "sft"), save_every=max(1, config.sft_steps // 2),
+                    output_dir=str(out / "sft"), save_every=max(1, config.sft_steps // 2), eval_every=config.sft_eval_every,
                     latent_tokens=config.latent_tokens, latent_fraction=config.latent_fraction, **shared)
     stages: list[tuple[str, SFTConfig | RLConfig]] = [("sft", sft)]
     if config.rs_steps:
@@ -61,16 +69,18 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
             model=str(out / "sft" / "final"), steps=config.rs_steps, batch_size=config.sft_batch_size,
             reasoning_fraction=0.5, reasoning_samples=config.rs_samples, keep="best", reasoning_temperature=0.5,
             lm_weight=0.5, learning_rate=2e-5, reasoning_tokens=config.reasoning_tokens, output_dir=str(out / "rs"),
-            save_every=max(1, config.rs_steps // 2), latent_tokens=config.latent_tokens,
+            save_every=max(1, config.rs_steps // 2), eval_every=config.rs_eval_every,
+            anchor_weight=config.anchor_weight, latent_tokens=config.latent_tokens,
             latent_fraction=config.latent_fraction, **shared)))
     before_rl = Path(stages[-1][1].output_dir) / "final"
     stages.append(("rl", RLConfig(
         model=str(before_rl), steps=config.rl_steps, queries_per_step=config.queries_per_step,
         group_size=config.group_size, reasoning_tokens=config.reasoning_tokens, eval_every=config.rl_eval_every,
-        eval_queries=config.rl_eval_queries, eval_docs=config.rl_eval_docs, output_dir=str(out / "rl"),
+        anchor_weight=config.anchor_weight, output_dir=str(out / "rl"),
         save_every=max(1, config.rl_steps // 2), auto=config.auto, **shared)))
     trained = "SFT+RS" if config.rs_steps else "SFT"
     models = {**({"base": Path(config.model or "")} if config.eval_base else {}),
+              **({"SFT": out / "sft" / "final"} if config.rs_steps else {}),
               trained: before_rl, f"{trained}+RL": out / "rl" / "final"}
     evaluation = EvalConfig(models=[str(path) for path in models.values()], base_model=config.model,
                             datasets=dataset_names(config.dataset), num_queries=config.eval_queries,
@@ -108,6 +118,48 @@ def recipe_note(config: TrainConfig) -> str:
             f"--output-dir {out / 'rs-feedback-rl'}\n"
             f"    sr3 eval --models {out / 'rs-feedback-rl' / 'final'} --datasets {names} --turns 2 "
             "--num-queries none --corpus-docs none\n")
+
+
+def test_rows(models: dict[str, Path], config: EvalConfig) -> list[dict[str, Any]]:
+    """The table's rows on the test split: the SFT model's direct embedding alone (the reference the later stages
+    must not fall below), then the other models in every way, beside the baselines."""
+    from dataclasses import replace
+
+    from sr3_agent.evaluation.eval_command import run_eval
+
+    first = {label: path for label, path in models.items() if label == "SFT"}
+    rest = {label: path for label, path in models.items() if label != "SFT"}
+    rows = []
+    if first:
+        sft_config = replace(config, models=[str(first["SFT"])], reasoning=False, auto=False, baselines=False)
+        rows += run_eval(sft_config, embedders=eval_embedders(first, sft_config))
+    return rows + run_eval(config, embedders=eval_embedders(rest, config))
+
+
+def selection_lines(models: dict[str, Path]) -> list[str]:
+    """For each trained model, the step its stage kept and its dev figure, from the selection it saved (pure
+    reading of the models' folders)."""
+    lines = []
+    for label, path in models.items():
+        settings = json.loads((Path(path) / CONFIG_FILE).read_text()) if (Path(path) / CONFIG_FILE).is_file() else {}
+        chosen = settings.get("selection")
+        if label != "base" and chosen:
+            low, high = chosen["dev_interval"]
+            lines.append(f"{label}: step {chosen['step']} of its stage; its best way on dev is {chosen['query_way']}, "
+                         f"nDCG@10 {chosen['dev_ndcg@10']:.3f} [{low:.3f}, {high:.3f}] ({chosen['dev_queries']} dev queries)")
+    return lines
+
+
+def use_line(models: dict[str, Path]) -> str:
+    """One line: the model and way to use (the last stage's final model, in the way it scored best on dev; each
+    stage's candidates include the model it started from, so this is the best the run made on dev)."""
+    label, path = list(models.items())[-1]
+    settings = json.loads((Path(path) / CONFIG_FILE).read_text()) if (Path(path) / CONFIG_FILE).is_file() else {}
+    chosen = settings.get("selection")
+    if not chosen:
+        return f"Use {path} (no dev evaluation ran: its way is not chosen; direct is the default)."
+    return (f"Use {path} with its {chosen['query_way']} query embedding (dev nDCG@10 {chosen['dev_ndcg@10']:.3f}, "
+            f"{chosen['dev_queries']} queries; recorded in the model, which sr3 serve and encode_queries follow).")
 
 
 def eval_embedders(models: dict[str, Path], config: EvalConfig) -> list[tuple[str, ReasoningEmbedder]]:
@@ -192,7 +244,6 @@ def plot_rl_curves(scalars: dict[str, list[tuple[int, float]]], path: Path) -> P
 @holds_run_lock  # one run per output folder; each stage also locks its own subfolder
 def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     """SFT, RL, evaluation; returns the table's rows, the stage timings and the output paths."""
-    from sr3_agent.evaluation.eval_command import run_eval
     from sr3_agent.training.rl import train_rl
     from sr3_agent.training.sft import train_sft
 
@@ -217,14 +268,21 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         if stage_state(folder) != "done":  # Ctrl-C: the stage saved a checkpoint and returned
             return {"interrupted": name, "seconds": seconds}
 
-    announce(f"[eval] {', '.join(models)}: each direct, with reasoning, fused and auto"
+    announce(f"[eval] on the test split: {', '.join(label for label in models if label != 'SFT')}: each direct, "
+             "with reasoning, fused and auto" + ("; SFT direct" if "SFT" in models else "")
              + (", beside BM25 and MiniLM" if config.baselines else ""))
     start = time.perf_counter()
-    rows = run_eval(eval_config, embedders=eval_embedders(models, eval_config))
+    rows = test_rows(models, eval_config)
     seconds["eval"] = time.perf_counter() - start
-    table = markdown_table(rows) + "\nPaired differences over the same queries:\n\n" + comparison_table(
-        rows, comparison_pairs([label for label in models if label != "base"], True, config.latent_tokens > 0)
-    ) + "\n" + recipe_note(config)
+    trained = [label for label in models if label != "base"]
+    kept = selection_lines(models)
+    table = (markdown_table(rows) + "\nPaired differences over the same queries:\n\n"
+             + comparison_table(rows, comparison_pairs(trained, True, config.latent_tokens > 0)
+                                + [(f"{trained[0]} (direct)", f"{trained[-1]} ({way})") for way in
+                                   ("direct", "reasoning", "fused", "auto")] * (len(trained) > 2))
+             + "\nCheckpoints kept (each stage's best on the dev split, which the next stage starts from):\n\n"
+             + "\n".join(f"- {line}" for line in kept) + "\n\n" + recipe_note(config) + "\n" + use_line(models) + "\n")
+    announce(use_line(models))
     write_results(rows, eval_config.output)
     timing = ", ".join(f"{name} {value / 60:.1f} min" for name, value in seconds.items())
     (out / "results.md").write_text(f"{table}\n\nStage times: {timing}.\n")
