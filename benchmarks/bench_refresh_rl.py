@@ -5,7 +5,7 @@ settings, and reads the run's TensorBoard log back:
 
 - rows re-encoded per step (``index/rows_reencoded``), as a share of the index, and its stale fraction;
 - wall time per step, and the part of it spent scoring (where the re-encoding happens);
-- held-out nDCG@10 with reasoning at the start and after the last step.
+- dev nDCG@10 with reasoning at the start and after the last step.
 
 Usage (about 20 min on 2 CPU cores with the defaults; run ``sr3 sft`` first):
     python benchmarks/bench_refresh_rl.py --model runs/sft/final
@@ -29,7 +29,7 @@ from sr3_agent.training.train_command import read_scalars, stage_state
 from sr3_agent.training.parts import training_data
 
 TAGS = ("index/rows_reencoded", "index/stale_fraction", "time/generation_s", "time/encoding_s", "time/scoring_s",
-        "time/update_s", "eval/ndcg@10")
+        "time/update_s", "dev/ndcg@10_reasoning")
 
 
 def summarise(policy: str, scalars: dict[str, list[tuple[int, float]]], corpus: int, seconds: float | None) -> dict:
@@ -37,7 +37,7 @@ def summarise(policy: str, scalars: dict[str, list[tuple[int, float]]], corpus: 
     encoded by the starting model, so nothing is stale yet under any policy."""
     mean = lambda tag: float(np.mean([v for step, v in scalars[tag] if step > 1]))  # noqa: E731
     step_s = sum(mean(f"time/{part}_s") for part in ("generation", "encoding", "scoring", "update"))
-    curve = scalars["eval/ndcg@10"]
+    curve = scalars["dev/ndcg@10_reasoning"]
     return {"policy": policy, "corpus_docs": corpus, "rows_reencoded_per_step": mean("index/rows_reencoded"),
             "share_of_corpus": mean("index/rows_reencoded") / corpus, "stale_fraction": mean("index/stale_fraction"),
             "scoring_s_per_step": mean("time/scoring_s"), "step_s": step_s, "ndcg@10_start": curve[0][1],

@@ -15,6 +15,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=20, help="SFT optimiser steps")
     parser.add_argument("--train-queries", type=int, default=320, help="training queries (wordnet-revdict train)")
+    parser.add_argument("--dev-queries", type=int, default=50, help="dev queries scored before and after SFT; the better "
+                        "of the two is kept (wordnet-revdict dev)")
     parser.add_argument("--eval-queries", type=int, default=100, help="held-out queries (wordnet-revdict test)")
     parser.add_argument("--eval-docs", type=int, default=1000, help="documents in the evaluation sub-corpus")
     parser.add_argument("--output-dir", default="runs/example-sft")
@@ -29,8 +31,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     base = ReasoningEmbedder.from_pretrained()
     tuned = train_sft(SFTConfig(steps=args.steps, num_queries=args.train_queries, corpus_docs=args.train_queries,
-                                batch_size=min(16, args.train_queries), save_every=args.steps,
-                                output_dir=args.output_dir), embedder=embedder)
+                                batch_size=min(16, args.train_queries), save_every=args.steps, eval_every=args.steps,
+                                eval_queries=args.dev_queries, eval_docs=args.eval_docs, output_dir=args.output_dir),
+                      embedder=embedder)
+    print("SFT", tuned.selection and f"kept step {tuned.selection['step']} of {args.steps} on the dev split")
     config = EvalConfig(datasets=["wordnet-revdict"], num_queries=args.eval_queries, corpus_docs=args.eval_docs,
                         reasoning_tokens=16, baselines=False, output=f"{args.output_dir}/results.json")
     rows = run_eval(config, embedders=[("base", base), (f"SFT {args.steps} steps", tuned)])

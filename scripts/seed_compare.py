@@ -1,7 +1,7 @@
 """Paired differences between the ways of embedding of run folders KIND-SEED (`sr3 eval` files OUT/DATASET-SEED.json
 whose models are OUT/KIND-SEED/...; with several folders, their files of a seed are read as one), per seed and pooled over the seeds (each query's nDCG@10 averaged over the
 seeds, then a 95% paired bootstrap over the queries). Each ``--pair BASE SYSTEM`` (KIND:WAY each) is one row per
-dataset: SYSTEM - BASE.
+dataset: SYSTEM - BASE. The way ``chosen`` is, per seed, the way the model folder records as chosen on its dev split.
 
     python scripts/seed_compare.py runs/latent --seeds 0 1 2 --datasets wordnet-revdict semanlink \
         --pair sft:direct latent:latent --pair latent:reasoning latent:latent
@@ -31,7 +31,15 @@ def rows_of(path: Path, seed: str) -> dict[tuple[str, str], dict[str, float]]:
         run = next((p for p in Path(label).parts if re.fullmatch(rf"[\w.]+-{seed}", p)), None)
         if run is not None and KEY in row:
             found[(run.rsplit("-", 1)[0], way.rstrip(")"))] = row[KEY]
+            if way.rstrip(")") == chosen_way(Path(label)):  # the way its training chose on dev, also as KIND:chosen
+                found[(run.rsplit("-", 1)[0], "chosen")] = row[KEY]
     return found
+
+
+def chosen_way(model: Path) -> str | None:
+    """The query way a model folder records as chosen on its dev split (`selection` in sr3_embedder.json), if any."""
+    settings = model / "sr3_embedder.json"
+    return (json.loads(settings.read_text()).get("selection") or {}).get("query_way") if settings.is_file() else None
 
 
 def scores_of(run: dict[tuple[str, str], dict[str, float]], side: tuple[str, str],

@@ -74,25 +74,34 @@ def train_command(config: TrainConfig) -> int:
     return 0
 
 
+def kept(embedder: object) -> str:
+    """What a stage's final model is, for its closing line: the step it kept on the dev split and its way."""
+    chosen = getattr(embedder, "selection", None)
+    if not chosen:
+        return " (the last step: no dev evaluation)"
+    return (f" (step {chosen['step']}, the best on the dev split: {chosen['query_way']} nDCG@10 "
+            f"{chosen['dev_ndcg@10']:.3f} on {chosen['dev_queries']} dev queries)")
+
+
 def sft_command(config: SFTConfig) -> int:
     from sr3_agent.training.sft import train_sft
 
-    train_sft(config)
+    trained = train_sft(config)
     if stopped("sft", config):
         return stop_exit_code()
     if is_main_process():
-        print(f"saved the trained embedder to {Path(config.output_dir) / 'final'}")
+        print(f"saved the trained embedder to {Path(config.output_dir) / 'final'}{kept(trained)}")
     return 0
 
 
 def rl_command(config: RLConfig) -> int:
     from sr3_agent.training.rl import train_rl
 
-    train_rl(config)
+    trained = train_rl(config)
     if stopped("rl", config):
         return stop_exit_code()
     if is_main_process():
-        print(f"saved the trained policy to {Path(config.output_dir) / 'final'}")
+        print(f"saved the trained policy to {Path(config.output_dir) / 'final'}{kept(trained)}")
     return 0
 
 

@@ -498,10 +498,10 @@ class TrainConfig:
     latent_fraction: float = 1.0
     """With --latent-tokens: share of the directly embedded training queries that go through the think tokens in
     SFT and rejection sampling (sr3 sft --latent-fraction); the rest train the plain direct layout. 1: all."""
-    sft_eval_every: int = 8
+    sft_eval_every: int = 12
     """SFT steps between evaluations on the dev split (sr3 sft --eval-every); each stage also scores its starting
     model and its last step and keeps the best as final/ (0: no evaluation, final/ is the last step)."""
-    rs_eval_every: int = 4
+    rs_eval_every: int = 8
     """Rejection-sampling steps between evaluations on the dev split (0: none)."""
     rl_eval_every: int = 10
     """RL steps between evaluations on the dev split (0: none)."""
@@ -514,6 +514,10 @@ class TrainConfig:
     select_by: str = "best"
     """The dev nDCG@10 that picks each stage's final/: direct, reasoning, fused, auto or best (the highest of the ways
     the stage evaluates). Each stage starts from the previous one's final/."""
+    rs_select_by: str = "reasoning"
+    """The dev nDCG@10 that picks the rejection-sampling stage's final/. That stage teaches the model to write a
+    reasoning and end it with the token, which RL needs, while the anchor holds its direct embedding: by default it
+    keeps its best reasoning checkpoint. The model the run tells you to use is the best of all stages' on dev."""
     anchor_weight: float = 1.0
     """Weight of the anchor that holds the direct embedding where the rejection-sampling and RL stages started
     (sr3 sft / rl --anchor-weight; 0: none)."""
@@ -550,8 +554,10 @@ class TrainConfig:
         _positive(self, "max_length", "lora_rank")
         _positive(self, "sft_steps", "sft_batch_size", "rl_steps", "queries_per_step", "reasoning_tokens")
         _at_least(self, 0, "sft_eval_every", "rs_eval_every", "rl_eval_every", "rs_steps", "latent_tokens", "anchor_weight")
-        if self.select_by not in SELECT_BY or (self.select_by == "auto" and not self.auto):
-            raise ConfigError(f"select_by must be one of {', '.join(SELECT_BY)} (auto only with --auto); got {self.select_by!r}.")
+        for name in ("select_by", "rs_select_by"):
+            if getattr(self, name) not in SELECT_BY or getattr(self, name) == "auto":
+                raise ConfigError(f"{name} must be one of {', '.join(w for w in SELECT_BY if w != 'auto')}; got "
+                                  f"{getattr(self, name)!r}.")
         if not 0 <= self.dev_fraction < 1:
             raise ConfigError(f"dev_fraction is a share of the train split's queries, in [0, 1); got {self.dev_fraction}.")
         _latent_fraction(self)

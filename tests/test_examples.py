@@ -27,11 +27,12 @@ def test_sb3_demo_runs_at_a_tiny_budget(capsys):
 
 def test_embed_and_finetune_runs_at_a_tiny_budget(tmp_path, capsys):
     rows = load("embed_and_finetune").main(["--steps", "1", "--train-queries", "16", "--eval-queries", "8",
-                                             "--eval-docs", "40", "--output-dir", str(tmp_path / "run")])
+                                             "--dev-queries", "4", "--eval-docs", "40", "--output-dir", str(tmp_path / "run")])
     assert [r["system"] for r in rows] == ["base (direct)", "base (reasoning)", "base (fused)", "SFT 1 steps (direct)",
                                           "SFT 1 steps (reasoning)", "SFT 1 steps (fused)"]
     assert (tmp_path / "run" / "final" / "config.json").is_file()
-    assert "| SFT 1 steps (direct) |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| SFT 1 steps (direct) |" in out and "on the dev split" in out
 
 
 def test_grpo_with_trl_runs_at_a_tiny_budget(tmp_path, capsys):

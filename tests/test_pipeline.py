@@ -30,8 +30,9 @@ def test_stage_configs_carry_the_shared_settings():
     assert list(models) == ["SFT", "SFT+RS", "SFT+RS+RL"]
     assert evaluation.models == ["out/sft/final", "out/rs/final", "out/rl/final"]
     # every stage evaluates on the same dev sample and selects by the same metric; RS and RL hold the direct embedding
-    assert {s.eval_queries for s in (sft, rs, rl)} == {config.dev_queries} and {s.select_by for s in (sft, rs, rl)} == {"best"}
-    assert (sft.eval_every, rs.eval_every, rl.eval_every) == (8, 4, 10)
+    assert {s.eval_queries for s in (sft, rs, rl)} == {config.dev_queries}
+    assert (sft.select_by, rs.select_by, rl.select_by) == ("best", "reasoning", "best")  # RS keeps its best reasoning
+    assert (sft.eval_every, rs.eval_every, rl.eval_every) == (12, 8, 10)
     assert sft.anchor_weight == 0 and rs.anchor_weight == rl.anchor_weight == config.anchor_weight > 0
     assert evaluation.datasets == ["semanlink"] and evaluation.reasoning and evaluation.reasoning_tokens == 12
     assert evaluation.seed == 0 and evaluation.output == "out/results.json"  # same test sample for every seed
@@ -155,8 +156,11 @@ def test_sr3_train_end_to_end_then_resume(tiny_embedder, tmp_path, capsys, monke
     results = (tmp_path / "run" / "results.md").read_text()
     assert "Stage times: sft" in results and "Checkpoints kept" in results and "SFT+RS+RL: step " in results
     assert "| SFT+RS+RL (fused) vs SFT (direct) |" in out  # the final model against the SFT model's direct embedding
-    kept = json.loads((tmp_path / "run" / "rl" / "final" / "sr3_embedder.json").read_text())["selection"]
-    assert f"with its {kept['query_way']} query embedding" in out.splitlines()[-2] + out  # the line that says what to use
+    chosen = json.loads((tmp_path / "run" / "selected.json").read_text())  # the best model and way of the run on dev
+    assert f"Use {chosen['model']} ({chosen['label']}) with its {chosen['query_way']} query embedding" in out
+    scores = [json.loads((tmp_path / "run" / stage / "final" / "sr3_embedder.json").read_text())["selection"]["dev_ndcg@10"]
+              for stage in ("sft", "rs", "rl")]
+    assert chosen["dev_ndcg@10"] == max(scores)
     for stage in ("sft", "rs", "rl"):  # each stage scored its start, every step and kept the best
         history = json.loads((tmp_path / "run" / stage / "selection.json").read_text())["history"]
         assert [h["step"] for h in history] == list(range(len(history))) and len(history) >= 2

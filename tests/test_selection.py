@@ -135,7 +135,7 @@ def test_sft_with_the_anchor_selects_on_dev_and_records_the_way(tiny_embedder, d
     best = max(history, key=lambda h: (max(h["ndcg"].values()), -h["step"]))
     assert trained.selection["step"] == best["step"] and trained.selection["query_way"] in ("direct", "reasoning", "fused")
     loaded = ReasoningEmbedder.from_pretrained(tmp_path / "sft" / "final", device="cpu")
-    assert loaded.selection == trained.selection and loaded.query_way == trained.selection["query_way"]
+    assert json.loads(json.dumps(trained.selection)) == loaded.selection and loaded.query_way == trained.selection["query_way"]
     texts = list(dev.query_texts[:2])
     way = loaded.query_way  # encode_queries' default is the recorded way
     expected = loaded.encode_queries(texts, reasoning=way != "direct", fused=way == "fused", max_new_tokens=8)
@@ -167,3 +167,31 @@ def test_no_training_stage_reads_a_test_split(tiny_embedder, tmp_path, monkeypat
     train_rl(RLConfig(queries_per_step=2, group_size=2, top_k=5, output_dir=str(tmp_path / "rl"), **shared),
              policy=copy.deepcopy(tiny_embedder), progress=False)
     assert "dev" in read and "train" in read and "test" not in read
+
+
+def test_the_next_stage_starts_from_the_scores_of_the_model_it_starts_from(tiny_embedder, dev, tmp_path, monkeypatch):
+    """A stage's starting model was scored by the stage that made it, on the same dev set: step 0 is not evaluated
+    again (it costs a generation pass per way), but it is a candidate with those scores."""
+    from sr3_agent.model.embedder import ReasoningEmbedder
+    from sr3_agent.training.sft import train_sft
+
+    train = load_dataset("python-docstrings", split="train").subset(num_queries=8, num_docs=30, seed=0)
+    settings = dict(steps=1, batch_size=4, reasoning_fraction=0.5, reasoning_tokens=4, eval_every=1, learning_rate=1e-3,
+                    num_queries=None, corpus_docs=None)
+    train_sft(SFTConfig(output_dir=str(tmp_path / "a"), **settings), embedder=tiny_embedder, dataset=train, dev=dev,
+              progress=False)
+    first = json.loads((tmp_path / "a" / "selection.json").read_text())
+    best = next(h for h in first["history"] if h["step"] == first["best_step"])
+    evaluated = []
+    monkeypatch.setattr(DevEvaluator, "__call__", lambda self, embedder, step: evaluated.append(step) or _scores(
+        step, direct=0.0, reasoning=0.0, fused=0.0))
+    start = ReasoningEmbedder.from_pretrained(tmp_path / "a" / "final", device="cpu")
+    train_sft(SFTConfig(output_dir=str(tmp_path / "b"), **settings), embedder=start, dataset=train, dev=dev, progress=False)
+    second = json.loads((tmp_path / "b" / "selection.json").read_text())
+    assert evaluated == [1]  # step 0 came from the first stage's record
+    assert second["history"][0]["ndcg"] == best["ndcg"] and second["best_step"] == 0  # 0.0 at step 1 does not beat it
+    other = load_dataset("python-docstrings", split="dev").subset(num_queries=5, num_docs=24, seed=1)
+    evaluated.clear()
+    train_sft(SFTConfig(output_dir=str(tmp_path / "c"), **settings), embedder=ReasoningEmbedder.from_pretrained(
+        tmp_path / "a" / "final", device="cpu"), dataset=train, dev=other, progress=False)
+    assert evaluated == [0, 1]  # another dev set: the starting model is scored again

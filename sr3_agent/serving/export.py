@@ -236,7 +236,7 @@ def run_export(config: "ExportConfig") -> dict[str, Any]:
     facts = CardFacts(name=directory.name, source=config.model, base_model=str(start_model or DEFAULT_MODEL),
                       dim=embedder.dim, max_length=embedder.max_length, prompts=prompts_of(embedder), results=rows,
                       results_source=results_path.name if results_path else None, own_labels=own, training=stages,
-                      licence=licence_notice(embedder.model.config))
+                      licence=licence_notice(embedder.model.config), selection=embedder.selection)
     if config.check_texts > 0:
         queries, documents = check_texts(config.check_dataset, config.check_texts)
         facts.check = {**compare_with_embedder(embedder, directory, queries, documents), "dataset": config.check_dataset}

@@ -38,6 +38,7 @@ class CardFacts:
     own_labels: tuple[str, ...] = ()  #: the rows of ``results`` that are this model
     training: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  #: (stage folder, settings)
     licence: str | None = None  #: what the base model's licence asks a shared derivative to say
+    selection: dict[str, Any] | None = None  #: how training chose the model on its dev split (its way to serve)
 
 
 def find_results(model_dir: Path) -> tuple[Path | None, tuple[str, ...]]:
@@ -115,6 +116,20 @@ def _settings(stages: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return lines
 
 
+def _way(selection: dict[str, Any] | None) -> list[str]:
+    """The card's sentence on the query way training chose on its dev split."""
+    if not selection:
+        return ["No stage selected this model on a dev split: its query way was not chosen (direct is the default)."]
+    way, (low, high) = selection["query_way"], selection["dev_interval"]
+    sentences = [f"Training chose the **{way}** query embedding on its dev split: nDCG@10 {selection['dev_ndcg@10']:.3f} "
+                 f"[{low:.3f}, {high:.3f}] on {selection['dev_queries']} dev queries (step {selection['step']} of its "
+                 "stage). sr3's `encode_queries` uses it by default."]
+    if way != "direct":
+        sentences.append("sentence-transformers cannot write a reasoning: `encode_query` here is the direct way; "
+                         "use sr3 (below) for the chosen one.")
+    return [" ".join(sentences)]
+
+
 def render(facts: CardFacts) -> str:
     """The model card as Markdown, with the YAML header the Hugging Face hub reads."""
     prompts = facts.prompts
@@ -149,6 +164,7 @@ def render(facts: CardFacts) -> str:
         f"| query with reasoning (sr3 only) | {prompts['reasoning']} |", "",
         f"Texts are cut to {facts.max_length} prompt tokens (template included).", "",
     ]
+    lines += ["## Way to serve", ""] + _way(facts.selection) + [""]
     lines += ["## Evaluation", ""]
     if facts.results:
         lines += [f"From `{facts.results_source}` (sr3's evaluation; this model's rows in bold where known):", ""]

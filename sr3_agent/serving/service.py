@@ -85,7 +85,9 @@ class EmbeddingService:
         return {"model": self.name, "dimension": self.dim, "max_length": int(embedder.max_length),
                 "precision": {"weights": weights, "compute": "bf16" if dtype is not None else weights},
                 "device": str(embedder.device), "corpus": corpus, "max_batch": self.batcher.max_batch,
-                "max_queue": self.batcher.max_queue, "version": __version__, "backend": "sr3"}
+                "max_queue": self.batcher.max_queue, "version": __version__, "backend": "sr3",
+                "query_way": embedder.query_way if hasattr(embedder, "query_way") else "direct",
+                "selection": getattr(embedder, "selection", None)}
 
     def start(self) -> None:
         self.batcher.start()
@@ -108,7 +110,7 @@ class EmbeddingService:
     def _direct(self, texts: list[str], input_type: str) -> list[Embedded]:
         embedder = self.embedder
         if input_type == "query":
-            vectors, instruction = embedder.encode_queries(texts), embedder.prompts.query
+            vectors, instruction = embedder.encode_queries(texts, reasoning=False), embedder.prompts.query
         else:
             vectors, instruction = embedder.encode_documents(texts), embedder.prompts.document
         counts = [len(ids) + 1 for ids in embedder.prompt_ids(texts, instruction)]  # + the embed token

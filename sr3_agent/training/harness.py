@@ -135,7 +135,9 @@ class Run:
         last step's), its way to serve recorded, and the model saved as ``output_dir/final``."""
         if self.selection is not None and self.selection.best is not None:
             logger.info("%s", self.selection.restore(self.embedder))
-            self.embedder.selection = self.selection.record()
+            self.embedder.selection = self.selection.record(self.evaluator.fingerprint if self.evaluator else None)
+        else:  # trained without a dev evaluation: what an earlier stage chose no longer describes this model
+            self.embedder.selection = None
         return finish(self.embedder, self.output_dir, self.writer, self.processes)
 
 
@@ -211,5 +213,10 @@ def start_run(config: Any, *, embedder: ReasoningEmbedder | None = None, dataset
                                      feedback_k=getattr(config, "feedback_k", 3))
         run.selection = Selection.load(output_dir, config.select_by)
         if start == 0:  # the starting model is a candidate: a stage that does not beat it hands it on
-            run.evaluate(0)
+            known = run.evaluator.known(embedder)  # scored by the stage that made it, on this dev set: not again
+            if known is None:
+                run.evaluate(0)
+            else:
+                write_scalars(writer, known.scalars(), 0)
+                run.selection.offer(known, embedder)
     return run

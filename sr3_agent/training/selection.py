@@ -106,6 +106,26 @@ class DevEvaluator:
         self.dataset, self.ways = dataset, tuple(ways)
         self.reasoning_tokens, self.feedback_k = reasoning_tokens, feedback_k
 
+    @property
+    def fingerprint(self) -> str:
+        """What makes two evaluations comparable: the dev queries, their corpus and the reasoning budget."""
+        import hashlib
+
+        digest = hashlib.sha256("\0".join([*self.dataset.query_ids, self.dataset.fingerprint(),
+                                            str(self.reasoning_tokens), str(self.feedback_k)]).encode())
+        return digest.hexdigest()[:16]
+
+    def known(self, embedder: ReasoningEmbedder) -> DevScores | None:
+        """The starting model's scores as step 0 without evaluating it again, where the stage that made it scored it
+        on this very dev set in every way this stage needs (`Selection.record` keeps them in the model); else None."""
+        saved = (embedder.selection or {}).get("scores")
+        if not saved or embedder.selection.get("dev_fingerprint") != self.fingerprint or not set(self.ways) <= set(saved["ndcg"]):
+            return None
+        scores = _scores({**saved, "step": 0})
+        scores.ndcg = {way: scores.ndcg[way] for way in self.ways}
+        scores.intervals = {way: scores.intervals[way] for way in self.ways}
+        return scores
+
     @torch.no_grad()
     def __call__(self, embedder: ReasoningEmbedder, step: int) -> DevScores:
         from sr3_agent.evaluation.eval_command import QueryPaths
@@ -198,6 +218,9 @@ class Selection:
         return self.reason()
 
     def reason(self) -> str:
+        """Which step the stage kept and why, in one sentence."""
+        if self.best is None:
+            return "no dev evaluation: final/ is the last step"
         best, name = self.best, self.select_by
         value = best.metric(name)
         metric = f"dev nDCG@10 ({best.best_way()})" if name == "best" else f"dev nDCG@10 ({name})"
@@ -205,14 +228,14 @@ class Selection:
                            if s is not best)
         return f"kept step {best.step}: best {metric} {value:.3f} of {len(self.history)} evaluations ({others})"
 
-    def record(self) -> dict[str, Any]:
-        """What the final model records of its selection: the way to serve and its dev figure."""
+    def record(self, fingerprint: str | None = None) -> dict[str, Any]:
+        """What the final model records of its selection: the way to serve and its dev figure, and its full scores
+        with the dev set's ``fingerprint`` (`DevEvaluator.known`: the next stage starts from them)."""
         best = self.best
-        way = best.best_way() if self.select_by == "best" else self.select_by
+        way = best.best_way()  # select_by picks the checkpoint; the way to serve is that checkpoint's best
         return {"query_way": way, "dev_ndcg@10": round(best.ndcg[way], 4),
                 "dev_interval": [round(v, 4) for v in best.intervals[way]], "dev_queries": best.queries,
-                "step": best.step, "select_by": self.select_by,
-                "dev_ndcg@10_by_way": {k: round(v, 4) for k, v in best.ndcg.items()}}
+                "step": best.step, "select_by": self.select_by, "scores": asdict(best), "dev_fingerprint": fingerprint}
 
     def _write(self) -> None:
         state = {"select_by": self.select_by, "best_step": self.best.step if self.best else None,

@@ -8,6 +8,7 @@ plot of the RL run.
       results.json    the table's rows on the test split: SFT (direct), SFT+RS and SFT+RS+RL (each direct, with
                       reasoning, fused and auto), BM25, MiniLM
       results.md      the same table, the step each stage kept and why, the model and way to use, stage times
+      selected.json   the model and way to use: the best the run made on the dev split
       rl_curves.png   the RL run's reward, score margin, token rate and dev nDCG@10 over the steps
 
 Every stage is scored on the dev split at its start, every few steps and at its end; its final/ is the best of
@@ -33,6 +34,7 @@ from sr3_agent.config import EvalConfig, RLConfig, SFTConfig, TrainConfig
 from sr3_agent.model.embedder import CONFIG_FILE, ReasoningEmbedder
 from sr3_agent.evaluation.evaluate import markdown_table, paired_bootstrap, write_results
 from sr3_agent.training.runlock import holds_run_lock
+from sr3_agent.training.selection import Selection
 
 #: TensorBoard tags of the RL run drawn in rl_curves.png (the held-out curve only when it was evaluated).
 CURVES = ("charts/reward_mean", "charts/margin_mean", "charts/embed_token_rate", "dev/ndcg@10_direct",
@@ -71,7 +73,7 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
             lm_weight=0.5, learning_rate=2e-5, reasoning_tokens=config.reasoning_tokens, output_dir=str(out / "rs"),
             save_every=max(1, config.rs_steps // 2), eval_every=config.rs_eval_every,
             anchor_weight=config.anchor_weight, latent_tokens=config.latent_tokens,
-            latent_fraction=config.latent_fraction, **shared)))
+            latent_fraction=config.latent_fraction, **{**shared, "select_by": config.rs_select_by})))
     before_rl = Path(stages[-1][1].output_dir) / "final"
     stages.append(("rl", RLConfig(
         model=str(before_rl), steps=config.rl_steps, queries_per_step=config.queries_per_step,
@@ -150,16 +152,29 @@ def selection_lines(models: dict[str, Path]) -> list[str]:
     return lines
 
 
+def chosen_model(models: dict[str, Path]) -> tuple[str, Path, dict[str, Any]] | None:
+    """(label, folder, its selection) of the trained model with the highest dev nDCG@10 in its best way (pure reading
+    of the models' folders; every stage of a run scores the same dev set, so the figures compare). Ties go to the
+    earlier stage; None where no stage recorded a selection."""
+    best = None
+    for label, path in models.items():
+        settings = json.loads((Path(path) / CONFIG_FILE).read_text()) if (Path(path) / CONFIG_FILE).is_file() else {}
+        chosen = settings.get("selection")
+        if label != "base" and chosen and (best is None or chosen["dev_ndcg@10"] > best[2]["dev_ndcg@10"]):
+            best = (label, Path(path), chosen)
+    return best
+
+
 def use_line(models: dict[str, Path]) -> str:
-    """One line: the model and way to use (the last stage's final model, in the way it scored best on dev; each
-    stage's candidates include the model it started from, so this is the best the run made on dev)."""
-    label, path = list(models.items())[-1]
-    settings = json.loads((Path(path) / CONFIG_FILE).read_text()) if (Path(path) / CONFIG_FILE).is_file() else {}
-    chosen = settings.get("selection")
-    if not chosen:
-        return f"Use {path} (no dev evaluation ran: its way is not chosen; direct is the default)."
-    return (f"Use {path} with its {chosen['query_way']} query embedding (dev nDCG@10 {chosen['dev_ndcg@10']:.3f}, "
-            f"{chosen['dev_queries']} queries; recorded in the model, which sr3 serve and encode_queries follow).")
+    """One line: the model and way to use, the best the run made on the dev split (`chosen_model`)."""
+    chosen = chosen_model(models)
+    if chosen is None:
+        return f"Use {list(models.values())[-1]} (no dev evaluation ran: no model or way was chosen; direct is the default)."
+    label, path, selection = chosen
+    low, high = selection["dev_interval"]
+    return (f"Use {path} ({label}) with its {selection['query_way']} query embedding: the best model and way of this "
+            f"run on the dev split, nDCG@10 {selection['dev_ndcg@10']:.3f} [{low:.3f}, {high:.3f}] on "
+            f"{selection['dev_queries']} dev queries (recorded in the model: encode_queries uses it by default).")
 
 
 def eval_embedders(models: dict[str, Path], config: EvalConfig) -> list[tuple[str, ReasoningEmbedder]]:
@@ -267,6 +282,7 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         seconds[name] = time.perf_counter() - start
         if stage_state(folder) != "done":  # Ctrl-C: the stage saved a checkpoint and returned
             return {"interrupted": name, "seconds": seconds}
+        announce(f"[{name}] {Selection.load(folder, stage_config.select_by).reason()}")
 
     announce(f"[eval] on the test split: {', '.join(label for label in models if label != 'SFT')}: each direct, "
              "with reasoning, fused and auto" + ("; SFT direct" if "SFT" in models else "")
@@ -283,6 +299,10 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
              + "\nCheckpoints kept (each stage's best on the dev split, which the next stage starts from):\n\n"
              + "\n".join(f"- {line}" for line in kept) + "\n\n" + recipe_note(config) + "\n" + use_line(models) + "\n")
     announce(use_line(models))
+    chosen = chosen_model(models)
+    if chosen is not None:
+        (out / "selected.json").write_text(json.dumps({"label": chosen[0], "model": str(chosen[1]), **chosen[2]},
+                                                      indent=2) + "\n")
     write_results(rows, eval_config.output)
     timing = ", ".join(f"{name} {value / 60:.1f} min" for name, value in seconds.items())
     (out / "results.md").write_text(f"{table}\n\nStage times: {timing}.\n")
