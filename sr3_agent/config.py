@@ -514,6 +514,9 @@ class TrainConfig:
     select_by: str = "best"
     """The dev nDCG@10 that picks each stage's final/: direct, reasoning, fused, auto or best (the highest of the ways
     the stage evaluates). Each stage starts from the previous one's final/."""
+    min_token_rate: float = 0.9
+    """Before RL: the share of the rejection-sampling model's greedy dev reasonings that must end with <|embed_token|>
+    (RL cannot learn a format the model never writes); below it sr3 train stops and says what to change (0: no check)."""
     rs_select_by: str = "reasoning"
     """The dev nDCG@10 that picks the rejection-sampling stage's final/. That stage teaches the model to write a
     reasoning and end it with the token, which RL needs, while the anchor holds its direct embedding: by default it
@@ -554,6 +557,8 @@ class TrainConfig:
         _positive(self, "max_length", "lora_rank")
         _positive(self, "sft_steps", "sft_batch_size", "rl_steps", "queries_per_step", "reasoning_tokens")
         _at_least(self, 0, "sft_eval_every", "rs_eval_every", "rl_eval_every", "rs_steps", "latent_tokens", "anchor_weight")
+        if not 0 <= self.min_token_rate <= 1:
+            raise ConfigError(f"min_token_rate is a share of the reasonings, in [0, 1]; got {self.min_token_rate}.")
         for name in ("select_by", "rs_select_by"):
             if getattr(self, name) not in SELECT_BY or getattr(self, name) == "auto":
                 raise ConfigError(f"{name} must be one of {', '.join(w for w in SELECT_BY if w != 'auto')}; got "

@@ -195,3 +195,19 @@ def test_the_next_stage_starts_from_the_scores_of_the_model_it_starts_from(tiny_
     train_sft(SFTConfig(output_dir=str(tmp_path / "c"), **settings), embedder=ReasoningEmbedder.from_pretrained(
         tmp_path / "a" / "final", device="cpu"), dataset=train, dev=other, progress=False)
     assert evaluated == [0, 1]  # another dev set: the starting model is scored again
+
+
+def test_rl_does_not_start_from_a_model_that_never_writes_the_token(tmp_path):
+    from sr3_agent.training.train_command import FormatNotLearned, check_format
+
+    def model(rate):
+        folder = tmp_path / f"rate-{rate}" / "final"
+        folder.mkdir(parents=True)
+        (folder / "sr3_embedder.json").write_text(json.dumps({"selection": {"scores": {"embed_token_rate": rate}}}))
+        return folder
+
+    check_format(model(0.96), 0.9)
+    check_format(model(0.0), 0.0)  # --min-token-rate 0: no check
+    check_format(tmp_path, 0.9)  # nothing recorded: nothing to check
+    with pytest.raises(FormatNotLearned, match=r"only 0% .*--rs-steps 16"):
+        check_format(model(0.0), 0.9)

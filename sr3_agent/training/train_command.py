@@ -34,6 +34,7 @@ from sr3_agent.config import EvalConfig, RLConfig, SFTConfig, TrainConfig
 from sr3_agent.model.embedder import CONFIG_FILE, ReasoningEmbedder
 from sr3_agent.evaluation.evaluate import markdown_table, paired_bootstrap, write_results
 from sr3_agent.training.runlock import holds_run_lock
+from sr3_env.errors import Sr3Error
 from sr3_agent.training.selection import Selection
 
 #: TensorBoard tags of the RL run drawn in rl_curves.png (the held-out curve only when it was evaluated).
@@ -92,6 +93,24 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
                             output=str(out / "results.json"), device=config.device,
                             precision=config.precision, max_length=config.max_length)
     return stages, evaluation, models
+
+
+class FormatNotLearned(Sr3Error):
+    """Before RL, the model ends too few of its own reasonings with <|embed_token|>."""
+
+
+def check_format(model: Path, minimum: float) -> None:
+    """Raise `FormatNotLearned` when the model's recorded greedy dev token rate (from its stage's selection) is below
+    ``minimum``; nothing to check where no rate was recorded."""
+    settings = json.loads((model / CONFIG_FILE).read_text()) if (model / CONFIG_FILE).is_file() else {}
+    rate = ((settings.get("selection") or {}).get("scores") or {}).get("embed_token_rate")
+    if rate is None or rate >= minimum:
+        return
+    raise FormatNotLearned(
+        f"After rejection sampling the model ends only {rate:.0%} of its greedy dev reasonings with <|embed_token|> "
+        f"(RL needs at least {minimum:.0%}: it cannot reward a format the model never writes). Continue this run with "
+        "more rejection-sampling steps or samples (--rs-steps 16 --rs-samples 8, then --resume after removing "
+        f"{model.parent}), or start from an instruction-tuned model; --min-token-rate 0 skips this check.")
 
 
 def dataset_names(dataset: str | list[str]) -> list[str]:
@@ -283,6 +302,8 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         if stage_state(folder) != "done":  # Ctrl-C: the stage saved a checkpoint and returned
             return {"interrupted": name, "seconds": seconds}
         announce(f"[{name}] {Selection.load(folder, stage_config.select_by).reason()}")
+        if name == "rs":
+            check_format(folder / "final", config.min_token_rate)
 
     announce(f"[eval] on the test split: {', '.join(label for label in models if label != 'SFT')}: each direct, "
              "with reasoning, fused and auto" + ("; SFT direct" if "SFT" in models else "")
