@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     table = []
     for dataset in args.datasets:
         paths = [[folder / f"{dataset}-{seed}.json" for folder in args.out] for seed in args.seeds]
-        runs = [{key: value for path in group for key, value in rows_of(path, seed).items()}
+        runs = [{key: value for path in group if path.is_file() for key, value in rows_of(path, seed).items()}
                 for group, seed in zip(paths, args.seeds)]
         for base, system in args.pair:
             a, b = ([scores_of(run, side, files) for run, files in zip(runs, paths)] for side in (base, system))

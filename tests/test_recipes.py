@@ -99,7 +99,7 @@ def test_the_paper_recipe_runs_two_steps_on_cpu(tiny_qwen, tmp_path, capsys, mon
             "--queries-per-step", "2", "--no-baselines", "--output-dir", str(out)]
     assert main(argv) == 0
     rows = json.loads((out / "results.json").read_text())
-    assert [r["system"] for r in rows][:3] == ["SFT+RS (direct)", "SFT+RS (reasoning)", "SFT+RS (fused)"]
+    assert [r["system"] for r in rows][:4] == ["SFT (direct)", "SFT+RS (direct)", "SFT+RS (reasoning)", "SFT+RS (fused)"]
     for stage in ("sft", "rs", "rl"):  # every stage ran the recipe's settings
         saved = json.loads((out / stage / "config.json").read_text())
         assert (saved["lora"], saved["lora_rank"], saved["activation_checkpointing"]) == (True, 64, True)
