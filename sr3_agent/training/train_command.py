@@ -102,8 +102,7 @@ class FormatNotLearned(Sr3Error):
 def check_format(model: Path, minimum: float) -> None:
     """Raise `FormatNotLearned` when the model's recorded greedy dev token rate (from its stage's selection) is below
     ``minimum``; nothing to check where no rate was recorded."""
-    settings = json.loads((model / CONFIG_FILE).read_text()) if (model / CONFIG_FILE).is_file() else {}
-    rate = ((settings.get("selection") or {}).get("scores") or {}).get("embed_token_rate")
+    rate = ((recorded_selection(model) or {}).get("scores") or {}).get("embed_token_rate")
     if rate is None or rate >= minimum:
         return
     raise FormatNotLearned(
@@ -157,13 +156,18 @@ def test_rows(models: dict[str, Path], config: EvalConfig) -> list[dict[str, Any
     return rows + run_eval(config, embedders=eval_embedders(rest, config))
 
 
+def recorded_selection(model: Path) -> dict[str, Any] | None:
+    """The selection a model folder records (`selection` in its sr3_embedder.json), or None."""
+    settings = Path(model) / CONFIG_FILE
+    return json.loads(settings.read_text()).get("selection") if settings.is_file() else None
+
+
 def selection_lines(models: dict[str, Path]) -> list[str]:
     """For each trained model, the step its stage kept and its dev figure, from the selection it saved (pure
     reading of the models' folders)."""
     lines = []
     for label, path in models.items():
-        settings = json.loads((Path(path) / CONFIG_FILE).read_text()) if (Path(path) / CONFIG_FILE).is_file() else {}
-        chosen = settings.get("selection")
+        chosen = recorded_selection(path)
         if label != "base" and chosen:
             low, high = chosen["dev_interval"]
             lines.append(f"{label}: step {chosen['step']} of its stage; its best way on dev is {chosen['query_way']}, "
@@ -177,8 +181,7 @@ def chosen_model(models: dict[str, Path]) -> tuple[str, Path, dict[str, Any]] | 
     earlier stage; None where no stage recorded a selection."""
     best = None
     for label, path in models.items():
-        settings = json.loads((Path(path) / CONFIG_FILE).read_text()) if (Path(path) / CONFIG_FILE).is_file() else {}
-        chosen = settings.get("selection")
+        chosen = recorded_selection(path)
         if label != "base" and chosen and (best is None or chosen["dev_ndcg@10"] > best[2]["dev_ndcg@10"]):
             best = (label, Path(path), chosen)
     return best
