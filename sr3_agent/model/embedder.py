@@ -334,8 +334,8 @@ class ReasoningEmbedder:
         model's `latent_tokens` think tokens, then the token: one forward, nothing written.
         """
         if reasoning is None:
-            if latent or fused:
-                reasoning = False if latent else True
+            if latent or fused:  # explicit ways: as before the recorded way existed
+                reasoning = False
             else:
                 return self._encode_in_way(texts, max_new_tokens=max_new_tokens, temperature=temperature)
         if latent:
