@@ -134,6 +134,9 @@ class RunConfig:
     select_by: str = "best"
     """The dev nDCG@10 that picks final/: direct, reasoning, fused or auto (that way's), or best (the highest of the
     ways the stage evaluates; the final model records which way that was and serves it)."""
+    min_token_rate: float = 0.0
+    """With evaluations: a checkpoint whose greedy dev reasonings end with <|embed_token|> less often than this is
+    kept only when none does (the format a later RL stage needs). 0: every checkpoint by --select-by alone."""
     anchor_weight: float = 0.0
     """Weight of the anchor: 1 - cosine between the step's direct embeddings (queries embedded directly and
     documents) and the starting model's, so that training text does not move the direct embedding (0: none)."""
@@ -146,6 +149,8 @@ class RunConfig:
         for name in ("eval_queries", "eval_docs"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1 or none (all), got {getattr(self, name)}.")
+        if not 0 <= self.min_token_rate <= 1:
+            raise ConfigError(f"min_token_rate is a share of the reasonings, in [0, 1]; got {self.min_token_rate}.")
         if not 0 <= self.dev_fraction < 1:
             raise ConfigError(f"dev_fraction is a share of the train split's queries, in [0, 1) (0.05 is usual); got "
                               f"{self.dev_fraction}.")
@@ -516,7 +521,12 @@ class TrainConfig:
     the stage evaluates). Each stage starts from the previous one's final/."""
     min_token_rate: float = 0.9
     """Before RL: the share of the rejection-sampling model's greedy dev reasonings that must end with <|embed_token|>
-    (RL cannot learn a format the model never writes); below it sr3 train stops and says what to change (0: no check)."""
+    (RL cannot reward a format the model never writes). That stage keeps a checkpoint that does if it has one, runs
+    up to --format-rounds more rounds of --rs-steps while it has none, then stops and says what to change (0: none of
+    this)."""
+    format_rounds: int = 2
+    """Extra rounds of rejection sampling (each --rs-steps long) while its model ends fewer than --min-token-rate of its
+    dev reasonings with the token."""
     rs_select_by: str = "reasoning"
     """The dev nDCG@10 that picks the rejection-sampling stage's final/. That stage teaches the model to write a
     reasoning and end it with the token, which RL needs, while the anchor holds its direct embedding: by default it
@@ -556,7 +566,8 @@ class TrainConfig:
         _precision(self)
         _positive(self, "max_length", "lora_rank")
         _positive(self, "sft_steps", "sft_batch_size", "rl_steps", "queries_per_step", "reasoning_tokens")
-        _at_least(self, 0, "sft_eval_every", "rs_eval_every", "rl_eval_every", "rs_steps", "latent_tokens", "anchor_weight")
+        _at_least(self, 0, "sft_eval_every", "rs_eval_every", "rl_eval_every", "rs_steps", "latent_tokens", "anchor_weight",
+                  "format_rounds")
         if not 0 <= self.min_token_rate <= 1:
             raise ConfigError(f"min_token_rate is a share of the reasonings, in [0, 1]; got {self.min_token_rate}.")
         for name in ("select_by", "rs_select_by"):

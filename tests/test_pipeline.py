@@ -139,7 +139,7 @@ def test_sr3_train_end_to_end_then_resume(tiny_embedder, tmp_path, capsys, monke
             "--queries-per-step", "2", "--group-size", "2", "--reasoning-tokens", "4", "--sft-eval-every", "1",
             "--rs-eval-every", "1", "--rl-eval-every", "1", "--dev-fraction", "0.3", "--dev-queries", "none",
             "--dev-docs", "none", "--eval-queries", "none", "--eval-docs", "none",
-            "--output-dir", str(tmp_path / "run")]
+            "--min-token-rate", "0", "--output-dir", str(tmp_path / "run")]  # a random model writes no format
     assert main(argv) == 0
     out = capsys.readouterr().out
     rows = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -172,3 +172,24 @@ def test_sr3_train_end_to_end_then_resume(tiny_embedder, tmp_path, capsys, monke
     assert main(argv + ["--resume", "--no-baselines"]) == 0
     out = capsys.readouterr().out
     assert "[sft] kept the finished stage" in out and "[rl] kept the finished stage" in out
+
+
+def test_sr3_train_runs_format_rounds_then_says_what_to_change(tiny_embedder, tmp_path, capsys, monkeypatch):
+    """A model that never ends its reasonings with the token (the tiny random one, like a base model): the
+    rejection-sampling stage runs --format-rounds more rounds, then sr3 train stops before RL and says what to change."""
+    monkeypatch.setenv("SR3_CACHE_DIR", str(tmp_path / "cache"))
+    tiny_embedder.save_pretrained(tmp_path / "base")
+    data = write_beir(tmp_path / "beir", qrels={"train": TINY_QRELS, "test": TINY_QRELS})
+    argv = ["train", "--model", str(tmp_path / "base"), "--dataset", str(data), "--train-queries", "none",
+            "--corpus-docs", "none", "--sft-steps", "1", "--sft-batch-size", "2", "--rs-steps", "1", "--rl-steps", "1",
+            "--queries-per-step", "2", "--group-size", "2", "--reasoning-tokens", "4", "--sft-eval-every", "1",
+            "--rs-eval-every", "1", "--dev-fraction", "0.3", "--dev-queries", "none", "--dev-docs", "none",
+            "--format-rounds", "1", "--output-dir", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2
+    assert "1 more steps" in captured.out and "--rs-steps 16" in captured.err
+    history = json.loads((tmp_path / "run" / "rs" / "selection.json").read_text())["history"]
+    assert [h["step"] for h in history] == [0, 1, 2]  # one round of one more step, every checkpoint a candidate
+    assert not (tmp_path / "run" / "rl").exists()  # RL never started

@@ -96,7 +96,7 @@ def test_the_paper_recipe_runs_two_steps_on_cpu(tiny_qwen, tmp_path, capsys, mon
     out = tmp_path / "run"
     argv = ["train", "--config", "qwen2.5-1.5b", "--model", str(tiny_qwen), "--dataset", str(data), "--device", "cpu",
             "--corpus-docs", "none", "--sft-steps", "2", "--sft-batch-size", "2", "--rs-steps", "2", "--rl-steps", "2",
-            "--queries-per-step", "2", "--no-baselines", "--output-dir", str(out)]
+            "--queries-per-step", "2", "--no-baselines", "--min-token-rate", "0", "--output-dir", str(out)]
     assert main(argv) == 0
     rows = json.loads((out / "results.json").read_text())
     assert [r["system"] for r in rows][:4] == ["SFT (direct)", "SFT+RS (direct)", "SFT+RS (reasoning)", "SFT+RS (fused)"]

@@ -202,7 +202,7 @@ def test_rl_does_not_start_from_a_model_that_never_writes_the_token(tmp_path):
 
     def model(rate):
         folder = tmp_path / f"rate-{rate}" / "final"
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=True)
         (folder / "sr3_embedder.json").write_text(json.dumps({"selection": {"scores": {"embed_token_rate": rate}}}))
         return folder
 
@@ -211,3 +211,12 @@ def test_rl_does_not_start_from_a_model_that_never_writes_the_token(tmp_path):
     check_format(tmp_path, 0.9)  # nothing recorded: nothing to check
     with pytest.raises(FormatNotLearned, match=r"only 0% .*--rs-steps 16"):
         check_format(model(0.0), 0.9)
+
+
+def test_a_checkpoint_that_writes_the_format_comes_first(tiny_embedder, tmp_path):
+    selection = Selection(tmp_path, "reasoning", min_token_rate=0.9)
+    never = DevScores(0, {"reasoning": 0.45}, {"reasoning": (0.4, 0.5)}, 6, embed_token_rate=0.0)
+    writes = DevScores(8, {"reasoning": 0.43}, {"reasoning": (0.4, 0.5)}, 6, embed_token_rate=0.96)
+    assert selection.offer(never, tiny_embedder) and selection.offer(writes, tiny_embedder)
+    assert selection.best.step == 8 and "token rate 0.96" in selection.reason()
+    assert Selection(tmp_path, "reasoning").rank(never) > Selection(tmp_path, "reasoning").rank(writes)  # no minimum

@@ -211,7 +211,7 @@ def start_run(config: Any, *, embedder: ReasoningEmbedder | None = None, dataset
     if config.eval_every > 0 and processes.is_main and dev is not None:
         run.evaluator = DevEvaluator(dev, ways, reasoning_tokens=getattr(config, "reasoning_tokens", 48),
                                      feedback_k=getattr(config, "feedback_k", 3))
-        run.selection = Selection.load(output_dir, config.select_by)
+        run.selection = Selection.load(output_dir, config.select_by, config.min_token_rate)
         if start == 0:  # the starting model is a candidate: a stage that does not beat it hands it on
             known = run.evaluator.known(embedder)  # scored by the stage that made it, on this dev set: not again
             if known is None:

@@ -11,7 +11,8 @@ As sentence-transformers' ``InformationRetrievalEvaluator`` with the Trainer's `
 the mean over the dev queries); `Selection` keeps the trainable weights of the best step by a named metric
 (`sr3_agent.config.SELECT_BY`) in ``best.pt`` beside ``selection.json`` (every evaluation, the best step and why),
 so that a resumed run still knows them. Ties keep the earlier step: a stage that does not beat its starting model
-hands that model on unchanged. The test split is never read here: `dev_set` loads the dev split.
+hands that model on unchanged. With ``min_token_rate``, checkpoints whose dev reasonings end with the token that
+often come first (the rejection-sampling stage must hand RL a model that writes the format). The test split is never read here: `dev_set` loads the dev split.
 """
 
 from __future__ import annotations
@@ -174,14 +175,15 @@ class Selection:
 
     output_dir: Path
     select_by: str
+    min_token_rate: float = 0.0  #: a checkpoint whose dev reasonings end with the token less often wins only over such
     history: list[DevScores] = field(default_factory=list)
     best: DevScores | None = None
 
     @classmethod
-    def load(cls, output_dir: Path, select_by: str) -> "Selection":
+    def load(cls, output_dir: Path, select_by: str, min_token_rate: float = 0.0) -> "Selection":
         """The selection saved in ``output_dir`` by an earlier run of the stage, or a new one."""
         saved = Path(output_dir) / SELECTION_FILE
-        selection = cls(Path(output_dir), select_by)
+        selection = cls(Path(output_dir), select_by, min_token_rate)
         if saved.is_file():
             state = json.loads(saved.read_text())
             selection.history = [_scores(entry) for entry in state["history"]]
@@ -192,7 +194,7 @@ class Selection:
         """Record ``scores``; when they beat the best so far (strictly), keep the embedder's trainable weights as
         the best. Returns whether they did."""
         self.history = [s for s in self.history if s.step != scores.step] + [scores]
-        better = self.best is None or scores.metric(self.select_by) > self.best.metric(self.select_by)
+        better = self.best is None or self.rank(scores) > self.rank(self.best)
         if better:
             self.best = scores
             trainable = {name: p.detach().to("cpu", copy=True) for name, p in embedder.model.named_parameters()
@@ -201,6 +203,12 @@ class Selection:
         self._write()
         logger.info("%s%s", scores.line(), " (best so far)" if better else "")
         return better
+
+    def rank(self, scores: DevScores) -> tuple[bool, float]:
+        """The order of checkpoints: those whose greedy dev reasonings end with the token at least ``min_token_rate``
+        of the time (the format the next stage needs) first, then by the ``select_by`` metric."""
+        rate = scores.embed_token_rate
+        return (rate is None or rate >= self.min_token_rate, scores.metric(self.select_by))
 
     def restore(self, embedder: ReasoningEmbedder) -> str:
         """Load the best step's weights into ``embedder`` (nothing to do when it is the last one evaluated) and
@@ -226,7 +234,9 @@ class Selection:
         metric = f"dev nDCG@10 ({best.best_way()})" if name == "best" else f"dev nDCG@10 ({name})"
         others = ", ".join(f"step {s.step} {s.metric(name):.3f}" for s in sorted(self.history, key=lambda s: s.step)
                            if s is not best)
-        return f"kept step {best.step}: best {metric} {value:.3f} of {len(self.history)} evaluations ({others})"
+        rate = (f", token rate {best.embed_token_rate:.2f} (at least {self.min_token_rate:.2f} first)"
+                if self.min_token_rate > 0 and best.embed_token_rate is not None else "")
+        return f"kept step {best.step}: best {metric} {value:.3f}{rate} of {len(self.history)} evaluations ({others})"
 
     def record(self, fingerprint: str | None = None) -> dict[str, Any]:
         """What the final model records of its selection: the way to serve and its dev figure, and its full scores

@@ -73,7 +73,7 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
             reasoning_fraction=0.5, reasoning_samples=config.rs_samples, keep="best", reasoning_temperature=0.5,
             lm_weight=0.5, learning_rate=2e-5, reasoning_tokens=config.reasoning_tokens, output_dir=str(out / "rs"),
             save_every=max(1, config.rs_steps // 2), eval_every=config.rs_eval_every,
-            anchor_weight=config.anchor_weight, latent_tokens=config.latent_tokens,
+            anchor_weight=config.anchor_weight, latent_tokens=config.latent_tokens, min_token_rate=config.min_token_rate,
             latent_fraction=config.latent_fraction, **{**shared, "select_by": config.rs_select_by})))
     before_rl = Path(stages[-1][1].output_dir) / "final"
     stages.append(("rl", RLConfig(
@@ -110,6 +110,26 @@ def check_format(model: Path, minimum: float) -> None:
         f"(RL needs at least {minimum:.0%}: it cannot reward a format the model never writes). Continue this run with "
         "more rejection-sampling steps or samples (--rs-steps 16 --rs-samples 8, then --resume after removing "
         f"{model.parent}), or start from an instruction-tuned model; --min-token-rate 0 skips this check.")
+
+
+def format_rounds(stage_config: SFTConfig, config: TrainConfig, progress: bool) -> None:
+    """The bounded format stage: while the rejection-sampling model ends fewer than ``min_token_rate`` of its dev
+    reasonings with the token, continue that stage for ``rs_steps`` more steps (from its last checkpoint; every
+    checkpoint stays a candidate), at most ``format_rounds`` times."""
+    import shutil
+
+    from sr3_agent.training.sft import train_sft
+
+    folder = Path(stage_config.output_dir)
+    for _ in range(config.format_rounds):
+        rate = ((recorded_selection(folder / "final") or {}).get("scores") or {}).get("embed_token_rate")
+        if rate is None or rate >= config.min_token_rate:
+            return
+        announce(f"[rs] its model ends {rate:.0%} of its dev reasonings with <|embed_token|> (RL needs "
+                 f"{config.min_token_rate:.0%}): {config.rs_steps} more steps")
+        shutil.rmtree(folder / "final")
+        stage_config.steps, stage_config.resume = stage_config.steps + config.rs_steps, True
+        train_sft(stage_config, progress=progress)
 
 
 def dataset_names(dataset: str | list[str]) -> list[str]:
@@ -304,6 +324,8 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         seconds[name] = time.perf_counter() - start
         if stage_state(folder) != "done":  # Ctrl-C: the stage saved a checkpoint and returned
             return {"interrupted": name, "seconds": seconds}
+        if name == "rs":
+            format_rounds(stage_config, config, progress)
         announce(f"[{name}] {Selection.load(folder, stage_config.select_by).reason()}")
         if name == "rs":
             check_format(folder / "final", config.min_token_rate)
