@@ -130,16 +130,22 @@ def test_curves_are_read_back_and_plotted(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_sr3_train_end_to_end_then_resume(tiny_embedder, tmp_path, capsys, monkeypatch):
+def _tiny_train_argv(tiny_embedder, tmp_path, monkeypatch, *extra):
+    """`sr3 train` of the tiny model on a tiny BEIR folder (dev carved off train), every stage evaluated each step."""
     monkeypatch.setenv("SR3_CACHE_DIR", str(tmp_path / "cache"))
     tiny_embedder.save_pretrained(tmp_path / "base")
     data = write_beir(tmp_path / "beir", qrels={"train": TINY_QRELS, "test": TINY_QRELS})
-    argv = ["train", "--model", str(tmp_path / "base"), "--dataset", str(data), "--train-queries", "none",
-            "--corpus-docs", "none", "--sft-steps", "2", "--sft-batch-size", "2", "--rs-steps", "1", "--rl-steps", "2",
-            "--queries-per-step", "2", "--group-size", "2", "--reasoning-tokens", "4", "--sft-eval-every", "1",
-            "--rs-eval-every", "1", "--rl-eval-every", "1", "--dev-fraction", "0.3", "--dev-queries", "none",
-            "--dev-docs", "none", "--eval-queries", "none", "--eval-docs", "none",
-            "--min-token-rate", "0", "--output-dir", str(tmp_path / "run")]  # a random model writes no format
+    return ["train", "--model", str(tmp_path / "base"), "--dataset", str(data), "--train-queries", "none",
+            "--corpus-docs", "none", "--sft-batch-size", "2", "--rs-steps", "1", "--queries-per-step", "2",
+            "--group-size", "2", "--reasoning-tokens", "4", "--sft-eval-every", "1", "--rs-eval-every", "1",
+            "--dev-fraction", "0.3", "--dev-queries", "none", "--dev-docs", "none", *extra,
+            "--output-dir", str(tmp_path / "run")]
+
+
+def test_sr3_train_end_to_end_then_resume(tiny_embedder, tmp_path, capsys, monkeypatch):
+    argv = _tiny_train_argv(tiny_embedder, tmp_path, monkeypatch, "--sft-steps", "2", "--rl-steps", "2",
+                            "--rl-eval-every", "1", "--eval-queries", "none", "--eval-docs", "none",
+                            "--min-token-rate", "0")  # a random model writes no format
     assert main(argv) == 0
     out = capsys.readouterr().out
     rows = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -177,14 +183,8 @@ def test_sr3_train_end_to_end_then_resume(tiny_embedder, tmp_path, capsys, monke
 def test_sr3_train_runs_format_rounds_then_says_what_to_change(tiny_embedder, tmp_path, capsys, monkeypatch):
     """A model that never ends its reasonings with the token (the tiny random one, like a base model): the
     rejection-sampling stage runs --format-rounds more rounds, then sr3 train stops before RL and says what to change."""
-    monkeypatch.setenv("SR3_CACHE_DIR", str(tmp_path / "cache"))
-    tiny_embedder.save_pretrained(tmp_path / "base")
-    data = write_beir(tmp_path / "beir", qrels={"train": TINY_QRELS, "test": TINY_QRELS})
-    argv = ["train", "--model", str(tmp_path / "base"), "--dataset", str(data), "--train-queries", "none",
-            "--corpus-docs", "none", "--sft-steps", "1", "--sft-batch-size", "2", "--rs-steps", "1", "--rl-steps", "1",
-            "--queries-per-step", "2", "--group-size", "2", "--reasoning-tokens", "4", "--sft-eval-every", "1",
-            "--rs-eval-every", "1", "--dev-fraction", "0.3", "--dev-queries", "none", "--dev-docs", "none",
-            "--format-rounds", "1", "--output-dir", str(tmp_path / "run")]
+    argv = _tiny_train_argv(tiny_embedder, tmp_path, monkeypatch, "--sft-steps", "1", "--rl-steps", "1",
+                            "--format-rounds", "1")
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     captured = capsys.readouterr()

@@ -102,7 +102,7 @@ class FormatNotLearned(Sr3Error):
 def check_format(model: Path, minimum: float) -> None:
     """Raise `FormatNotLearned` when the model's recorded greedy dev token rate (from its stage's selection) is below
     ``minimum``; nothing to check where no rate was recorded."""
-    rate = ((recorded_selection(model) or {}).get("scores") or {}).get("embed_token_rate")
+    rate = recorded_token_rate(model)
     if rate is None or rate >= minimum:
         return
     raise FormatNotLearned(
@@ -122,7 +122,7 @@ def format_rounds(stage_config: SFTConfig, config: TrainConfig, progress: bool) 
 
     folder = Path(stage_config.output_dir)
     for _ in range(config.format_rounds):
-        rate = ((recorded_selection(folder / "final") or {}).get("scores") or {}).get("embed_token_rate")
+        rate = recorded_token_rate(folder / "final")
         if rate is None or rate >= config.min_token_rate:
             return
         announce(f"[rs] its model ends {rate:.0%} of its dev reasonings with <|embed_token|> (RL needs "
@@ -180,6 +180,11 @@ def recorded_selection(model: Path) -> dict[str, Any] | None:
     """The selection a model folder records (`selection` in its sr3_embedder.json), or None."""
     settings = Path(model) / CONFIG_FILE
     return json.loads(settings.read_text()).get("selection") if settings.is_file() else None
+
+
+def recorded_token_rate(model: Path) -> float | None:
+    """The greedy dev token rate of the step a model folder's stage kept, or None where none was recorded."""
+    return ((recorded_selection(model) or {}).get("scores") or {}).get("embed_token_rate")
 
 
 def selection_lines(models: dict[str, Path]) -> list[str]:
@@ -326,7 +331,7 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
             return {"interrupted": name, "seconds": seconds}
         if name == "rs":
             format_rounds(stage_config, config, progress)
-        announce(f"[{name}] {Selection.load(folder, stage_config.select_by).reason()}")
+        announce(f"[{name}] {Selection.load(folder, stage_config.select_by, stage_config.min_token_rate).reason()}")
         if name == "rs":
             check_format(folder / "final", config.min_token_rate)
 
