@@ -86,6 +86,13 @@ class DevScores:
         return out
 
 
+def rank(scores: DevScores, select_by: str, min_token_rate: float = 0.0) -> tuple[bool, float]:
+    """The order of checkpoints: those whose greedy dev reasonings end with the token at least ``min_token_rate`` of
+    the time (the format the next stage needs) first, then by the ``select_by`` metric."""
+    rate = scores.embed_token_rate
+    return (rate is None or rate >= min_token_rate, scores.metric(select_by))
+
+
 def stage_ways(*, reasoning: bool, auto: bool = False, turns: int = 1) -> tuple[str, ...]:
     """The ways a stage evaluates: direct always; with ``reasoning`` (the stage trains it) reasoning and fused, or
     the second turn with ``turns`` 2; auto with ``auto``."""
@@ -205,10 +212,8 @@ class Selection:
         return better
 
     def rank(self, scores: DevScores) -> tuple[bool, float]:
-        """The order of checkpoints: those whose greedy dev reasonings end with the token at least ``min_token_rate``
-        of the time (the format the next stage needs) first, then by the ``select_by`` metric."""
-        rate = scores.embed_token_rate
-        return (rate is None or rate >= self.min_token_rate, scores.metric(self.select_by))
+        """The order of checkpoints (`rank` with this selection's metric and minimum token rate)."""
+        return rank(scores, self.select_by, self.min_token_rate)
 
     def restore(self, embedder: ReasoningEmbedder) -> str:
         """Load the best step's weights into ``embedder`` (nothing to do when it is the last one evaluated) and
