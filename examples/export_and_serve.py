@@ -14,12 +14,9 @@ from openai import OpenAI
 from sentence_transformers import SentenceTransformer
 
 from sr3_agent import ReasoningEmbedder
-from sr3_agent.serving.export import compare_with_embedder, export_embedder
-from sr3_agent.serving.app import create_app
-from sr3_agent.serving.corpus import CorpusIndex
-from sr3_agent.serving.run import ServerThread
-from sr3_agent.serving.service import EmbeddingService
+from sr3_agent.serving import CorpusIndex, EmbeddingService, compare_with_embedder, create_app, export_embedder
 from sr3_env import load_dataset
+from sr3_env.serving import ServerThread
 
 
 def main(argv: list[str] | None = None) -> dict:

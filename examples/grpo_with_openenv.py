@@ -29,10 +29,9 @@ from pathlib import Path
 from trl import GRPOConfig, GRPOTrainer
 
 from sr3_agent import ReasoningEmbedder, RemoteRetrievalReward, grpo_dataset
-from sr3_agent.serving.export import export_embedder
+from sr3_agent.serving import export_embedder
 from sr3_env import load_dataset
-from sr3_env.serving.process import start_process, stop_process
-from sr3_env.serving.thread import free_port
+from sr3_env.serving import free_port, start_process, stop_process
 
 
 def start_server(embedder: ReasoningEmbedder, data, folder: Path) -> tuple[subprocess.Popen, str]:

@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 import sr3_env
-from sr3_env.wrappers import QueryEmbeddingObservation
+from sr3_env import QueryEmbeddingObservation
 
 
 def evaluate(env: gym.Env, policy: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:

@@ -40,6 +40,7 @@ from sr3_env.sharding import Shard, merge_top_k
 logger = logging.getLogger(__name__)
 
 REFRESH_POLICIES = ("lazy", "full", "periodic", "frozen")
+"""The values of ``refresh`` (see the module docstring): when stale rows are re-encoded."""
 CANDIDATE_SEARCH = ("torch", "faiss", "ivf")
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -127,8 +128,8 @@ class LazyIndex:
             inner-product search; faiss-gpu when installed) or ``"ivf"`` (approximate: FAISS IVF
             candidates, then exact re-scoring of them; for corpora too large to scan per step).
         ann_candidates: with ``"ivf"``, candidates per query (default: 10 * k).
-        ivf_lists, ivf_probe: with ``"ivf"``, IVF cells (default about sqrt(rows)) and cells
-            visited per query (default 16).
+        ivf_lists: with ``"ivf"``, IVF cells (default about sqrt(rows)).
+        ivf_probe: with ``"ivf"``, cells visited per query (default 16).
         process_group: a ``torch.distributed`` process group (or ``"world"``) to shard the rows
             over: each process holds and refreshes a contiguous block of rows, and `search` becomes
             collective (every process calls it, each with its own queries).

@@ -12,6 +12,8 @@ import math
 from collections.abc import Callable, Sequence
 
 RewardFn = Callable[[Sequence[int], Sequence[int], int], float]
+"""A reward: ``fn(ranks, relevance, n_docs) -> float`` (the 1-based ranks of a query's relevant documents,
+their qrels grades, the corpus size)."""
 
 
 def reciprocal_rank(ranks: Sequence[int], relevance: Sequence[int], n_docs: int) -> float:
@@ -49,8 +51,8 @@ _NAMED: dict[str, RewardFn] = {
 }
 _WITH_CUTOFF: dict[str, Callable[..., float]] = {"ndcg": ndcg_at_k, "recall": recall_at_k}
 
-#: The metrics reported in every step's ``info["metrics"]``.
 STANDARD_METRICS = ("reciprocal_rank", "ndcg@10", "recall@100", "log_rank")
+"""The metrics reported in every step's ``info["metrics"]``."""
 
 
 def reward_names() -> list[str]:

@@ -42,7 +42,9 @@ class EmbeddingService:
         embedder: a `ReasoningEmbedder`; only the batcher's worker thread uses it once serving starts.
         name: the model name clients send and see.
         index: the corpus for ``/retrieve`` (None: no corpus).
-        max_batch, max_wait, max_queue: the batcher's settings (``max_queue``: most texts waiting; None: no bound).
+        max_batch: the batcher's largest batch of texts.
+        max_wait: seconds the batcher waits for a batch to fill.
+        max_queue: most texts waiting (None: no bound).
     """
 
     def __init__(self, embedder: Any, name: str, *, index: CorpusIndex | None = None, max_batch: int = 32,

@@ -123,7 +123,10 @@ class RetrievalReward(CompletionEmbeddings):
     Args:
         embedder: wraps the model GRPOTrainer trains (pass ``embedder.model`` as the trainer's model).
         dataset: queries (their ids must be in the training dataset's ``query_id`` column) and corpus.
-        reward, top_k, refresh, refresh_budget: as in ``RetrievalEmbed-v0``.
+        reward: the reward, a name or a callable, as in ``RetrievalEmbed-v0``.
+        top_k: candidates per search, as in ``RetrievalEmbed-v0``.
+        refresh: the index's refresh policy, as in ``RetrievalEmbed-v0``.
+        refresh_budget: stalest rows re-encoded after every search, as in ``RetrievalEmbed-v0``.
         query_id_column: the dataset column holding each prompt's query id.
     """
 

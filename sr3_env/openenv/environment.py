@@ -28,6 +28,7 @@ from sr3_env.serving.batcher import MicroBatcher
 from sr3_env.serving.operations import ServerMetrics
 
 ENV_IDS = ("RetrievalEmbed-v0", "RetrievalRefine-v0")
+"""The environments the server can run (its ``--env``)."""
 
 
 def jsonable(value: Any) -> Any:
@@ -63,7 +64,9 @@ class EnvironmentHub:
 
     Args:
         env_id: ``RetrievalEmbed-v0`` or ``RetrievalRefine-v0``.
-        max_batch, max_wait, max_queue: the batcher's settings (``max_queue``: most steps waiting; None: no bound).
+        max_batch: the batcher's largest batch of steps.
+        max_wait: seconds the batcher waits for a batch to fill.
+        max_queue: most steps waiting (None: no bound).
         env_kwargs: the environment's arguments (``dataset``, ``encoder``, ``reward``, ``top_k``, ...).
     """
 
