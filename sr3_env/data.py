@@ -1,4 +1,5 @@
-"""Retrieval data in BEIR layout: bundled datasets, BEIR folders and Hugging Face datasets.
+"""Retrieval data in BEIR layout: bundled datasets, BEIR folders and Hugging Face datasets (objects, saved
+folders, or ``owner/name`` ids on the Hugging Face hub).
 
 A BEIR folder holds ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl`` (``_id``,
 ``text``) and ``qrels/<split>.tsv`` (``query-id``, ``corpus-id``, ``score``, with a header line);
@@ -15,6 +16,8 @@ import hashlib
 import io
 import json
 import logging
+import os
+import re
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +31,8 @@ from sr3_env.errors import DataError, DatasetNotFoundError, SplitNotFoundError, 
 
 logger = logging.getLogger(__name__)
 
-#: Datasets shipped inside the package (see ``sr3_env/datasets/README.md``).
 BUNDLED_DATASETS = ("semanlink", "wordnet-revdict", "python-docstrings")
+"""Datasets shipped inside the package, loaded by name (see ``sr3_env/datasets/README.md``)."""
 
 
 @dataclass(eq=False)
@@ -176,6 +179,9 @@ def load_dataset(name_or_path: str | Path | RetrievalDataset | Mapping[str, Any]
     Args:
         name_or_path: one of `BUNDLED_DATASETS`; a BEIR folder; a folder with ``corpus/``,
             ``queries/`` and ``qrels/`` saved by Hugging Face ``datasets`` (``save_to_disk``); a
+            Hugging Face hub id ``owner/name`` of a dataset in BEIR layout (``corpus`` and ``queries``
+            configs; qrels in a ``default`` or ``qrels`` config, or in ``owner/name-qrels`` as ``BeIR/*``
+            keeps them), read with ``datasets.load_dataset`` where the hub can be reached; a
             mapping with ``"corpus"``, ``"queries"`` and ``"qrels"`` (a ``DatasetDict`` keyed by
             split, or one dataset) of Hugging Face datasets or lists of dicts; or a loaded
             `RetrievalDataset` (returned as is).
@@ -201,6 +207,8 @@ def available_splits(name_or_path: str | Path | RetrievalDataset | Mapping[str, 
     if isinstance(name_or_path, Mapping):
         qrels = name_or_path.get("qrels")
         return sorted(qrels) if isinstance(qrels, Mapping) else []
+    if _is_hub_id(name_or_path):
+        return sorted(_hub_qrels(str(name_or_path), _hub_configs(str(name_or_path))))
     path = _resolve(name_or_path)
     if (path / "corpus").is_dir() and (path / "qrels").is_dir():  # a Hugging Face folder
         import datasets
@@ -240,6 +248,8 @@ def _load(name_or_path: str | Path | RetrievalDataset | Mapping[str, Any], split
         return name_or_path
     if isinstance(name_or_path, Mapping):
         return _from_hf_mapping(name_or_path, split, name="in-memory dataset")
+    if _is_hub_id(name_or_path):
+        return _from_hf_mapping(_hub_parts(str(name_or_path)), split, name=str(name_or_path))
     path = _resolve(name_or_path)
     if _find(path, "corpus.jsonl") is not None:
         return _from_beir_folder(path, split)
@@ -258,8 +268,9 @@ def _resolve(name_or_path: str | Path) -> Path:
         return path
     close = difflib.get_close_matches(name, BUNDLED_DATASETS, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise DatasetNotFoundError(f"No dataset {name!r}: it is neither a bundled dataset {list(BUNDLED_DATASETS)} nor a folder.{hint} "
-                               "Pass the path of a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).")
+    raise DatasetNotFoundError(f"No dataset {name!r}: it is neither a bundled dataset {list(BUNDLED_DATASETS)}, a folder, nor "
+                               f"a Hugging Face hub id (owner/name).{hint} Pass the path of a BEIR folder (corpus.jsonl, "
+                               "queries.jsonl, qrels/<split>.tsv).")
 
 
 def _find(folder: Path, filename: str) -> Path | None:
@@ -508,3 +519,81 @@ def _from_hf_folder(folder: Path, split: str) -> RetrievalDataset:
             raise DataError(f"{folder}: {part}/ is missing (a Hugging Face retrieval folder holds corpus/, queries/ and qrels/).")
         parts[part] = datasets.load_from_disk(str(folder / part))
     return _from_hf_mapping(parts, split, name=folder.name)
+
+
+# -- Hugging Face hub ids ---------------------------------------------------------------------------
+
+#: ``owner/name``, as the hub spells a dataset id (``BeIR/scifact``, ``mteb/scifact``).
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+
+
+def _is_hub_id(name_or_path: Any) -> bool:
+    """Whether ``name_or_path`` is read as a Hugging Face hub dataset id: a string ``owner/name`` that is
+    neither a bundled dataset nor an existing local path (a folder of that name wins)."""
+    if not isinstance(name_or_path, str) or not _HUB_ID.fullmatch(name_or_path):
+        return False
+    return name_or_path not in BUNDLED_DATASETS and not Path(name_or_path).expanduser().exists()
+
+
+def _hub_unreachable(hub_id: str, error: BaseException) -> DatasetNotFoundError:
+    offline = [name for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+               if os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")]
+    why = f"{' and '.join(offline)} {'is' if len(offline) == 1 else 'are'} set" if offline else "it did not answer"
+    return DatasetNotFoundError(
+        f"{hub_id!r} is read as a Hugging Face hub dataset id (there is no folder of that name here), but the hub "
+        f"cannot be reached ({why}; {type(error).__name__}: {error}). Pass a local folder instead: a BEIR folder "
+        "(corpus.jsonl, queries.jsonl, qrels/<split>.tsv), or the dataset's corpus, queries and qrels saved with "
+        "`save_to_disk` where the hub is reachable and copied here (docs/data.md, \"Hugging Face datasets\").")
+
+
+def _hub_configs(hub_id: str) -> list[str]:
+    import datasets
+
+    try:
+        return list(datasets.get_dataset_config_names(hub_id))
+    except ConnectionError as error:  # offline mode, or no network (datasets raises ConnectionError for both)
+        raise _hub_unreachable(hub_id, error) from error
+    except FileNotFoundError as error:  # datasets' DatasetNotFoundError: no such dataset, or a private one
+        raise DatasetNotFoundError(f"No dataset {hub_id!r}: not a folder here, and the Hugging Face hub has no "
+                                   f"dataset of that id that you can read ({error}).") from error
+
+
+def _hub_load(*args: Any) -> Any:
+    import datasets
+
+    try:
+        return datasets.load_dataset(*args)
+    except ConnectionError as error:
+        raise _hub_unreachable(args[0], error) from error
+
+
+def _hub_qrels(hub_id: str, configs: Sequence[str]) -> dict[str, Any]:
+    """The qrels of a hub dataset, keyed by split: its ``qrels`` or ``default`` config (as ``mteb/*`` holds
+    them), else the dataset ``<hub_id>-qrels`` (as ``BeIR/*`` does). A ``validation`` split is sr3's ``dev``."""
+    config = next((name for name in ("qrels", "default") if name in configs), None)
+    qrels = _hub_load(hub_id, config) if config else _hub_load(f"{hub_id}-qrels")
+    qrels = dict(qrels)  # a DatasetDict keyed by split
+    if "validation" in qrels and "dev" not in qrels:
+        qrels["dev"] = qrels.pop("validation")
+    return qrels
+
+
+def _hub_parts(hub_id: str) -> dict[str, Any]:
+    """``corpus``, ``queries`` and ``qrels`` (keyed by split) of a hub dataset in BEIR layout."""
+    configs = _hub_configs(hub_id)
+    missing = [name for name in ("corpus", "queries") if name not in configs]
+    if missing:
+        raise DataError(f"{hub_id}: the hub dataset has no {' or '.join(repr(m) for m in missing)} config (it has "
+                        f"{configs}); a retrieval dataset in BEIR layout has 'corpus' and 'queries' configs, as "
+                        "BeIR/* and mteb/* do. Otherwise write it as a BEIR folder (docs/data.md).")
+    parts = {}
+    for name in ("corpus", "queries"):
+        loaded = _hub_load(hub_id, name)
+        if isinstance(loaded, Mapping):  # a DatasetDict: BEIR layout keeps one split named like the config
+            if name not in loaded and len(loaded) != 1:
+                raise DataError(f"{hub_id}: its {name!r} config has the splits {sorted(loaded)}; expected one, "
+                                f"named {name!r}.")
+            loaded = loaded[name] if name in loaded else next(iter(loaded.values()))
+        parts[name] = loaded
+    parts["qrels"] = _hub_qrels(hub_id, configs)
+    return parts

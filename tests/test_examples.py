@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import re
+import runpy
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
 
 
 def load(name):
@@ -15,8 +21,84 @@ def load(name):
     return module
 
 
-def test_quickstart_runs():
-    assert 0.0 <= load("quickstart").main(encoder="hashing") <= 1.0
+def python_blocks(markdown: str) -> list[str]:
+    """The code of every ```python block of a Markdown text, in order."""
+    return [block.strip() for block in re.findall(r"^```python\n(.*?)^```", markdown, flags=re.S | re.M)]
+
+
+def code_after_docstring(path: Path) -> str:
+    source = path.read_text(encoding="utf-8")
+    docstring = ast.parse(source).body[0]
+    return "\n".join(source.splitlines()[docstring.end_lineno:]).strip()
+
+
+def test_quickstart_runs_and_prints_a_reward(capsys):
+    runpy.run_path(str(EXAMPLES / "quickstart.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert re.search(r"nDCG@10 [01]\.\d{3}; the first relevant document is ranked \d+ of 100", out), out
+
+
+def test_the_readme_quickstart_is_examples_quickstart():
+    """The README's block under "Quickstart" is examples/quickstart.py's code, so the test above runs it."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Quickstart", 1)[1].split("\n## ", 1)[0]
+    assert python_blocks(section)[0] == code_after_docstring(EXAMPLES / "quickstart.py")
+
+
+def test_docs_quickstart_runs_block_by_block(monkeypatch, tiny_embedder, capsys):
+    """docs/quickstart.md: its first block is examples/quickstart.py's code, and its blocks run in order (the
+    bundled model is replaced by a tiny random one: the block checks the calls, not the model)."""
+    from sr3_agent import ReasoningEmbedder
+
+    monkeypatch.setattr(ReasoningEmbedder, "from_pretrained", classmethod(lambda cls, *args, **kwargs: tiny_embedder))
+    blocks = python_blocks((ROOT / "docs" / "quickstart.md").read_text(encoding="utf-8"))
+    assert blocks[0] == code_after_docstring(EXAMPLES / "quickstart.py")
+    namespace: dict = {"__name__": "__main__"}
+    for block in blocks:
+        exec(compile(block, "docs/quickstart.md", "exec"), namespace)  # noqa: S102 - the page's own code
+    assert "nDCG@10" in capsys.readouterr().out
+
+
+def test_own_data_writes_a_beir_folder_that_sr3_loads(tmp_path, capsys):
+    from sr3_env import load_dataset
+
+    module = load("own_data")
+    result = module.main(["--output-dir", str(tmp_path / "faq"), "--encoder", "hashing"])
+    folder = tmp_path / "faq"
+    for split in ("train", "dev", "test"):
+        assert (folder / "qrels" / f"{split}.tsv").read_text().splitlines()[0] == "query-id\tcorpus-id\tscore"
+    splits = result["splits"]
+    queries = [set(data.query_ids) for data in splits.values()]
+    assert all(queries) and not (queries[0] & queries[1] or queries[0] & queries[2] or queries[1] & queries[2])
+    assert sum(map(len, queries)) == len(module.PAIRS)
+    assert len(splits["test"].doc_ids) == len({answer for _, answer in module.PAIRS})  # shared answers: one document
+    assert 0.0 <= result["reward"] <= 1.0
+    assert f"sr3 train --dataset {folder}" in capsys.readouterr().out
+
+    pairs = tmp_path / "pairs.csv"  # a user's CSV; its split of a question is the same as in the built-in set
+    pairs.write_text("question,answer\n" + "".join(f'"{q}","{a}"\n' for q, a in module.PAIRS[:6]), encoding="utf-8")
+    module.write_beir(module.read_pairs(pairs), tmp_path / "csv")
+    assert load_dataset(tmp_path / "csv", split="test").query_texts == [
+        q for q in splits["test"].query_texts if q in dict(module.PAIRS[:6])]
+    with pytest.raises(ValueError, match="needs the columns question and answer"):
+        module.read_pairs(tmp_path / "faq" / "qrels" / "test.tsv")
+
+
+def test_docs_data_shows_own_data_as_it_is_and_its_reading_back_runs(tmp_path, monkeypatch, capsys):
+    """docs/data.md copies examples/own_data.py's core verbatim, and its read-back block runs on what it writes."""
+    import inspect
+
+    module = load("own_data")
+    page = (ROOT / "docs" / "data.md").read_text(encoding="utf-8")
+    for function in (module.split_of, module.write_beir):
+        assert inspect.getsource(function).strip() in page, f"docs/data.md's {function.__name__} differs from the example"
+    folder = module.write_beir(module.PAIRS, tmp_path / "my-faq")
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):  # the page's three-line samples
+        assert "\n".join((folder / name).read_text(encoding="utf-8").splitlines()[:3]) in page, name
+    monkeypatch.chdir(tmp_path)
+    block = next(block for block in python_blocks(page) if "load_dataset(\"my-faq\"" in block)
+    exec(compile(block, "docs/data.md", "exec"), {})  # noqa: S102 - the page's own code
+    assert capsys.readouterr().out.count("RetrievalDataset(name='my-faq'") == 3
 
 
 def test_sb3_demo_runs_at_a_tiny_budget(capsys):
@@ -68,6 +150,6 @@ def test_export_and_serve_runs_at_a_tiny_budget(tmp_path, monkeypatch, capsys):
 
 
 def test_every_example_is_tested():
-    tested = {"quickstart", "sb3_demo", "embed_and_finetune", "grpo_with_trl", "grpo_with_openenv", "sharded_env",
-              "export_and_serve"}
+    tested = {"quickstart", "own_data", "sb3_demo", "embed_and_finetune", "grpo_with_trl", "grpo_with_openenv",
+              "sharded_env", "export_and_serve"}
     assert {path.stem for path in EXAMPLES.glob("*.py")} == tested
