@@ -62,6 +62,26 @@ def test_openai_client_gets_the_embedders_vectors(served, openai_client):
     assert np.abs(np.array(as_floats.data[0].embedding) - embedder.encode_documents(texts[:1])[0]).max() <= 1e-5
 
 
+def test_a_base_url_per_side_embeds_documents_and_queries_with_their_prompts(served):
+    """A RAG framework's OpenAI client sends no input_type: /documents/v1 and /queries/v1 give each side its prompt."""
+    from openai import OpenAI, BadRequestError
+
+    server, _, embedder = served
+    texts = ["dogs descend from wolves", "paris is the capital of france"]
+    clients = {side: OpenAI(base_url=f"{server.url}/{side}/v1", api_key="unused", max_retries=0, timeout=60)
+               for side in ("documents", "queries")}
+    assert [m.id for m in clients["documents"].models.list().data] == [NAME]
+    documents = np.array([d.embedding for d in clients["documents"].embeddings.create(model=NAME, input=texts).data])
+    queries = np.array([d.embedding for d in clients["queries"].embeddings.create(model=NAME, input=texts).data])
+    assert np.abs(documents - embedder.encode_documents(texts)).max() <= 1e-5
+    assert np.abs(queries - embedder.encode_queries(texts, reasoning=False)).max() <= 1e-5
+    assert np.abs(documents - queries).max() > 1e-3  # two prompts, two vectors
+    with pytest.raises(BadRequestError, match="This route embeds documents.*input_type 'query'"):
+        clients["documents"].embeddings.create(model=NAME, input=texts, extra_body={"input_type": "query"})
+    with pytest.raises(BadRequestError, match="never reasoned about"):
+        clients["documents"].embeddings.create(model=NAME, input=texts, extra_body={"reasoning": True})
+
+
 def test_reasoning_is_returned_beside_the_embedding(served, openai_client):
     _, _, embedder = served
     response = openai_client.embeddings.create(

@@ -140,15 +140,21 @@ def create_app(service: EmbeddingService, *, limits: Limits | None = None, defau
         return {"status": "ok", "model": service.name, "dim": service.dim, "corpus": corpus,
                 "queued": service.batcher.pending, "batches": stats.batches, "texts": stats.texts}
 
-    @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         """The served model, in the OpenAI list format."""
         return {"object": "list", "data": [{"id": service.name, "object": "model", "owned_by": "sr3", "created": 0}]}
 
-    @app.post("/v1/embeddings", response_model=EmbeddingResponse, response_model_exclude_none=True)
-    async def embeddings(request: EmbeddingRequest) -> EmbeddingResponse:
-        """OpenAI-style embeddings; ``reasoning`` writes an analysis before each query embedding."""
+    async def embed(request: EmbeddingRequest, side: str | None) -> EmbeddingResponse:
+        """OpenAI-style embeddings; ``reasoning`` writes an analysis before each query embedding. ``side``: the input
+        type of a route that fixes it (None: the request's, else the server's default)."""
         check_model(request.model)
+        if side is not None and request.input_type not in (None, side):
+            raise RequestError(400, f"This route embeds {side}s, but the request asks for input_type "
+                                    f"{request.input_type!r}: leave input_type out, or send it to /v1/embeddings.",
+                               param="input_type")
+        if side == "document" and request.reasoning:
+            raise RequestError(400, "This route embeds documents, which are never reasoned about: leave reasoning out, "
+                                    "or send queries to /queries/v1/embeddings.", param="reasoning")
         texts = request.texts
         problem = limits.check_texts(texts, "input")
         if problem:
@@ -156,7 +162,7 @@ def create_app(service: EmbeddingService, *, limits: Limits | None = None, defau
         if request.dimensions is not None and request.dimensions != service.dim:
             raise RequestError(400, f"dimensions is {request.dimensions}; this model's embeddings have {service.dim} "
                                     "(leave it out).", param="dimensions")
-        input_type = "query" if request.reasoning else (request.input_type or default_input_type)
+        input_type = "query" if request.reasoning else (side or request.input_type or default_input_type)
         budget = reasoning_budget(request.max_reasoning_tokens) if request.reasoning else None
         embedded = await service.embed(texts, input_type, budget, auto=request.reasoning == "auto")
         data = [Embedding(embedding=encode_vector(item.vector, request.encoding_format), index=i,
@@ -165,6 +171,19 @@ def create_app(service: EmbeddingService, *, limits: Limits | None = None, defau
         prompt = sum(item.prompt_tokens for item in embedded)
         return EmbeddingResponse(data=data, model=service.name,
                                  usage=Usage(prompt_tokens=prompt, total_tokens=prompt + sum(e.reasoning_tokens for e in embedded)))
+
+    # An OpenAI client (or a RAG framework built on one) sends no input_type: a base URL per side gives each the
+    # right prompt, e.g. OpenAI(base_url="http://host:port/documents/v1") for indexing, .../queries/v1 for search.
+    def embeddings_route(side: str | None) -> Any:
+        async def embeddings(request: EmbeddingRequest) -> EmbeddingResponse:
+            return await embed(request, side)
+        embeddings.__doc__ = embed.__doc__
+        return embeddings
+
+    for prefix, side in (("", None), ("/documents", "document"), ("/queries", "query")):
+        app.add_api_route(f"{prefix}/v1/models", models, methods=["GET"])
+        app.add_api_route(f"{prefix}/v1/embeddings", embeddings_route(side), methods=["POST"],
+                          response_model=EmbeddingResponse, response_model_exclude_none=True)
 
     @app.post("/retrieve", response_model=RetrieveResponse)
     async def retrieve(request: RetrieveRequest) -> RetrieveResponse:
