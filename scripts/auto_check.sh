@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Does `auto` (the model decides whether to reason) hold level with the direct embedding where reasoning does not
-# pay (docs/results.md, "auto")? From a main job's run folder (`sr3 train`: TRAIN/sft, TRAIN/rs, TRAIN/rl):
+# pay (docs/results.md, "Options that did not beat the direct embedding")? From a main job's run folder (`sr3 train`: TRAIN/sft, TRAIN/rs, TRAIN/rl):
 #   OUT                 `sr3 train --auto` continued from TRAIN's finished SFT and rejection-sampling stages (copied):
 #                       its RL keeps the direct path among each group's options; its table gives both models' auto
 #                       rows beside direct, reasoning and fused, with paired intervals (wordnet-revdict: the main

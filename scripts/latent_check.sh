@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Do trained think tokens pay once the direct layout keeps its training (docs/results.md, "Latent think tokens")?
+# Do trained think tokens pay once the direct layout keeps its training (docs/results.md, "Options that did not beat the direct embedding")?
 # For each seed, the main job's SFT stage twice, from the same base model:
 #   OUT/sft-SEED      the main job's SFT (`sr3 train`'s first stage: 24 steps of 16 queries, no reasoning)
 #   OUT/latent-SEED   the same with 8 think tokens, half of the direct queries through them (--latent-fraction 0.5)

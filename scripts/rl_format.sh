@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Holding the format in RL (docs/results.md): RL from one model before RL with each format lever on and off,
+# Holding the format in RL (docs/results-archive.md): RL from one model before RL with each format setting on and off,
 # each model evaluated like the main job (200 test queries, 2,000-document sub-corpus, reasonings of <= 48 tokens).
 #
 #   bash scripts/rl_format.sh runs/train/rs/final        (OUT=runs/rl-format SEED=0)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Does RL with reasoning beat SFT alone? `sr3 rl` from one SFT model with several seeds, each evaluated on
-# wordnet-revdict exactly like docs/results.md (500 test queries, 5,000-document sub-corpus, seed-0 sample),
+# wordnet-revdict exactly like docs/results-archive.md, "RL after a 100-step SFT" (500 test queries,
+# 5,000-document sub-corpus, seed-0 sample),
 # then compared query by query with the SFT model itself (scripts/compare_evals.py: paired bootstrap).
 # Usage: bash scripts/rl_vs_sft.sh    (SFT=runs/sft/final SEEDS="0 1 2" NAME=rl RL_ARGS="--learning-rate 3e-5 ..."
 #                                      EVAL_ARGS="--num-queries 200 ..." SFT_EVAL=runs/eval/sft-wordnet.json)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Does reading the retrieved documents let the 135M model retrieve better (docs/results.md, "Multi-turn: the sr3
-# model")? From a main job's models (`sr3 train`: TRAIN/sft, TRAIN/rs, TRAIN/rl), two-turn evaluation
+# Does reading the retrieved documents let the 135M model retrieve better (docs/results-archive.md, "Two turns
+# on the sub-corpus")? From a main job's models (`sr3 train`: TRAIN/sft, TRAIN/rs, TRAIN/rl), two-turn evaluation
 # (turn 1: the direct embedding; turn 2: a reasoning that reads the top 3 documents turn 1 retrieved) of:
 #   TRAIN/rs, TRAIN/rl          the main job's models, before and after its one-turn RL
 #   OUT/rl                      TRAIN/rs after RL with two turns (RetrievalRefine-v0)

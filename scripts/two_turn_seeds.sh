@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Three RL seeds of the best two-turn recipe (docs/results.md, "Multi-turn: the sr3 model reads what it
-# retrieved"): is turn 2 (or turn 2 fused with the direct embedding) above the same model's direct embedding,
+# Three RL seeds of the best two-turn recipe (docs/results.md, "Full scale"; the 60-step seeds in
+# docs/results-archive.md): is turn 2 (or turn 2 fused with the direct embedding) above the same model's direct embedding,
 # over seeds? Run after scripts/two_turn.sh, whose OUT/rs-feedback model all seeds start from and whose runs
 # OUT/rs-feedback-rl-long (60 steps) and OUT/rs-feedback-rl-120 (120 steps) are seed 0.
 #
