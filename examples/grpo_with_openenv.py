@@ -26,7 +26,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from trl import GRPOConfig, GRPOTrainer
+try:
+    from trl import GRPOConfig, GRPOTrainer
+except ImportError as error:
+    raise SystemExit(f'This example needs TRL and the OpenEnv server: pip install "sr3[trl,openenv]" ({error})') from error
 
 from sr3_agent import ReasoningEmbedder, RemoteRetrievalReward, grpo_dataset
 from sr3_agent.serving import export_embedder

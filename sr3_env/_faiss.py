@@ -5,15 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sr3_env.errors import DependencyNotInstalled
+from sr3_env.errors import require
 
 
 def _import_faiss(what: str):
-    try:
-        import faiss
-    except ImportError as error:
-        raise DependencyNotInstalled(f"{what} needs FAISS: `pip install faiss-cpu` "
-                                     "(or `pip install sr3[gpu]` for faiss-gpu).") from error
+    require("faiss", what, "faiss", hint='On a GPU, `pip install "sr3[gpu]"` (faiss-gpu) instead: never both, '
+                                         "they install the same module.")
+    import faiss
+
     return faiss
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from sr3_env.errors import DataError, DatasetNotFoundError, SplitNotFoundError, UnknownIdError
+from sr3_env.errors import DataError, DatasetNotFoundError, SplitNotFoundError, UnknownIdError, require
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +211,7 @@ def available_splits(name_or_path: str | Path | RetrievalDataset | Mapping[str, 
         return sorted(_hub_qrels(str(name_or_path), _hub_configs(str(name_or_path))))
     path = _resolve(name_or_path)
     if (path / "corpus").is_dir() and (path / "qrels").is_dir():  # a Hugging Face folder
+        require("datasets", f"Reading the Hugging Face dataset folder {path}", "datasets")
         import datasets
 
         qrels = datasets.load_from_disk(str(path / "qrels"))
@@ -509,10 +510,9 @@ def _from_hf_mapping(data: Mapping[str, Any], split: str, name: str) -> Retrieva
 
 
 def _from_hf_folder(folder: Path, split: str) -> RetrievalDataset:
-    try:
-        import datasets
-    except ImportError as error:  # pragma: no cover - datasets is a core dependency
-        raise DataError("Reading a Hugging Face dataset folder needs `pip install datasets`.") from error
+    require("datasets", f"Reading the Hugging Face dataset folder {folder}", "datasets")
+    import datasets
+
     parts = {}
     for part in ("corpus", "queries", "qrels"):
         if not (folder / part).is_dir():
@@ -547,6 +547,8 @@ def _hub_unreachable(hub_id: str, error: BaseException) -> DatasetNotFoundError:
 
 
 def _hub_configs(hub_id: str) -> list[str]:
+    require("datasets", f"Reading {hub_id!r} as a Hugging Face hub dataset id (there is no folder of that name here)",
+            "datasets")
     import datasets
 
     try:
@@ -559,6 +561,7 @@ def _hub_configs(hub_id: str) -> list[str]:
 
 
 def _hub_load(*args: Any) -> Any:
+    require("datasets", f"Reading {args[0]!r} as a Hugging Face hub dataset id", "datasets")
     import datasets
 
     try:

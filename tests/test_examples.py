@@ -101,10 +101,15 @@ def test_docs_data_shows_own_data_as_it_is_and_its_reading_back_runs(tmp_path, m
     assert capsys.readouterr().out.count("RetrievalDataset(name='my-faq'") == 3
 
 
-def test_sb3_demo_runs_at_a_tiny_budget(capsys):
-    results = load("sb3_demo").main(["--encoder", "hashing", "--queries", "10", "--timesteps", "512"])
-    assert set(results) >= {"random", "frozen encoder (act = observation)", "PPO after 512 steps"}
-    assert "| policy |" in capsys.readouterr().out
+def test_sb3_demo_trains_on_train_and_scores_on_test_at_a_tiny_budget(capsys):
+    module = load("sb3_demo")
+    results = module.main(["--encoder", "hashing", "--train-queries", "10", "--eval-queries", "8", "--timesteps", "512"])
+    assert list(results) == ["random", module.DO_NOTHING, "PPO before training", "PPO after 512 steps"]
+    out = capsys.readouterr().out
+    assert "train: RetrievalDataset(name='python-docstrings', split='train'" in out
+    assert "test: RetrievalDataset(name='python-docstrings', split='test'" in out
+    assert "on 10 train queries; every policy scored on 8 test queries" in out and "| policy |" in out
+    assert re.search(r"PPO ends (above|below) the do-nothing policy by \d\.\d{3} reward", out), out
 
 
 def test_embed_and_finetune_runs_at_a_tiny_budget(tmp_path, capsys):

@@ -20,6 +20,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from sr3_env.errors import require
+
 if TYPE_CHECKING:  # the exported names, for type checkers and the API reference; loaded lazily below
     from sr3_agent.serving.app import create_app
     from sr3_agent.serving.corpus import CorpusIndex
@@ -41,5 +43,7 @@ __all__ = ["CorpusIndex", "EmbeddingService", "Limits", "compare_with_embedder",
 
 def __getattr__(name: str) -> Any:
     if name in _HOMES:
+        if _HOMES[name] != "sr3_agent.serving.export":  # export needs sentence-transformers only (the agent's)
+            require("serve", f"sr3_agent.serving.{name}", "fastapi", "uvicorn", "prometheus_client")
         return getattr(importlib.import_module(_HOMES[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from sr3_env.errors import require
+
+# Before the imports below, so that a missing dependency is named with the command that installs it.
+require("serve", "sr3 serve", "fastapi", "uvicorn", "prometheus_client")
+
 from sr3_agent.serving.schemas import Limits
 from sr3_agent.serving.service import EmbeddingService
 from sr3_env.serving.thread import ServerThread, free_port, run_until_signal  # noqa: F401  (ServerThread, free_port: re-exported)

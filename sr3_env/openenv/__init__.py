@@ -12,13 +12,9 @@ observation), `environment` (sessions over one shared hub), `app` (the server), 
 
 from __future__ import annotations
 
-try:
-    import openenv  # noqa: F401
-except ImportError as error:  # pragma: no cover - the message is the point
-    from sr3_env.errors import DependencyNotInstalled
+from sr3_env.errors import require
 
-    raise DependencyNotInstalled('The OpenEnv server needs openenv-core: `pip install "sr3[openenv]"` '
-                                 "(or `pip install openenv-core`).") from error
+require("openenv", "The OpenEnv server (sr3_env.openenv)", "openenv", "fastapi", "uvicorn", "prometheus_client")
 
 from sr3_env.openenv.app import create_app
 from sr3_env.openenv.client import Sr3EnvClient

@@ -11,11 +11,14 @@ import subprocess
 import tempfile
 import time
 
+from sr3_env.errors import require
+
 
 def start_process(command: list[str], port: int, what: str, timeout: float = 300.0) -> subprocess.Popen:
     """Run ``command`` (a server listening on ``port`` of 127.0.0.1); return once its /health answers.
 
     Raises RuntimeError with the server's output if it exits or does not answer within ``timeout`` s."""
+    require("serve", "start_process", "httpx")
     import httpx
 
     log = tempfile.TemporaryFile()

@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Any
 
+from sr3_env.errors import require
+
 logger = logging.getLogger(__name__)
 
 
@@ -20,6 +22,7 @@ def run_until_signal(app: Any, host: str, port: int) -> None:
     uvicorn stops gracefully on those signals (no new connections, requests in flight answered, the
     app's shutdown runs), then re-raises the signal to the handler it found: ours notes it, so the
     command ends normally instead of dying of the signal afterwards."""
+    require("serve", "Running a server", "uvicorn")
     import uvicorn
 
     stops: list[int] = []
@@ -50,6 +53,7 @@ class ServerThread:
     """
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None, startup_timeout: float = 60.0) -> None:
+        require("serve", "ServerThread", "uvicorn")
         import uvicorn
 
         self.host, self.port = host, port or free_port(host)
