@@ -76,6 +76,8 @@ def test_a_base_url_per_side_embeds_documents_and_queries_with_their_prompts(ser
     assert np.abs(documents - embedder.encode_documents(texts)).max() <= 1e-5
     assert np.abs(queries - embedder.encode_queries(texts, reasoning=False)).max() <= 1e-5
     assert np.abs(documents - queries).max() > 1e-3  # two prompts, two vectors
+    info = httpx.get(f"{server.url}/info").json()
+    assert info["default_input_type"] == "query" and info["embedding_routes"]["/documents/v1/embeddings"] == "document"
     with pytest.raises(BadRequestError, match="This route embeds documents.*input_type 'query'"):
         clients["documents"].embeddings.create(model=NAME, input=texts, extra_body={"input_type": "query"})
     with pytest.raises(BadRequestError, match="never reasoned about"):

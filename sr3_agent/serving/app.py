@@ -86,7 +86,10 @@ def create_app(service: EmbeddingService, *, limits: Limits | None = None, defau
 
     def info() -> dict[str, Any]:
         return {**service.info(), "max_inputs": limits.max_inputs, "max_chars": limits.max_chars,
-                "max_topk": limits.max_topk, "reasoning_tokens": limits.reasoning_tokens}
+                "max_topk": limits.max_topk, "reasoning_tokens": limits.reasoning_tokens,
+                "default_input_type": default_input_type,  # what /v1/embeddings does without input_type
+                "embedding_routes": {"/v1/embeddings": f"input_type, else {default_input_type}",
+                                     "/documents/v1/embeddings": "document", "/queries/v1/embeddings": "query"}}
 
     add_operations(app, metrics=service.metrics, api_key=api_key, info=info)
 
