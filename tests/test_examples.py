@@ -154,7 +154,30 @@ def test_export_and_serve_runs_at_a_tiny_budget(tmp_path, monkeypatch, capsys):
     assert "/retrieve" in capsys.readouterr().out
 
 
+def test_grpo_from_scratch_bumps_the_version_and_the_index_refreshes_lazily(tmp_path, tiny_embedder, capsys):
+    """Each update bumps the policy's version; from the second on, the step re-encodes some rows (its top-K
+    and gold) and leaves every other row stale, and the loop prints those figures."""
+    model = tiny_embedder.save_pretrained(tmp_path / "tiny")
+    history = load("grpo_from_scratch").main([
+        "--model", str(model), "--num-queries", "8", "--num-docs", "40", "--num-updates", "3",
+        "--queries-per-update", "2", "--group-size", "2", "--max-new-tokens", "6", "--top-k", "5",
+        "--learning-rate", "1e-3", "--kl-coef", "0.05", "--output-dir", str(tmp_path / "run")])
+    assert [row["version"] for row in history] == [1, 2, 3]
+    assert [row["scored_by_version"] for row in history] == [0, 1, 2]
+    assert history[0]["rows_reencoded"] == 0 and history[0]["stale_rows"] == 0  # the index was built by version 0
+    for row in history[1:]:  # every row was made by an older version; the step re-encoded those that decide the ranks
+        assert 0 < row["rows_reencoded"] < 40 and row["stale_rows"] == 40 - row["rows_reencoded"]
+    assert history[-1]["rows_reencoded_total"] == sum(row["rows_reencoded"] for row in history)
+    assert all(0.0 <= row["reward"] <= 1.0 and 1 <= row["rank"] <= 40 for row in history)
+    out = capsys.readouterr().out
+    for row in history:
+        assert re.search(rf"^\s+{row['update']} \| .* \|\s+{row['rows_reencoded']} \|\s+{row['stale_rows']} of 40 \| "
+                         rf"{row['scored_by_version']} -> {row['version']}$", out, flags=re.M), out
+    assert f"re-encoded {history[-1]['rows_reencoded_total']} document rows in 3 updates" in out
+    assert (tmp_path / "run" / "final" / "sr3_embedder.json").is_file()
+
+
 def test_every_example_is_tested():
     tested = {"quickstart", "own_data", "sb3_demo", "embed_and_finetune", "grpo_with_trl", "grpo_with_openenv",
-              "sharded_env", "export_and_serve"}
+              "sharded_env", "export_and_serve", "grpo_from_scratch"}
     assert {path.stem for path in EXAMPLES.glob("*.py")} == tested
