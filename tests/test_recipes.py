@@ -41,6 +41,19 @@ def test_the_paper_recipe_is_bundled_and_valid():
     assert config.eval_docs is None and config.eval_queries is None and config.group_size == 8
 
 
+def test_the_paper_recipe_trains_lora_at_lora_scale_rates():
+    """LoRA trains at about ten times the rates of training all weights (capped at QLoRA's 2e-4): each stage of the
+    recipe gets its rate, above the default of training all weights."""
+    from sr3_agent.training.train_command import stage_configs
+
+    config = TrainConfig(**read_config_file("qwen2.5-1.5b", TrainConfig))
+    stages = dict(stage_configs(config)[0])
+    assert {name: stage.learning_rate for name, stage in stages.items()} == {"sft": 2e-4, "rs": 2e-4, "rl": 1e-4}
+    defaults = dict(stage_configs(TrainConfig())[0])
+    assert all(stages[name].learning_rate > defaults[name].learning_rate for name in stages)
+    assert all(stage.lora and stage.lora_rank == 64 and stage.lora_alpha == 32 for stage in stages.values())
+
+
 @pytest.mark.parametrize("text, message", [
     ("lora_rnak = 4\n", "Did you mean 'lora_rank'?"),
     ("lora = 1\n", "must be bool"),
@@ -104,6 +117,7 @@ def test_the_paper_recipe_runs_two_steps_on_cpu(tiny_qwen, tmp_path, capsys, mon
         saved = json.loads((out / stage / "config.json").read_text())
         assert (saved["lora"], saved["lora_rank"], saved["activation_checkpointing"]) == (True, 64, True)
         assert (saved["precision"], saved["max_length"], saved["steps"]) == ("bf16", 512, 2)
+        assert saved["learning_rate"] == {"sft": 2e-4, "rs": 2e-4, "rl": 1e-4}[stage]
     rl = json.loads((out / "rl" / "config.json").read_text())
     assert (rl["group_size"], rl["reasoning_tokens"]) == (8, 128)
     assert "sr3 train finished in" in capsys.readouterr().out

@@ -152,6 +152,7 @@ def load_embedder(spec: str, config: EvalConfig) -> tuple[str, ReasoningEmbedder
     embedder = ReasoningEmbedder.from_pretrained(source, device=config.device, max_length=config.max_length,
                                                  batch_size=config.batch_size)
     embedder.autocast_dtype = autocast_dtype_for(config.precision, embedder.device)
+    embedder.generation_cache = config.generation_cache
     return (f"{embedder.name} base" if spec == "base" else spec), embedder
 
 

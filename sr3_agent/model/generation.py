@@ -5,6 +5,8 @@ at the token or at the model's own turn end (if the model never writes the token
 the miss is counted), and returns a `Rollout`: the whole sequences, left-padded, with a mask of the
 tokens the model wrote. With prefix reuse, each prompt is computed once for its samples after the
 shared prefix, and the embeddings are read from the generation's cache (`generate_after_prefix`).
+On CUDA the tokens are generated through a static key/value cache with compiled decoding
+(`sr3_agent.model.static_cache`, `ReasoningEmbedder.generation_cache`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from sr3_agent.model.kvcache import (cache_argument, continue_forward, expanded_cache, key_values, pad_rests,
                                      positions_after, repeat_rows, returned_cache)
 from sr3_agent.model.prefix_reuse import split_prefix
+from sr3_agent.model.static_cache import static_cache, uses_static_cache
 from sr3_env.errors import Sr3Error
 
 Embedder = Any  #: a `sr3_agent.model.embedder.ReasoningEmbedder` (not imported here: it imports this module)
@@ -87,16 +90,21 @@ def generate_reasoning(embedder: Embedder, texts: Sequence[str], *, max_new_toke
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
     sampling.update(max_new_tokens=max_new_tokens, eos_token_id=embedder.stop_token_ids, pad_token_id=embedder.pad_token_id,
                     top_k=None, min_new_tokens=min_new_tokens, logits_processor=LogitsProcessorList([FiniteScores()]))
+    static = uses_static_cache(embedder)
     with eval_mode(embedder.model):
         # the layout grows by the generated tokens and the embed token read after them
         split = split_prefix(embedder, unique, embedder.prompts.reasoning, appended=max_new_tokens + 1)
         if split is None:
             ids, mask = embedder.pad_left(prompts)
+            cache = {}  # the dynamic one, made by generate
+            if static:
+                cache = {cache_argument(embedder._causal_lm()): static_cache(embedder, ids.shape[1] + max_new_tokens)}
             with embedder._autocast(ids.device):
-                generated = embedder.model.generate(input_ids=ids, attention_mask=mask, **sampling)[:, ids.shape[1]:]
+                generated = embedder.model.generate(input_ids=ids, attention_mask=mask, **cache, **sampling)
+            generated = generated[:, ids.shape[1]:]
             read_embeddings = None
         else:
-            generated, read_embeddings = generate_after_prefix(embedder, *split, num_samples, sampling)
+            generated, read_embeddings = generate_after_prefix(embedder, *split, num_samples, sampling, static=static)
     rollout = rollout_of(embedder, prompts, generated.cpu().tolist(), num_samples)
     counts = rollout.reasoning_lengths.cpu() - rollout.emitted.long()  # tokens written before the token
     embedder.reasoning_rollouts += len(prompts)
@@ -172,13 +180,15 @@ def eval_mode(model: Any) -> Iterator[None]:
 
 
 def generate_after_prefix(embedder: Embedder, prefix_ids: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]],
-                          rests: list[list[int]], num_samples: int, sampling: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+                          rests: list[list[int]], num_samples: int, sampling: dict[str, Any], *,
+                          static: bool = False) -> tuple[torch.Tensor, Any]:
     """Generate after the cached prefix, each prompt's rest computed once for its ``num_samples``.
 
     Returns the (N, n) generated tokens and a function of each row's reasoning length (tokens
     before the stop) that gives the (N, D) embeddings: one decoder step over [last generated
     token, embed token] continues the generation's cache (the last token is the only one ``generate``
-    did not feed back), with the tokens after each row's reasoning masked out."""
+    did not feed back), with the tokens after each row's reasoning masked out. ``static``: the cache
+    ``generate`` continues is a static one with room for the generation and that step (`static_cache`)."""
     P = len(prefix_ids)
     decoder, config = embedder._decoder(), embedder._decoder().config
     ids, mask = (t.to(embedder.device) for t in pad_rests(rests, embedder.pad_token_id))  # (B, S)
@@ -188,7 +198,11 @@ def generate_after_prefix(embedder: Embedder, prefix_ids: list[int], layers: lis
         with embedder._autocast(embedder.device):
             _, cache = continue_forward(decoder, ids[:, :-1], full_mask[:, :-1],
                                         positions_after(P, mask)[:, :-1], cache)
-    cache = repeat_rows(key_values(cache), num_samples, config)
+    if static:  # room for the prompt, the generated tokens and the embed token read after them
+        needed = P + ids.shape[1] + sampling["max_new_tokens"] + 1
+        cache = static_cache(embedder, needed, key_values(cache), num_samples)
+    else:
+        cache = repeat_rows(key_values(cache), num_samples, config)
     full_ids = torch.cat([torch.tensor([prefix_ids], device=embedder.device).expand(len(rests), -1), ids], dim=1)
     full_ids, full_mask = full_ids.repeat_interleave(num_samples, 0), full_mask.repeat_interleave(num_samples, 0)
     with embedder._autocast(embedder.device):
@@ -196,7 +210,7 @@ def generate_after_prefix(embedder: Embedder, prefix_ids: list[int], layers: lis
                                          **{cache_argument(embedder._causal_lm()): cache}, **sampling)
     generated, cache = output.sequences[:, full_ids.shape[1]:], returned_cache(output)
     n = generated.shape[1]
-    if cache.get_seq_length() != full_ids.shape[1] + n - 1:
+    if int(cache.get_seq_length()) != full_ids.shape[1] + n - 1:
         raise RuntimeError(f"generate returned a cache of {cache.get_seq_length()} tokens for {full_ids.shape[1]} "
                            f"prompt and {n} generated tokens; expected {full_ids.shape[1] + n - 1}.")
 

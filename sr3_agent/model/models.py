@@ -15,6 +15,7 @@ load converts it once into a plain Hugging Face folder under ``$SR3_CACHE_DIR/mo
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import logging
@@ -143,9 +144,10 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> str:
     """A name or folder that ``transformers.AutoModelForCausalLM.from_pretrained`` can load.
 
     ``None`` (or ``"SmolLM2-135M-Instruct"``) means the bundled default; ``"gemma-3-270m"`` the other
-    bundled model (`BUNDLED_MODELS`); each is converted on first use. Anything else is passed through:
-    a local folder, or a Hugging Face hub name (which needs the model in the local Hugging Face cache
-    when there is no network).
+    bundled model (`BUNDLED_MODELS`); each is converted on first use. A ``.gguf`` file (a causal LM that
+    transformers reads from GGUF: Llama, Qwen2, Gemma 3, ...) is converted on first use too, into a cache folder
+    named by the file and its SHA-256 (`gguf_model_dir`). Anything else is passed through: a local folder, or a
+    Hugging Face hub name (which needs the model in the local Hugging Face cache when there is no network).
     """
     name = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
     if name in BUNDLED_MODELS:
@@ -158,17 +160,43 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> str:
         return str(folder)
     source = str(name_or_path)
     path = Path(source).expanduser()
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return gguf_model_dir(path)
     if path.exists() or _looks_like_path(source):
         if not path.is_dir():
             raise ModelError(f"No model folder {source}: {'it is a file' if path.exists() else 'it does not exist'}. "
                              f"Pass a folder written by save_pretrained (sr3 sft and sr3 rl write OUTPUT_DIR/final), a "
-                             f"Hugging Face model name, or nothing for the bundled {DEFAULT_MODEL}.")
+                             f".gguf file, a Hugging Face model name, or nothing for the bundled {DEFAULT_MODEL}.")
         if not (path / "config.json").is_file():
             raise ModelError(f"{source} holds no config.json, so it is not a Hugging Face model folder. Pass a folder "
                              "written by save_pretrained (sr3 sft and sr3 rl write OUTPUT_DIR/final).")
         source = str(path)
     check_causal_lm(source)
     return source
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, read in chunks of 4 MiB."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as reader:
+        for block in iter(lambda: reader.read(4 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def gguf_model_dir(path: Path) -> str:
+    """The Hugging Face folder of a GGUF causal LM file: ``$SR3_CACHE_DIR/models/<file name>-<SHA-256 prefix>``,
+    converted on first use (the hash, read in about a second per GB, keeps two different files of one name apart)."""
+    folder = cache_dir() / "models" / f"{path.stem}-{file_sha256(path)[:16]}"
+    if not (folder / "config.json").is_file():
+        try:
+            convert_gguf(path, folder)
+        except (ValueError, OSError) as error:  # not a GGUF file, an architecture transformers cannot read, ...
+            first = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else type(error).__name__
+            raise ModelError(f"Cannot load {path} as a causal language model: {first}. Pass a GGUF file of a causal LM "
+                             "that transformers reads (Llama, Qwen2, Gemma 3, ...), a model folder, or nothing for the "
+                             f"bundled {DEFAULT_MODEL}.") from error
+    return str(folder)
 
 
 class ModelError(Sr3Error):

@@ -52,9 +52,10 @@ CHECKSUM_FILE = "checksum.json"
 DAMAGED_PREFIX = "damaged-"
 #: config fields that may change between a run and its resumption (output_dir: a run folder copied or moved
 #: elsewhere, e.g. to continue a finished 60-step run to 120 steps beside it, resumes from there;
-#: activation_checkpointing changes memory, not results: a run that ran out of memory may resume with it on)
+#: activation_checkpointing changes memory, not results: a run that ran out of memory may resume with it on;
+#: generation_cache changes the speed of generation, not what it samples from)
 RESUMABLE_CHANGES = frozenset({"steps", "resume", "save_every", "log_every", "device", "output_dir",
-                               "activation_checkpointing"})
+                               "activation_checkpointing", "generation_cache"})
 
 
 class CheckpointError(Sr3Error):

@@ -177,6 +177,7 @@ def start_run(config: Any, *, embedder: ReasoningEmbedder | None = None, dataset
     embedder = embedder or ReasoningEmbedder.from_pretrained(config.model, device=processes.device(config.device))
     embedder.max_length = config.max_length
     embedder.autocast_dtype = autocast_dtype_for(config.precision, embedder.device)  # bf16 mixed precision, or None
+    embedder.generation_cache = config.generation_cache  # on CUDA by default a static cache, compiled
     if getattr(config, "latent_tokens", 0):  # before LoRA: new embedding rows, trained with the rest
         embedder.add_latent_tokens(config.latent_tokens)
     if config.lora:

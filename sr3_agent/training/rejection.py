@@ -116,14 +116,18 @@ def reasoning_embeddings(embedder: ReasoningEmbedder, texts: Sequence[str], reas
 
 def pick_reasonings(embedder: ReasoningEmbedder, texts: Sequence[str], gold: Sequence[np.ndarray], search: Any, *,
                     samples: int, max_new_tokens: int, temperature: float, min_tokens: int, max_tokens: int,
-                    rule: str) -> Picked:
+                    rule: str, collective: bool = False) -> Picked:
     """Sample ``samples`` reasonings per text, cut each (`cut_length`), and keep at most one per text
     by ``rule``.
 
     ``search(vectors, gold)`` ranks (N, D) query vectors against each one's relevant rows and returns
-    their best ranks (N,), e.g. a `sr3_env.LazyIndex` search; it is not called with rule ``all``."""
+    their best ranks (N,), e.g. a `sr3_env.LazyIndex` search; it is not called with rule ``all``. With
+    ``collective`` (an index sharded over data-parallel processes, whose every search all of them must join) it is
+    called exactly once whatever the batch, with no rows where this process has nothing to rank."""
     B = len(texts)
     if B == 0:
+        if collective and rule != "all":
+            search(torch.empty(0, embedder.dim), [])
         return Picked([], np.empty((0, samples)), np.empty(0), np.empty((0, samples), dtype=np.int64),
                       np.empty((0, samples), dtype=bool))
     # a reasoning has at least min_tokens tokens: the token is held back until then (a model trained to
@@ -138,9 +142,10 @@ def pick_reasonings(embedder: ReasoningEmbedder, texts: Sequence[str], gold: Seq
     usable = [i for i, cut in enumerate(cuts) if cut is not None]
     ranks = np.full(B * samples, np.inf)
     direct = np.full(B, np.nan)
-    if rule != "all" and usable:
-        vectors = reasoning_embeddings(embedder, [texts[i // samples] for i in usable],
-                                       [generated[i][:cuts[i]] for i in usable])
+    if rule != "all" and (usable or collective):
+        vectors = (reasoning_embeddings(embedder, [texts[i // samples] for i in usable],
+                                        [generated[i][:cuts[i]] for i in usable]) if usable
+                   else torch.empty(0, embedder.dim, device=embedder.device))
         direct_vectors = torch.as_tensor(embedder.encode_queries(list(texts), reasoning=False), device=vectors.device)
         found = search(torch.cat([vectors, direct_vectors]), [gold[i // samples] for i in usable] + list(gold))
         ranks[usable] = found[:len(usable)]

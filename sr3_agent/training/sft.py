@@ -254,7 +254,8 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
                                      samples=config.reasoning_samples,
                                      max_new_tokens=min(config.reasoning_tokens, config.kept_reasoning_tokens + 1),
                                      temperature=config.reasoning_temperature, min_tokens=config.min_reasoning_tokens,
-                                     max_tokens=config.kept_reasoning_tokens, rule=config.keep)
+                                     max_tokens=config.kept_reasoning_tokens, rule=config.keep,
+                                     collective=processes.distributed)
             reasonings: list[list[int] | None] = [None] * len(rows)
             for i, reasoning in zip(reason, picked.reasonings):
                 reasonings[i] = reasoning
