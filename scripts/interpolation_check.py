@@ -15,7 +15,7 @@ from dataclasses import asdict
 
 from sr3_agent.model.embedder import ReasoningEmbedder
 from sr3_agent.model.precision import autocast_dtype_for
-from sr3_agent.training.interpolation import interpolation_curve
+from sr3_agent.training.interpolation import best_alpha, interpolation_curve, mix
 from sr3_agent.training.selection import DevEvaluator
 from sr3_env import load_mixture
 
@@ -28,6 +28,9 @@ parser.add_argument("--dataset", default="wordnet-revdict")
 parser.add_argument("--dev-queries", type=int, default=100)
 parser.add_argument("--dev-docs", type=int, default=1000)
 parser.add_argument("--reasoning-tokens", type=int, default=48)
+parser.add_argument("--select-by", default="fused", help="as sr3 train --interpolate-select-by")
+parser.add_argument("--tolerance", type=float, default=0.01, help="as sr3 train --interpolate-tolerance")
+parser.add_argument("--save", help="save the mix at the chosen alpha in this folder (for sr3 eval on the test split)")
 args = parser.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -43,6 +46,13 @@ print("|---:|---:|---:|---:|---:|")
 for alpha, s in curve:
     cells = [f"{s.ndcg[w]:.3f} [{s.intervals[w][0]:.3f}, {s.intervals[w][1]:.3f}]" for w in evaluator.ways]
     print(f"| {alpha:.2f} | " + " | ".join(cells) + f" | {s.embed_token_rate:.2f} |")
+alpha = best_alpha(curve, args.select_by, direct_tolerance=args.tolerance)
+print(f"chosen on dev: alpha {alpha} (best {args.select_by} among direct within {args.tolerance} of alpha 0)")
 with open(args.out, "w") as f:
     json.dump({"start": args.start, "end": args.end, "dev": {"dataset": args.dataset, "queries": len(dev.query_ids)},
+               "chosen_alpha": alpha, "select_by": args.select_by, "tolerance": args.tolerance,
                "curve": [{"alpha": a, **asdict(s)} for a, s in curve]}, f, indent=2)
+if args.save:
+    model = mix(start, end, alpha)
+    model.selection = {"query_way": "direct", "alpha": alpha}
+    model.save_pretrained(args.save)

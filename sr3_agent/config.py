@@ -68,7 +68,7 @@ class RunConfig:
     place and takes that command's default and help."""
 
     model: str | None = None
-    """Hugging Face causal LM name or folder to start from (default: the bundled SmolLM2-135M-Instruct)."""
+    """Hugging Face causal LM name or folder, or a .gguf file, to start from (default: the bundled SmolLM2-135M-Instruct)."""
     dataset: str | list[str] = "wordnet-revdict"
     """Training data: a bundled name, a BEIR folder or a Hugging Face dataset folder; or several, each NAME:WEIGHT
     (e.g. wordnet-revdict:3 path/to/beir:1), mixed: each dataset's share of the training queries and of
@@ -119,6 +119,10 @@ class RunConfig:
     """cpu, cuda, cuda:1, ... (default: cuda when available)."""
     precision: str = "auto"
     """fp32, bf16 (mixed precision: bf16 compute, fp32 weights and optimiser) or auto (bf16 where the device computes it natively: a CUDA GPU that supports it, a CPU with AVX-512 BF16 or AMX; else fp32)."""
+    generation_cache: str = "auto"
+    """Key/value cache that reasonings are generated with: auto (a static cache and compiled decoding on CUDA, where
+    generation is otherwise bound by kernel launches; the dynamic cache elsewhere), static (on every device, compiled
+    on CUDA only) or dynamic (grown token by token, never compiled)."""
     eval_every: int = 25
     """Steps between evaluations on the dev split: nDCG@10 of the direct embedding and of each way the stage trains,
     with 95% intervals, in the log and in TensorBoard under dev/. The stage also scores its starting model and its last
@@ -144,6 +148,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         self.dataset = dataset_specs(self.dataset)
         _precision(self)
+        _generation_cache(self)
         _positive(self, "steps", "max_length", "save_every", "log_every", "lora_rank", "refresh_every")
         _at_least(self, 0, "refresh_budget", "weight_decay", "kl_weight", "eval_every", "anchor_weight")
         for name in ("eval_queries", "eval_docs"):
@@ -300,7 +305,9 @@ class RLConfig(RunConfig):
     top_p: float = 1.0
     """Nucleus sampling threshold."""
     reward: str = "log_rank"
-    """Environment reward: reciprocal_rank, ndcg@10, recall@100, log_rank, ..."""
+    """Environment reward: reciprocal_rank, ndcg@10, recall@100, log_rank, ... Not the environment's default
+    (reciprocal_rank): the log rank still separates reasonings that rank the relevant document far down, where a
+    weak starting policy puts it (docs/environment.md, Rewards)."""
     margin_weight: float = 1.0
     """Weight of the score margin added to the environment's reward: the relevant document's score minus
     the best other one's, which keeps separating reasonings that all rank it first (0: the rank alone)."""
@@ -441,9 +448,14 @@ class EvalConfig:
     """fp32, bf16 (bf16 compute: about twice as fast on CPUs with AVX-512 BF16 or AMX, vectors within
     bf16 rounding of fp32's) or auto (bf16 where the device computes it natively: a CUDA GPU that supports
     it, a CPU with AVX-512 BF16 or AMX; else fp32)."""
+    generation_cache: str = "auto"
+    """Key/value cache that reasonings are generated with: auto (a static cache and compiled decoding on CUDA, where
+    generation is otherwise bound by kernel launches; the dynamic cache elsewhere), static (on every device, compiled
+    on CUDA only) or dynamic (grown token by token, never compiled)."""
 
     def __post_init__(self) -> None:
         _precision(self)
+        _generation_cache(self)
         _positive(self, "reasoning_tokens", "max_length", "batch_size", "turns", "feedback_k")
         if self.num_queries is not None and self.num_queries < 1:
             raise ConfigError(f"num_queries must be >= 1 or None (all), got {self.num_queries}.")
@@ -463,7 +475,7 @@ class TrainConfig:
     sr3 sft / rl / eval."""
 
     model: str | None = None
-    """Base causal LM: a Hugging Face name or folder (default: the bundled SmolLM2-135M-Instruct)."""
+    """Base causal LM: a Hugging Face name or folder, or a .gguf file (default: the bundled SmolLM2-135M-Instruct)."""
     dataset: str | list[str] = "wordnet-revdict"
     """Dataset: train split for SFT and RL, dev split for the evaluations during training, test split for the final
     table alone; or several, each
@@ -478,6 +490,9 @@ class TrainConfig:
     """SFT optimiser steps."""
     sft_batch_size: int = 16
     """SFT queries per step."""
+    sft_learning_rate: float = 5e-5
+    """AdamW learning rate of the SFT stage (sr3 sft --learning-rate). The defaults of the three stages suit training
+    all weights; LoRA adapters (--lora) train at about ten times these (the qwen2.5-1.5b recipe's rates)."""
     sft_reasoning_fraction: float = 0.0
     """Share of the first SFT stage's queries embedded after an unselected sampled reasoning (the
     rejection-sampling stage trains the reasoning path)."""
@@ -485,8 +500,12 @@ class TrainConfig:
     """Steps of the rejection-sampling SFT stage after SFT (0: skip it; RL then starts from SFT)."""
     rs_samples: int = 4
     """Reasonings sampled per query in that stage; the best-ranked one is trained on."""
+    rs_learning_rate: float = 2e-5
+    """AdamW learning rate of the rejection-sampling stage."""
     rl_steps: int = 20
     """RL optimiser steps."""
+    rl_learning_rate: float = 1e-5
+    """AdamW learning rate of the RL stage (sr3 rl --learning-rate)."""
     queries_per_step: int = 4
     """RL queries per step."""
     group_size: int = 4
@@ -534,6 +553,16 @@ class TrainConfig:
     anchor_weight: float = 1.0
     """Weight of the anchor that holds the direct embedding where the rejection-sampling and RL stages started
     (sr3 sft / rl --anchor-weight; 0: none)."""
+    interpolate: list[float] = field(default_factory=list)
+    """After RL: the weights (1 - a) * SFT + a * RL for each a given (e.g. --interpolate 0.25 0.5 0.75), scored on the
+    dev split beside the SFT and RL models; the best of them becomes interpolated/final and the table adds its rows
+    (weight interpolation, WiSE-FT). None given: no such stage."""
+    interpolate_select_by: str = "fused"
+    """The dev nDCG@10 that picks the interpolation weight (direct, reasoning, fused or best), among the weights whose
+    direct embedding holds (--interpolate-tolerance)."""
+    interpolate_tolerance: float = 0.01
+    """A weight is a candidate only where its direct dev nDCG@10 is at most this much below the SFT model's: the mix
+    may not cost the direct embedding."""
     eval_queries: int | None = 200
     """Test queries in the final table (a sample with seed 0, the same for every --seed; None: all)."""
     eval_docs: int | None = 2000
@@ -552,6 +581,10 @@ class TrainConfig:
     """cpu, cuda, ... (default: cuda when available)."""
     precision: str = "auto"
     """fp32, bf16 (mixed precision: bf16 compute, fp32 weights and optimiser) or auto (bf16 where the device computes it natively: a CUDA GPU that supports it, a CPU with AVX-512 BF16 or AMX; else fp32)."""
+    generation_cache: str = "auto"
+    """Key/value cache that reasonings are generated with: auto (a static cache and compiled decoding on CUDA, where
+    generation is otherwise bound by kernel launches; the dynamic cache elsewhere), static (on every device, compiled
+    on CUDA only) or dynamic (grown token by token, never compiled)."""
     max_length: int = 128
     """Prompt tokens kept per text in training and evaluation (longer texts are truncated inside the chat template)."""
     lora: bool = False
@@ -564,20 +597,29 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.dataset = dataset_specs(self.dataset)
         _precision(self)
+        _generation_cache(self)
         _positive(self, "max_length", "lora_rank")
         _positive(self, "sft_steps", "sft_batch_size", "rl_steps", "queries_per_step", "reasoning_tokens")
         _at_least(self, 0, "sft_eval_every", "rs_eval_every", "rl_eval_every", "rs_steps", "latent_tokens", "anchor_weight",
                   "format_rounds")
         if not 0 <= self.min_token_rate <= 1:
             raise ConfigError(f"min_token_rate is a share of the reasonings, in [0, 1]; got {self.min_token_rate}.")
-        for name in ("select_by", "rs_select_by"):
+        _at_least(self, 0, "interpolate_tolerance")
+        for name in ("select_by", "rs_select_by", "interpolate_select_by"):
             if getattr(self, name) not in SELECT_BY or getattr(self, name) == "auto":
                 raise ConfigError(f"{name} must be one of {', '.join(w for w in SELECT_BY if w != 'auto')}; got "
                                   f"{getattr(self, name)!r}.")
         if not 0 <= self.dev_fraction < 1:
             raise ConfigError(f"dev_fraction is a share of the train split's queries, in [0, 1); got {self.dev_fraction}.")
+        outside = [a for a in self.interpolate if not 0 < a < 1]
+        if outside:
+            raise ConfigError(f"interpolate takes weights of the RL model strictly between 0 and 1 (the SFT and RL models "
+                              f"themselves are always compared); got {outside}.")
         _latent_fraction(self)
         _positive(self, "rs_samples")
+        for name in ("sft_learning_rate", "rs_learning_rate", "rl_learning_rate"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}.")
         if not 0 <= self.sft_reasoning_fraction <= 1:
             raise ConfigError(f"sft_reasoning_fraction is a share of the batch, in [0, 1]; got {self.sft_reasoning_fraction}.")
         if self.group_size < 2:
@@ -706,6 +748,14 @@ def _precision(config: Any) -> None:
     if config.precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"precision must be auto, fp32 or bf16, got {config.precision!r} (fp16 would need a loss "
                           "scaler; bf16 mixed precision needs none).")
+
+
+def _generation_cache(config: Any) -> None:
+    from sr3_agent.model.static_cache import GENERATION_CACHES
+
+    if config.generation_cache not in GENERATION_CACHES:
+        raise ConfigError(f"generation_cache must be auto, static or dynamic, got {config.generation_cache!r} (auto: a "
+                          "static cache and compiled decoding on CUDA, the dynamic cache elsewhere).")
 
 
 def _latent_fraction(config: Any) -> None:

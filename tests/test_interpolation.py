@@ -64,6 +64,10 @@ def test_curve_scores_both_ends_and_each_alpha_on_dev(tiny_embedder):
     curve = interpolation_curve(tiny_embedder, end, DevEvaluator(dev, ("direct",)), alphas=[0.5])
     assert [alpha for alpha, _ in curve] == [0.0, 0.5, 1.0]
     assert all(0 <= scores.ndcg["direct"] <= 1 and scores.queries == 4 for _, scores in curve)
+    known = _scores(direct=0.5)  # the starting model's scores from an earlier evaluation on this dev set are reused
+    assert interpolation_curve(tiny_embedder, end, DevEvaluator(dev, ("direct",)), [], start_scores=known)[0][1] is known
+    fewer = interpolation_curve(tiny_embedder, end, DevEvaluator(dev, ("direct", "fused")), [], start_scores=known)
+    assert fewer[0][1] is not known and set(fewer[0][1].ndcg) == {"direct", "fused"}  # not every way: evaluated
 
 
 def test_best_alpha_ranks_like_a_checkpoint_and_ties_keep_the_starting_side():
@@ -72,3 +76,13 @@ def test_best_alpha_ranks_like_a_checkpoint_and_ties_keep_the_starting_side():
     assert best_alpha(curve, "direct") == 0.0
     assert best_alpha(curve, "direct", min_token_rate=0.9) == 0.5  # the format first, as for checkpoints
     assert best_alpha([(0.0, _scores(direct=0.5)), (0.5, _scores(direct=0.5))], "direct") == 0.0
+
+
+def test_with_a_direct_tolerance_the_mix_may_not_cost_the_direct_embedding():
+    curve = [(0.0, _scores(direct=0.645, fused=0.554)), (0.5, _scores(direct=0.642, fused=0.587)),
+             (0.75, _scores(direct=0.620, fused=0.590)), (1.0, _scores(direct=0.611, fused=0.591))]
+    assert best_alpha(curve, "fused") == 1.0
+    assert best_alpha(curve, "fused", direct_tolerance=0.01) == 0.5  # 0.75 and 1 lose more than 0.01 of direct
+    assert best_alpha(curve, "fused", direct_tolerance=0.0) == 0.0
+    with pytest.raises(KeyError):
+        best_alpha(curve[1:], "fused", direct_tolerance=0.01)  # the starting model must be on the curve

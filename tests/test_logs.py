@@ -68,3 +68,19 @@ def test_sr3_train_writes_train_log(tmp_path, monkeypatch):
     text = (tmp_path / "run" / "train.log").read_text()
     assert result["table"] == "| a | table |"
     assert "[sft] training, output in somewhere" in text and "| a | table |" in text
+
+
+def test_long_work_shows_progress_queries_written_with_reasoning_and_each_evaluated_system(capsys, tiny_embedder,
+                                                                                          tiny_beir):
+    from sr3_agent.evaluation.evaluate import BM25System, DenseSystem, evaluate_systems
+
+    tiny_embedder.progress_min_reasoning = 2
+    tiny_embedder.encode_queries(["dogs", "cats", "wolves"], reasoning=True, max_new_tokens=3)
+    tiny_embedder.encode_queries_auto(["dogs", "cats", "wolves"], max_new_tokens=3)
+    err = capsys.readouterr().err
+    assert "reasoning: 100%" in err and "3/3" in err and "auto: 100%" in err
+    tiny_embedder.encode_queries(["dogs"], reasoning=True, max_new_tokens=3)  # below the threshold: no bar
+    assert "reasoning" not in capsys.readouterr().err
+    systems = [BM25System(), DenseSystem("tiny", tiny_embedder.encode_queries, tiny_embedder.encode_documents)]
+    evaluate_systems(tiny_beir, systems)
+    assert "evaluating on" in capsys.readouterr().err

@@ -38,6 +38,22 @@ def test_stage_configs_carry_the_shared_settings():
     assert evaluation.seed == 0 and evaluation.output == "out/results.json"  # same test sample for every seed
 
 
+def test_each_stage_takes_its_own_learning_rate():
+    """--sft-learning-rate, --rs-learning-rate and --rl-learning-rate reach their stages; the defaults are the rates
+    each stage had before they were options (those of training all weights)."""
+    defaults = {name: config.learning_rate for name, config in stage_configs(TrainConfig())[0]}
+    assert defaults == {"sft": 5e-5, "rs": 2e-5, "rl": 1e-5}
+    parser = build_parser()
+    args = parser.parse_args(["train", "--sft-learning-rate", "2e-4", "--rs-learning-rate", "1.5e-4",
+                              "--rl-learning-rate", "1e-4"])
+    stages, _, _ = stage_configs(config_from_args(TrainConfig, args))
+    assert {name: config.learning_rate for name, config in stages} == {"sft": 2e-4, "rs": 1.5e-4, "rl": 1e-4}
+    without_rs = stage_configs(TrainConfig(rs_steps=0, rl_learning_rate=3e-5))[0]
+    assert {name: config.learning_rate for name, config in without_rs} == {"sft": 5e-5, "rl": 3e-5}
+    help_text = parser.commands["train"].format_help()
+    assert all(flag in help_text for flag in ("--sft-learning-rate", "--rs-learning-rate", "--rl-learning-rate"))
+
+
 def test_the_recipe_note_names_the_stages_and_gives_commands_sr3_accepts():
     config = TrainConfig(dataset="semanlink", train_queries=None, corpus_docs=300, output_dir="out")
     note = recipe_note(config)
@@ -78,6 +94,9 @@ def test_without_rejection_sampling_rl_starts_from_sft():
     ({"eval_docs": 0}, "eval_docs must be >= 1 or none"),
     ({"rs_steps": -1}, "rs_steps"),
     ({"sft_reasoning_fraction": 2.0}, "sft_reasoning_fraction"),
+    ({"rl_learning_rate": 0.0}, "rl_learning_rate must be > 0, got 0.0"),
+    ({"sft_learning_rate": -1e-4}, "sft_learning_rate must be > 0"),
+    ({"interpolate": [0.5, 1.0]}, "strictly between 0 and 1"),
 ])
 def test_bad_train_configs_say_how_to_fix_them(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -145,13 +164,15 @@ def _tiny_train_argv(tiny_embedder, tmp_path, monkeypatch, *extra):
 def test_sr3_train_end_to_end_then_resume(tiny_embedder, tmp_path, capsys, monkeypatch):
     argv = _tiny_train_argv(tiny_embedder, tmp_path, monkeypatch, "--sft-steps", "2", "--rl-steps", "2",
                             "--rl-eval-every", "1", "--eval-queries", "none", "--eval-docs", "none",
-                            "--min-token-rate", "0")  # a random model writes no format
+                            "--min-token-rate", "0",  # a random model writes no format
+                            "--interpolate", "0.5")
     assert main(argv) == 0
     out = capsys.readouterr().out
     rows = json.loads((tmp_path / "run" / "results.json").read_text())
     assert [r["system"] for r in rows] == ["SFT (direct)", "SFT+RS (direct)", "SFT+RS (reasoning)", "SFT+RS (fused)", "SFT+RS (auto)",
                                           "SFT+RS+RL (direct)", "SFT+RS+RL (reasoning)", "SFT+RS+RL (fused)",
-                                          "SFT+RS+RL (auto)", "BM25", "all-MiniLM-L6-v2"]
+                                          "SFT+RS+RL (auto)", "SFT~RL (direct)", "SFT~RL (reasoning)", "SFT~RL (fused)",
+                                          "SFT~RL (auto)", "BM25", "all-MiniLM-L6-v2"]
     assert "| SFT+RS+RL (reasoning) |" in out and "Token rate" in out and "sr3 train finished in" in out
     assert all(0 <= row["reasoned_share"] <= 1 for row in rows if "(auto)" in row["system"])
     assert "| SFT+RS+RL (auto) vs SFT+RS+RL (direct) |" in out  # the main job prints auto's paired interval
@@ -165,8 +186,13 @@ def test_sr3_train_end_to_end_then_resume(tiny_embedder, tmp_path, capsys, monke
     chosen = json.loads((tmp_path / "run" / "selected.json").read_text())  # the best model and way of the run on dev
     assert f"Use {chosen['model']} ({chosen['label']}) with its {chosen['query_way']} query embedding" in out
     scores = [json.loads((tmp_path / "run" / stage / "final" / "sr3_embedder.json").read_text())["selection"]["dev_ndcg@10"]
-              for stage in ("sft", "rs", "rl")]
+              for stage in ("sft", "rs", "rl", "interpolated")]
     assert chosen["dev_ndcg@10"] == max(scores)
+    curve = json.loads((tmp_path / "run" / "interpolated" / "curve.json").read_text())  # SFT, the mix, RL on dev
+    assert [point["alpha"] for point in curve] == [0.0, 0.5, 1.0] and "[interpolate] kept alpha" in out
+    kept = json.loads((tmp_path / "run" / "interpolated" / "final" / "sr3_embedder.json").read_text())["selection"]
+    assert kept["alpha"] in (0.0, 0.5, 1.0)
+    assert kept["dev_ndcg@10"] == round(max(max(p["ndcg"].values()) for p in curve), 4)
     for stage in ("sft", "rs", "rl"):  # each stage scored its start, every step and kept the best
         history = json.loads((tmp_path / "run" / stage / "selection.json").read_text())["history"]
         assert [h["step"] for h in history] == list(range(len(history))) and len(history) >= 2
@@ -178,6 +204,7 @@ def test_sr3_train_end_to_end_then_resume(tiny_embedder, tmp_path, capsys, monke
     assert main(argv + ["--resume", "--no-baselines"]) == 0
     out = capsys.readouterr().out
     assert "[sft] kept the finished stage" in out and "[rl] kept the finished stage" in out
+    assert "[interpolate] kept the finished stage" in out
 
 
 def test_sr3_train_runs_format_rounds_then_says_what_to_change(tiny_embedder, tmp_path, capsys, monkeypatch):

@@ -272,9 +272,13 @@ def evaluate_systems(dataset: RetrievalDataset | str, systems: Sequence[System],
     ``recall@100``, ``mrr@10``, ``seconds`` (wall time of the run, encoding included), ``note`` and
     ``per_query_ndcg@10`` (for paired comparisons: `paired_bootstrap`).
     """
+    from tqdm.auto import tqdm
+
     dataset = load_dataset(dataset)
     rows = []
-    for system in systems:
+    bar = tqdm(systems, desc=f"evaluating on {dataset.name}", unit="system", disable=len(systems) < 2)
+    for system in bar:
+        bar.set_postfix_str(system.name)
         start = time.perf_counter()
         run = system.run(dataset, k)
         seconds = time.perf_counter() - start

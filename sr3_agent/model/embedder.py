@@ -43,6 +43,7 @@ from sr3_env.errors import EncoderError
 logger = logging.getLogger(__name__)
 
 EMBED_TOKEN = "<|embed_token|>"
+"""The token added to the vocabulary: the final-layer hidden state at it is the embedding."""
 CONFIG_FILE = "sr3_embedder.json"
 
 
@@ -133,6 +134,7 @@ class ReasoningEmbedder:
 
     frozen = False
     progress_min_texts = 1000  #: show a progress bar when encoding at least this many texts
+    progress_min_reasoning = 32  #: and when writing reasonings for at least this many queries
     #: a DDP-wrapped `sr3_agent.training.distributed.HiddenStates` of ``model``, set by ``prepare_data_parallel``:
     #: `hidden_states` goes through it when gradients are on, so that they are averaged across processes
     parallel_forward: Any = None
@@ -141,6 +143,10 @@ class ReasoningEmbedder:
     #: its key/value cache; read reasoning embeddings from the generation's cache. False: the plain path
     #: (every prompt computed whole; a second pass after reasoning), kept as the reference for tests and benchmarks
     reuse_prefix: bool = True
+    #: the key/value cache reasoning is generated with: ``auto`` (a static cache and compiled decoding on CUDA, the
+    #: dynamic cache elsewhere), ``static`` (on every device; compiled on CUDA only) or ``dynamic``; the same
+    #: computation either way (`sr3_agent.model.static_cache`)
+    generation_cache: str = "auto"
 
     def __init__(self, model: Any, tokenizer: Any, *, prompts: Prompts | None = None, max_length: int = 256,
                  batch_size: int = 16, min_reasoning_tokens: int = 4, name: str | None = None,
@@ -351,14 +357,23 @@ class ReasoningEmbedder:
         if not reasoning:
             return self._encode_direct(texts, self.prompts.query)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start, chunk in _batches(list(texts), self.batch_size):
-            rollout = self.generate_reasoning(chunk, max_new_tokens=max_new_tokens, temperature=temperature)
-            vectors = rollout.embeddings
-            if vectors is None:  # the plain path: a second pass over the whole sequences
-                with torch.inference_mode():
-                    vectors = self.embed(rollout.input_ids, rollout.attention_mask)
-            out[start:start + len(chunk)] = vectors.float().cpu().numpy()
+        with self._progress(len(texts), "reasoning") as bar:
+            for start, chunk in _batches(list(texts), self.batch_size):
+                rollout = self.generate_reasoning(chunk, max_new_tokens=max_new_tokens, temperature=temperature)
+                vectors = rollout.embeddings
+                if vectors is None:  # the plain path: a second pass over the whole sequences
+                    with torch.inference_mode():
+                        vectors = self.embed(rollout.input_ids, rollout.attention_mask)
+                out[start:start + len(chunk)] = vectors.float().cpu().numpy()
+                bar.update(len(chunk))
         return out
+
+    def _progress(self, total: int, desc: str) -> Any:
+        """A progress bar over ``total`` queries written with reasoning (generation is slow: shown from
+        `progress_min_reasoning` of them); one line per refresh when stderr is a file (`sr3_agent.logs`)."""
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, unit="query", leave=False, disable=total < self.progress_min_reasoning)
 
     def _encode_in_way(self, texts: Sequence[str], *, max_new_tokens: int, temperature: float) -> np.ndarray:
         way = self.query_way
@@ -381,9 +396,11 @@ class ReasoningEmbedder:
         reasoned on. The reasonings count in `missing_embed_token_rate` and `mean_reasoning_length`."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         reasoned = np.ones(len(texts), dtype=bool)
-        for start, chunk in _batches(list(texts), self.batch_size):
-            vectors, _, direct = self.auto_batch(chunk, max_new_tokens=max_new_tokens)
-            out[start:start + len(chunk)], reasoned[start:start + len(chunk)] = vectors, ~direct
+        with self._progress(len(texts), "auto") as bar:
+            for start, chunk in _batches(list(texts), self.batch_size):
+                vectors, _, direct = self.auto_batch(chunk, max_new_tokens=max_new_tokens)
+                out[start:start + len(chunk)], reasoned[start:start + len(chunk)] = vectors, ~direct
+                bar.update(len(chunk))
         return out, reasoned
 
     def auto_batch(self, texts: Sequence[str], *, max_new_tokens: int = 64) -> tuple[np.ndarray, Rollout, np.ndarray]:
@@ -579,6 +596,7 @@ class ReasoningEmbedder:
 
         With `reuse_prefix`, each prompt is computed once for its samples (after the shared prefix)
         and the embeddings are read from the generation's cache with one more decoder step
-        (`Rollout.embeddings`), instead of a second pass over the whole sequences."""
+        (`Rollout.embeddings`), instead of a second pass over the whole sequences. `generation_cache`
+        chooses the key/value cache the tokens are generated with (on CUDA by default a static one, compiled)."""
         return generation.generate_reasoning(self, texts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                              num_samples=num_samples, min_new_tokens=min_new_tokens)

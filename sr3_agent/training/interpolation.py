@@ -63,13 +63,15 @@ def mix(start: ReasoningEmbedder, end: ReasoningEmbedder, alpha: float) -> Reaso
 
 
 def interpolation_curve(start: ReasoningEmbedder, end: ReasoningEmbedder, evaluator: DevEvaluator,
-                        alphas: Sequence[float]) -> list[tuple[float, DevScores]]:
+                        alphas: Sequence[float], start_scores: DevScores | None = None) -> list[tuple[float, DevScores]]:
     """Dev scores of the mixed models at each of ``alphas``, plus the two ends (from the scores the models recorded
-    on this dev set where they have them, else evaluated)."""
+    on this dev set where they have them, or ``start_scores`` for the starting model, else evaluated)."""
     curve = []
     for alpha in sorted({0.0, 1.0, *alphas}):
         model = start if alpha == 0 else end if alpha == 1 else None
         scores = evaluator.known(model) if model is not None else None
+        if alpha == 0 and scores is None and start_scores is not None and set(evaluator.ways) <= set(start_scores.ndcg):
+            scores = start_scores
         if scores is None:
             scores = evaluator(model if model is not None else mix(start, end, alpha), step=0)
         logger.info("alpha %.2f: %s", alpha, scores.line())
@@ -77,11 +79,16 @@ def interpolation_curve(start: ReasoningEmbedder, end: ReasoningEmbedder, evalua
     return curve
 
 
-def best_alpha(curve: Sequence[tuple[float, DevScores]], select_by: str, min_token_rate: float = 0.0) -> float:
+def best_alpha(curve: Sequence[tuple[float, DevScores]], select_by: str, min_token_rate: float = 0.0,
+               direct_tolerance: float | None = None) -> float:
     """The alpha whose dev scores rank highest (`selection.rank`); ties keep the smaller alpha (closer to the
-    starting model)."""
-    best_value, best_scores = curve[0]
-    for alpha, scores in curve[1:]:
+    starting model). With ``direct_tolerance``, only alphas whose direct dev nDCG@10 is at most that much below the
+    starting model's (alpha 0, always one of them) are candidates: the mix may not cost the direct embedding."""
+    start = dict(curve)[0.0] if direct_tolerance is not None else None
+    candidates = [(alpha, scores) for alpha, scores in curve
+                  if start is None or scores.ndcg["direct"] >= start.ndcg["direct"] - direct_tolerance]
+    best_value, best_scores = candidates[0]
+    for alpha, scores in candidates[1:]:
         if rank(scores, select_by, min_token_rate) > rank(best_scores, select_by, min_token_rate):
             best_value, best_scores = alpha, scores
     return best_value

@@ -173,6 +173,15 @@ def dev_set(config: Any) -> RetrievalDataset | None:
                         dev_fraction=config.dev_fraction)
 
 
+def scores_record(best: DevScores, select_by: str, fingerprint: str | None = None) -> dict[str, Any]:
+    """What a model records of the dev scores it was kept by (its saved config's ``selection``): the way to serve (its
+    best way on dev) with its figure, the full scores, the metric that chose it and the dev set's ``fingerprint``."""
+    way = best.best_way()  # select_by picks the checkpoint; the way to serve is that checkpoint's best
+    return {"query_way": way, "dev_ndcg@10": round(best.ndcg[way], 4),
+            "dev_interval": [round(v, 4) for v in best.intervals[way]], "dev_queries": best.queries,
+            "step": best.step, "select_by": select_by, "scores": asdict(best), "dev_fingerprint": fingerprint}
+
+
 # -- the selection --------------------------------------------------------------------------------
 
 @dataclass
@@ -246,11 +255,7 @@ class Selection:
     def record(self, fingerprint: str | None = None) -> dict[str, Any]:
         """What the final model records of its selection: the way to serve and its dev figure, and its full scores
         with the dev set's ``fingerprint`` (`DevEvaluator.known`: the next stage starts from them)."""
-        best = self.best
-        way = best.best_way()  # select_by picks the checkpoint; the way to serve is that checkpoint's best
-        return {"query_way": way, "dev_ndcg@10": round(best.ndcg[way], 4),
-                "dev_interval": [round(v, 4) for v in best.intervals[way]], "dev_queries": best.queries,
-                "step": best.step, "select_by": self.select_by, "scores": asdict(best), "dev_fingerprint": fingerprint}
+        return scores_record(self.best, self.select_by, fingerprint)
 
     def _write(self) -> None:
         state = {"select_by": self.select_by, "best_step": self.best.step if self.best else None,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,13 @@ import numpy as np
 from sr3_agent.config import EvalConfig, RLConfig, SFTConfig, TrainConfig
 from sr3_agent.model.embedder import CONFIG_FILE, ReasoningEmbedder
 from sr3_agent.evaluation.evaluate import markdown_table, paired_bootstrap, write_results
+from sr3_agent.training.distributed import Processes, is_main_process, start_processes
 from sr3_agent.training.runlock import holds_run_lock
 from sr3_env.errors import Sr3Error
 from sr3_agent.training.selection import Selection
+
+#: the table's label of the model interpolated between SFT and RL (--interpolate)
+INTERPOLATED = "SFT~RL"
 
 #: TensorBoard tags of the RL run drawn in rl_curves.png (the held-out curve only when it was evaluated).
 CURVES = ("charts/reward_mean", "charts/margin_mean", "charts/embed_token_rate", "dev/ndcg@10_direct",
@@ -45,9 +50,10 @@ logger = logging.getLogger(__name__)
 
 
 def announce(message: str) -> None:
-    """A stage line: printed, and logged (so that `sr3 train`'s train.log holds it too)."""
-    print(message)
-    logger.info(message)
+    """A stage line: printed, and logged (so that `sr3 train`'s train.log holds it too), by the main process only."""
+    if is_main_process():
+        print(message)
+        logger.info(message)
 
 
 def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLConfig]], EvalConfig, dict[str, Path]]:
@@ -56,13 +62,15 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
     out = Path(config.output_dir)
     shared = dict(dataset=config.dataset, num_queries=config.train_queries, corpus_docs=config.corpus_docs,
                   seed=config.seed, device=config.device, precision=config.precision, max_length=config.max_length,
+                  generation_cache=config.generation_cache,
                   lora=config.lora, lora_rank=config.lora_rank, activation_checkpointing=config.activation_checkpointing,
                   eval_queries=config.dev_queries, eval_docs=config.dev_docs, dev_fraction=config.dev_fraction,
                   select_by=config.select_by)
     # without reasonings the LM loss would only teach the token right after a prompt, which the model would
     # then also write first under the reasoning prompt: it is left out
     sft = SFTConfig(model=config.model, steps=config.sft_steps, batch_size=config.sft_batch_size,
-                    reasoning_fraction=config.sft_reasoning_fraction, reasoning_tokens=config.reasoning_tokens,
+                    learning_rate=config.sft_learning_rate, reasoning_fraction=config.sft_reasoning_fraction,
+                    reasoning_tokens=config.reasoning_tokens,
                     lm_weight=0.1 if config.sft_reasoning_fraction > 0 else 0.0,
                     output_dir=str(out / "sft"), save_every=max(1, config.sft_steps // 2), eval_every=config.sft_eval_every,
                     latent_tokens=config.latent_tokens, latent_fraction=config.latent_fraction, **shared)
@@ -71,28 +79,76 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
         stages.append(("rs", SFTConfig(
             model=str(out / "sft" / "final"), steps=config.rs_steps, batch_size=config.sft_batch_size,
             reasoning_fraction=0.5, reasoning_samples=config.rs_samples, keep="best", reasoning_temperature=0.5,
-            lm_weight=0.5, learning_rate=2e-5, reasoning_tokens=config.reasoning_tokens, output_dir=str(out / "rs"),
+            lm_weight=0.5, learning_rate=config.rs_learning_rate, reasoning_tokens=config.reasoning_tokens,
+            output_dir=str(out / "rs"),
             save_every=max(1, config.rs_steps // 2), eval_every=config.rs_eval_every,
             anchor_weight=config.anchor_weight, latent_tokens=config.latent_tokens, min_token_rate=config.min_token_rate,
             latent_fraction=config.latent_fraction, **{**shared, "select_by": config.rs_select_by})))
     before_rl = Path(stages[-1][1].output_dir) / "final"
     stages.append(("rl", RLConfig(
-        model=str(before_rl), steps=config.rl_steps, queries_per_step=config.queries_per_step,
-        group_size=config.group_size, reasoning_tokens=config.reasoning_tokens, eval_every=config.rl_eval_every,
+        model=str(before_rl), steps=config.rl_steps, learning_rate=config.rl_learning_rate,
+        queries_per_step=config.queries_per_step, group_size=config.group_size, reasoning_tokens=config.reasoning_tokens, eval_every=config.rl_eval_every,
         anchor_weight=config.anchor_weight, output_dir=str(out / "rl"),
         save_every=max(1, config.rl_steps // 2), auto=config.auto, **shared)))
     trained = "SFT+RS" if config.rs_steps else "SFT"
     models = {**({"base": Path(config.model or "")} if config.eval_base else {}),
               **({"SFT": out / "sft" / "final"} if config.rs_steps else {}),
-              trained: before_rl, f"{trained}+RL": out / "rl" / "final"}
+              trained: before_rl, f"{trained}+RL": out / "rl" / "final",
+              **({INTERPOLATED: out / "interpolated" / "final"} if config.interpolate else {})}
     evaluation = EvalConfig(models=[str(path) for path in models.values()], base_model=config.model,
                             datasets=dataset_names(config.dataset), num_queries=config.eval_queries,
                             corpus_docs=config.eval_docs,
                             reasoning=True, reasoning_tokens=config.reasoning_tokens, auto=True,
                             baselines=config.baselines, seed=0,
                             output=str(out / "results.json"), device=config.device,
-                            precision=config.precision, max_length=config.max_length)
+                            precision=config.precision, max_length=config.max_length,
+                            generation_cache=config.generation_cache)
     return stages, evaluation, models
+
+
+def interpolate_stage(config: TrainConfig, rl_config: RLConfig) -> str:
+    """After RL: score ``(1 - a) * SFT + a * RL`` on the RL stage's dev set for each ``a`` of ``config.interpolate``,
+    beside the two models themselves, and save the best as interpolated/final (it records its alpha and dev scores
+    as any stage's final model does). Returns the sentence that says which it kept."""
+    from sr3_agent.evaluation.eval_command import load_embedder
+    from sr3_agent.training.interpolation import best_alpha, interpolation_curve, mix
+    from sr3_agent.training.selection import DevEvaluator, dev_set, scores_record, stage_ways
+
+    out = Path(config.output_dir)
+    dev = dev_set(rl_config)
+    if dev is None:
+        raise Sr3Error("--interpolate chooses its weight on the dev split, and this dataset has none: pass "
+                       "--dev-fraction 0.05 (or write qrels/dev.tsv), or leave --interpolate out.")
+    evaluator = DevEvaluator(dev, stage_ways(reasoning=True, auto=config.auto), reasoning_tokens=config.reasoning_tokens)
+    loading = EvalConfig(models=[], device=config.device, precision=config.precision, max_length=config.max_length)
+    start, end = (load_embedder(str(out / stage / "final"), loading)[1] for stage in ("sft", "rl"))
+    curve = interpolation_curve(start, end, evaluator, config.interpolate, start_scores=rs_start_scores(out))
+    by = config.interpolate_select_by
+    alpha = best_alpha(curve, by, direct_tolerance=config.interpolate_tolerance)
+    model = mix(start, end, alpha)
+    model.selection = {**scores_record(dict(curve)[alpha], by, evaluator.fingerprint), "alpha": alpha}
+    folder = out / "interpolated"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "curve.json").write_text(json.dumps([{"alpha": a, **asdict(scores)} for a, scores in curve], indent=2) + "\n")
+    model.save_pretrained(folder / "final")
+    name = {0.0: " (the SFT model)", 1.0: " (the RL model)"}.get(alpha, "")
+    others = ", ".join(f"alpha {a:.2f} {scores.metric(by):.3f} (direct {scores.ndcg['direct']:.3f})"
+                       for a, scores in curve if a != alpha)
+    kept = dict(curve)[alpha]
+    return (f"kept alpha {alpha:.2f}{name}: best dev nDCG@10 ({by}) {kept.metric(by):.3f} with direct "
+            f"{kept.ndcg['direct']:.3f}, among the weights whose direct is at most {config.interpolate_tolerance} "
+            f"below the SFT model's ({others})")
+
+
+def rs_start_scores(out: Path) -> Any:
+    """The dev scores the rejection-sampling stage gave its starting model, the SFT model (its step 0 in
+    selection.json; every stage of `sr3 train` scores the same dev set), or None where that stage did not run."""
+    from sr3_agent.training.selection import Selection
+
+    saved = out / "rs" / "selection.json"
+    if not saved.is_file():
+        return None
+    return next((s for s in Selection.load(out / "rs", "best").history if s.step == 0), None)
 
 
 class FormatNotLearned(Sr3Error):
@@ -112,10 +168,11 @@ def check_format(model: Path, minimum: float) -> None:
         f"{model.parent}), or start from an instruction-tuned model; --min-token-rate 0 skips this check.")
 
 
-def format_rounds(stage_config: SFTConfig, config: TrainConfig, progress: bool) -> None:
+def format_rounds(stage_config: SFTConfig, config: TrainConfig, progress: bool,
+                  processes: Processes = Processes()) -> None:
     """The bounded format stage: while the rejection-sampling model ends fewer than ``min_token_rate`` of its dev
     reasonings with the token, continue that stage for ``rs_steps`` more steps (from its last checkpoint; every
-    checkpoint stays a candidate), at most ``format_rounds`` times."""
+    checkpoint stays a candidate), at most ``format_rounds`` times. Every process decides from the same saved model."""
     import shutil
 
     from sr3_agent.training.sft import train_sft
@@ -127,7 +184,9 @@ def format_rounds(stage_config: SFTConfig, config: TrainConfig, progress: bool) 
             return
         announce(f"[rs] its model ends {rate:.0%} of its dev reasonings with <|embed_token|> (RL needs "
                  f"{config.min_token_rate:.0%}): {config.rs_steps} more steps")
-        shutil.rmtree(folder / "final")
+        processes.wait()  # every process has read the saved model before the main one removes it
+        if processes.is_main:
+            shutil.rmtree(folder / "final")
         stage_config.steps, stage_config.resume = stage_config.steps + config.rs_steps, True
         train_sft(stage_config, progress=progress)
 
@@ -305,10 +364,14 @@ def plot_rl_curves(scalars: dict[str, list[tuple[int, float]]], path: Path) -> P
 
 @holds_run_lock  # one run per output folder; each stage also locks its own subfolder
 def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
-    """SFT, RL, evaluation; returns the table's rows, the stage timings and the output paths."""
+    """SFT, RL, evaluation; returns the table's rows, the stage timings and the output paths.
+
+    Under ``accelerate launch`` every process trains every stage (data-parallel, as ``sr3 sft`` and ``sr3 rl`` do) and
+    the main process alone evaluates and writes the table; the others return the stage timings only."""
     from sr3_agent.training.rl import train_rl
     from sr3_agent.training.sft import train_sft
 
+    processes = start_processes(config.device)  # one process unless started by accelerate launch / torchrun
     out = Path(config.output_dir)
     stages, eval_config, models = stage_configs(config)
     seconds: dict[str, float] = {}
@@ -330,10 +393,21 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         if stage_state(folder) != "done":  # Ctrl-C: the stage saved a checkpoint and returned
             return {"interrupted": name, "seconds": seconds}
         if name == "rs":
-            format_rounds(stage_config, config, progress)
+            format_rounds(stage_config, config, progress, processes)
         announce(f"[{name}] {Selection.load(folder, stage_config.select_by, stage_config.min_token_rate).reason()}")
         if name == "rs":
             check_format(folder / "final", config.min_token_rate)
+
+    if not processes.is_main:  # what follows evaluates in the main process alone, with no collective: none to join
+        return {"seconds": seconds}
+    if config.interpolate:
+        if stage_state(out / "interpolated") == "done":
+            announce(f"[interpolate] kept the finished stage in {out / 'interpolated'}")
+        else:
+            announce(f"[interpolate] SFT and RL weights mixed at {', '.join(map(str, config.interpolate))}, scored on dev")
+            start = time.perf_counter()
+            announce(f"[interpolate] {interpolate_stage(config, stages[-1][1])}")
+            seconds["interpolate"] = time.perf_counter() - start
 
     announce(f"[eval] on the test split: {', '.join(label for label in models if label != 'SFT')}: each direct, "
              "with reasoning, fused and auto" + ("; SFT direct" if "SFT" in models else "")
@@ -345,8 +419,8 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     kept = selection_lines(models)
     table = (markdown_table(rows) + "\nPaired differences over the same queries:\n\n"
              + comparison_table(rows, comparison_pairs(trained, True, config.latent_tokens > 0)
-                                + [(f"{trained[0]} (direct)", f"{trained[-1]} ({way})") for way in
-                                   ("direct", "reasoning", "fused", "auto")] * (len(trained) > 2))
+                                + [(f"{trained[0]} (direct)", f"{label} ({way})") for label in trained[2:] for way in
+                                   ("direct", "reasoning", "fused", "auto")])
              + "\nCheckpoints kept (each stage's best on the dev split, which the next stage starts from):\n\n"
              + "\n".join(f"- {line}" for line in kept) + "\n\n" + recipe_note(config) + "\n" + use_line(models) + "\n")
     announce(use_line(models))
