@@ -471,8 +471,8 @@ class EvalConfig:
 class TrainConfig:
     """The main job (``sr3 train``): SFT, rejection-sampling SFT, RL, then evaluation beside BM25 and MiniLM.
 
-    The defaults finish in about 15 min on 2 CPU cores with bf16 units, 20 in fp32 (docs/results.md); each stage's other settings are those of
-    sr3 sft / rl / eval."""
+    The defaults take about half an hour on 2 CPU cores (measured stage times: docs/results.md); each stage's other
+    settings are those of sr3 sft / rl / eval."""
 
     model: str | None = None
     """Base causal LM: a Hugging Face name or folder, or a .gguf file (default: the bundled SmolLM2-135M-Instruct)."""

@@ -158,8 +158,8 @@ def check_finite_gradients(optimizer: torch.optim.Optimizer, losses: dict[str, A
     raise TrainingDiverged(
         f"Step {done}: the gradients are NaN or infinite (losses: {values}); the step was not applied, so the weights "
         f"and the latest checkpoint in {output_dir} are the last good ones. Usual causes: a learning rate too high for "
-        "this model (try half of --learning-rate), bf16 overflow (try --precision fp32), or a starting model that "
-        "already holds NaN weights. Change the setting and start again from the latest checkpoint's model or the "
+        "this model (try half of --learning-rate; in sr3 train, of that stage's --sft-, --rs- or --rl-learning-rate), "
+        "bf16 overflow (try --precision fp32), or a starting model that already holds NaN weights. Change the setting and start again from the latest checkpoint's model or the "
         "starting model.")
 
 
