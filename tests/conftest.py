@@ -192,3 +192,14 @@ def family_embedder(request, _family_embedders):
     """A fresh tiny embedder of each of `FAMILY_VARIANTS` (the test runs once per variant)."""
     family, _, variant = request.param.partition("/")
     return _family_embedders(family, window=LONG_WINDOW if variant else None)
+
+
+def favour_embed_token(embedder, logit: float = 9.0) -> None:
+    """Make a random model write <|embed_token|> early in some rows (a bias on its logit: about 1 in 6 per step
+    against 49k near-uniform logits), so that caches hold tokens after it that a read must ignore."""
+    head = embedder.model.get_output_embeddings()
+    with torch.no_grad():
+        head.weight[embedder.embed_token_id] *= 0  # shared with the input embeddings (tied)
+    bias = torch.zeros(head.weight.shape[0])
+    bias[embedder.embed_token_id] = logit
+    head.bias = torch.nn.Parameter(bias)

@@ -22,6 +22,7 @@ from sr3_agent.model.kvcache import attention_window, layout_is_exact
 from sr3_agent.training.rl import policy_forward, reference_logprobs, rl_losses
 from sr3_agent.training.parts import add_lora
 from sr3_env import load_dataset
+from conftest import favour_embed_token
 
 ATOL = 1e-4  # the issue's bound for fp32; the tiny model agrees to about 1e-6
 
@@ -145,12 +146,7 @@ def test_reasoning_embeddings_read_from_the_cache_equal_a_second_pass(family_emb
 def test_an_emitted_token_is_read_where_the_model_wrote_it(tiny_embedder, real_texts):
     """Make the model write the token early for some rows (a bias on its logit), so the cache holds
     tokens after it that the read must ignore."""
-    head = tiny_embedder.model.get_output_embeddings()
-    with torch.no_grad():
-        head.weight[tiny_embedder.embed_token_id] *= 0  # shared with the input embeddings (tied)
-    bias = torch.zeros(head.weight.shape[0])
-    bias[tiny_embedder.embed_token_id] = 9.0  # about 1 in 6 per step against 49k near-uniform logits
-    head.bias = torch.nn.Parameter(bias)
+    favour_embed_token(tiny_embedder)
     torch.manual_seed(1)
     rollout = tiny_embedder.generate_reasoning(real_texts[10:16], max_new_tokens=10, temperature=1.0, num_samples=2,
                                                min_new_tokens=0)

@@ -23,6 +23,7 @@ from sr3_agent.model.generation import FiniteScores
 from sr3_agent.model.static_cache import SLOT_STEP, static_cache_problem, uses_static_cache
 from sr3_agent.training.parts import add_lora
 from sr3_env import load_dataset
+from conftest import favour_embed_token
 
 ATOL = 1e-4  # embeddings read from either cache (fp32; they agree to about 1e-7)
 SAME_DISTRIBUTION = 1e-5  # total-variation distance between next-token distributions on a CPU (about 1e-7 seen)
@@ -117,12 +118,7 @@ def test_sampling_through_a_static_cache_draws_from_the_same_distributions(famil
 def test_rows_that_stop_early_read_the_same_embeddings_from_a_static_cache(tiny_embedder, queries):
     """A bias on the embed token's logit makes some rows write it early, so each static cache holds tokens
     after it that the read must ignore, and rows stop at different steps."""
-    head = tiny_embedder.model.get_output_embeddings()
-    with torch.no_grad():
-        head.weight[tiny_embedder.embed_token_id] *= 0  # shared with the input embeddings (tied)
-    bias = torch.zeros(head.weight.shape[0])
-    bias[tiny_embedder.embed_token_id] = 9.0  # about 1 in 6 per step against 49k near-uniform logits
-    head.bias = torch.nn.Parameter(bias)
+    favour_embed_token(tiny_embedder)
     rollouts = {}
     for setting in ("dynamic", "static"):
         torch.manual_seed(1)
