@@ -31,7 +31,8 @@ for seed in "${SEEDS[@]}"; do
         --no-reasoning --no-baselines --output "$OUT/mix/$dataset-$seed.json"
   done
 done
-$PYTHON scripts/seed_compare.py "$OUT" "$OUT/direct" "$OUT/mix" --seeds "${SEEDS[@]}" \
-  --datasets wordnet-revdict semanlink python-docstrings \
+$PYTHON scripts/seed_compare.py "$OUT" "$OUT/mix" --seeds "${SEEDS[@]}" --datasets wordnet-revdict \
   --pair sft:direct mix:direct --pair rl:direct mix:direct --pair sft:direct mix:fused --pair rl:reasoning mix:reasoning \
-  --output "$OUT/mix/compare.json"
+  --output "$OUT/mix/compare-in-domain.json"
+$PYTHON scripts/seed_compare.py "$OUT/direct" "$OUT/mix" --seeds "${SEEDS[@]}" --datasets semanlink python-docstrings \
+  --pair sft:direct mix:direct --pair rl:direct mix:direct --output "$OUT/mix/compare-zero-shot.json"

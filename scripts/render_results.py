@@ -252,6 +252,57 @@ def lm_loss_table() -> str:
                      "without it (`--lm-weight 0`)"], body)
 
 
+# ------------------------------------------------------------------------------- interpolation toward SFT
+INTERPOLATION = "docs/results/interpolation"
+
+
+def interpolation_dev_table() -> str:
+    """The dev curve of (1 - a) * SFT + a * RL per seed (scripts/interpolation_check.py), the chosen weight marked."""
+    body = []
+    for seed in (0, 1):
+        curve = load(f"{INTERPOLATION}/curve-{seed}.json")
+        for i, point in enumerate(curve["curve"]):
+            n, ci = point["ndcg"], point["intervals"]
+            cells = [f"{f3(n[w])} [{f3(ci[w][0])}, {f3(ci[w][1])}]" for w in ("direct", "reasoning", "fused")]
+            chosen = "chosen" if point["alpha"] == curve["chosen_alpha"] else ""
+            body.append([str(seed) if i == 0 else "", f"{point['alpha']:.2f}", *cells,
+                         f"{point['embed_token_rate']:.2f}", chosen])
+    return markdown(["seed", "a (0: SFT, 1: RL)", "direct", "reasoning", "fused", "token rate", ""], body,
+                    right={1, 5})
+
+
+def interpolation_test_table() -> str:
+    """The mixed model chosen on dev against the SFT and RL models of the same seed, on the test splits."""
+    body = []
+    files = {"wordnet-revdict": f"{INTERPOLATION}/compare-in-domain.json",
+             "semanlink": f"{INTERPOLATION}/compare-zero-shot.json",
+             "python-docstrings": f"{INTERPOLATION}/compare-zero-shot.json"}
+    alphas = [load(f"{INTERPOLATION}/curve-{seed}.json")["chosen_alpha"] for seed in (0, 1)]
+    for dataset, kind in TEST_SETS:
+        vs_sft = seed_comparison(files[dataset], dataset, "sft direct", "mix direct")
+        vs_rl = seed_comparison(files[dataset], dataset, "rl direct", "mix direct")
+        for i, alpha in enumerate(alphas):
+            body.append([f"{dataset} ({kind})" if i == 0 else "", str(i), f"{alpha:.2f}", f3(vs_sft["baseline_ndcg"][i]),
+                         f3(vs_rl["baseline_ndcg"][i]), f3(vs_sft["system_ndcg"][i]),
+                         diff_of(vs_sft["per_seed"][i]), diff_of(vs_rl["per_seed"][i])])
+        body.append(["", "pooled", "", "", "", "", diff_of(vs_sft["pooled"]), diff_of(vs_rl["pooled"])])
+    return markdown(["test set", "seed", "a", "SFT, direct", "RL, direct", "mix, direct", "mix − SFT", "mix − RL"],
+                    body, right={1, 2, 3, 4, 5})
+
+
+def interpolation_reasoning_table() -> str:
+    """In domain: the mix's reasoning against RL's, and its fused embedding against SFT's direct one."""
+    path = f"{INTERPOLATION}/compare-in-domain.json"
+    reasoning = seed_comparison(path, "wordnet-revdict", "rl reasoning", "mix reasoning")
+    fused = seed_comparison(path, "wordnet-revdict", "sft direct", "mix fused")
+    body = [[str(i), f3(reasoning["baseline_ndcg"][i]), f3(reasoning["system_ndcg"][i]),
+             diff_of(reasoning["per_seed"][i]), f3(fused["system_ndcg"][i]), diff_of(fused["per_seed"][i])]
+            for i in range(len(reasoning["per_seed"]))]
+    body.append(["pooled", "", "", diff_of(reasoning["pooled"]), "", diff_of(fused["pooled"])])
+    return markdown(["seed", "RL, reasoning", "mix, reasoning", "mix − RL (reasoning)", "mix, fused",
+                     "mix fused − SFT direct"], body, right={0, 1, 2, 4})
+
+
 # -------------------------------------------------------------------------------------------- zero-shot
 def mean(values: list[float]) -> float:
     return sum(values) / len(values)
@@ -444,6 +495,9 @@ TABLES: dict[str, Callable[..., str]] = {
     "main-job-times": main_job_times,
     "stage-cost": stage_cost_table,
     "lm-loss": lm_loss_table,
+    "interpolation-dev": interpolation_dev_table,
+    "interpolation-test": interpolation_test_table,
+    "interpolation-reasoning": interpolation_reasoning_table,
     "zero-shot": zero_shot_table,
     "two-turn-wordnet-revdict": lambda: two_turn_table("wordnet-revdict"),
     "two-turn-semanlink": lambda: two_turn_table("semanlink"),
