@@ -532,7 +532,9 @@ def _is_hub_id(name_or_path: Any) -> bool:
     neither a bundled dataset nor an existing local path (a folder of that name wins)."""
     if not isinstance(name_or_path, str) or not _HUB_ID.fullmatch(name_or_path):
         return False
-    return name_or_path not in BUNDLED_DATASETS and not Path(name_or_path).expanduser().exists()
+    path = Path(name_or_path).expanduser()
+    # a local folder of that name wins; where its parent is a local folder, a missing path was meant, not the hub
+    return name_or_path not in BUNDLED_DATASETS and not path.exists() and not path.parent.is_dir()
 
 
 def _hub_unreachable(hub_id: str, error: BaseException) -> DatasetNotFoundError:

@@ -85,6 +85,14 @@ def test_a_local_folder_wins_over_a_hub_id_of_the_same_name(tmp_path, monkeypatc
     assert available_splits("acme/tiny") == ["test"]
 
 
+def test_a_missing_folder_inside_a_local_folder_is_not_sent_to_the_hub(tmp_path, monkeypatch):
+    _serve(monkeypatch, {})  # any hub call would fail
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetNotFoundError, match="No dataset 'data/missing'.*BEIR folder"):
+        load_dataset("data/missing")
+
+
 def test_an_unreachable_hub_names_the_local_folder_alternative(monkeypatch):
     def unreachable(repo, *args, **kwargs):
         raise ConnectionError(f"Couldn't reach '{repo}' on the Hub (LocalEntryNotFoundError)")
