@@ -207,6 +207,16 @@ def test_sr3_train_end_to_end_then_resume(tiny_embedder, tmp_path, capsys, monke
     assert "[interpolate] kept the finished stage" in out
 
 
+def test_sr3_train_without_a_test_split_stops_before_training(tiny_embedder, tmp_path, capsys, monkeypatch):
+    argv = _tiny_train_argv(tiny_embedder, tmp_path, monkeypatch, "--sft-steps", "1", "--rl-steps", "1")
+    write_beir(tmp_path / "beir", qrels={"train": TINY_QRELS})  # the same folder, without qrels/test.tsv
+    (tmp_path / "beir" / "qrels" / "test.tsv").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and "has no test split" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "sft").exists()  # nothing trained
+
+
 def test_sr3_train_runs_format_rounds_then_says_what_to_change(tiny_embedder, tmp_path, capsys, monkeypatch):
     """A model that never ends its reasonings with the token (the tiny random one, like a base model): the
     rejection-sampling stage runs --format-rounds more rounds, then sr3 train stops before RL and says what to change."""

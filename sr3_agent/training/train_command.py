@@ -191,6 +191,20 @@ def format_rounds(stage_config: SFTConfig, config: TrainConfig, progress: bool,
         train_sft(stage_config, progress=progress)
 
 
+def check_splits(dataset: str | list[str]) -> None:
+    """Raise `SplitNotFoundError` naming what to add when a dataset lacks the train split (every stage trains on it)
+    or the test split (the final table reads it)."""
+    from sr3_env import SplitNotFoundError, available_splits
+
+    for name in dataset_names(dataset):
+        missing = [split for split in ("train", "test") if split not in available_splits(name)]
+        if missing:
+            raise SplitNotFoundError(
+                f"{name} has no {' and no '.join(missing)} split (qrels/{missing[0]}.tsv; it has "
+                f"{available_splits(name) or 'none'}): sr3 train trains on train and ends with a table on test. Add "
+                "the qrels (docs/data.md), or run sr3 sft / sr3 rl / sr3 eval, which read one split each.")
+
+
 def dataset_names(dataset: str | list[str]) -> list[str]:
     """The datasets of a ``--dataset`` option without their weights: what the table evaluates, each on its own (pure)."""
     from sr3_env.mixture import parse_dataset_specs
@@ -371,6 +385,7 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     from sr3_agent.training.rl import train_rl
     from sr3_agent.training.sft import train_sft
 
+    check_splits(config.dataset)  # before any training: a missing split would otherwise fail only at the table
     processes = start_processes(config.device)  # one process unless started by accelerate launch / torchrun
     out = Path(config.output_dir)
     stages, eval_config, models = stage_configs(config)
