@@ -15,7 +15,7 @@ from dataclasses import asdict
 
 from sr3_agent.model.embedder import ReasoningEmbedder
 from sr3_agent.model.precision import autocast_dtype_for
-from sr3_agent.training.interpolation import best_alpha, interpolation_curve, mix
+from sr3_agent.training.interpolation import chosen_mix, interpolation_curve
 from sr3_agent.training.selection import DevEvaluator
 from sr3_env import load_mixture
 
@@ -46,13 +46,11 @@ print("|---:|---:|---:|---:|---:|")
 for alpha, s in curve:
     cells = [f"{s.ndcg[w]:.3f} [{s.intervals[w][0]:.3f}, {s.intervals[w][1]:.3f}]" for w in evaluator.ways]
     print(f"| {alpha:.2f} | " + " | ".join(cells) + f" | {s.embed_token_rate:.2f} |")
-alpha = best_alpha(curve, args.select_by, direct_tolerance=args.tolerance)
+alpha, model = chosen_mix(start, end, curve, args.select_by, args.tolerance, evaluator.fingerprint)
 print(f"chosen on dev: alpha {alpha} (best {args.select_by} among direct within {args.tolerance} of alpha 0)")
 with open(args.out, "w") as f:
     json.dump({"start": args.start, "end": args.end, "dev": {"dataset": args.dataset, "queries": len(dev.query_ids)},
                "chosen_alpha": alpha, "select_by": args.select_by, "tolerance": args.tolerance,
                "curve": [{"alpha": a, **asdict(s)} for a, s in curve]}, f, indent=2)
 if args.save:
-    model = mix(start, end, alpha)
-    model.selection = {"query_way": "direct", "alpha": alpha}
     model.save_pretrained(args.save)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sr3_agent.config import ConfigError
-from sr3_agent.training.interpolation import best_alpha, interpolate_weights, interpolation_curve, mix
+from sr3_agent.training.interpolation import best_alpha, chosen_mix, interpolate_weights, interpolation_curve, mix
 from sr3_agent.training.selection import DevEvaluator, DevScores
 from sr3_env import load_dataset
 
@@ -64,6 +64,10 @@ def test_curve_scores_both_ends_and_each_alpha_on_dev(tiny_embedder):
     curve = interpolation_curve(tiny_embedder, end, DevEvaluator(dev, ("direct",)), alphas=[0.5])
     assert [alpha for alpha, _ in curve] == [0.0, 0.5, 1.0]
     assert all(0 <= scores.ndcg["direct"] <= 1 and scores.queries == 4 for _, scores in curve)
+    alpha, chosen = chosen_mix(tiny_embedder, end, curve, "direct", 1.0, fingerprint="dev-set")
+    assert chosen.selection["alpha"] == alpha == best_alpha(curve, "direct", direct_tolerance=1.0)
+    assert chosen.selection["dev_ndcg@10"] == round(dict(curve)[alpha].ndcg["direct"], 4)
+    assert chosen.selection["dev_fingerprint"] == "dev-set" and chosen.selection["query_way"] == "direct"
     known = _scores(direct=0.5)  # the starting model's scores from an earlier evaluation on this dev set are reused
     assert interpolation_curve(tiny_embedder, end, DevEvaluator(dev, ("direct",)), [], start_scores=known)[0][1] is known
     fewer = interpolation_curve(tiny_embedder, end, DevEvaluator(dev, ("direct", "fused")), [], start_scores=known)

@@ -23,7 +23,7 @@ import torch
 
 from sr3_agent.config import ConfigError
 from sr3_agent.model.embedder import ReasoningEmbedder
-from sr3_agent.training.selection import DevEvaluator, DevScores, rank
+from sr3_agent.training.selection import DevEvaluator, DevScores, rank, scores_record
 
 logger = logging.getLogger(__name__)
 
@@ -92,3 +92,13 @@ def best_alpha(curve: Sequence[tuple[float, DevScores]], select_by: str, min_tok
         if rank(scores, select_by, min_token_rate) > rank(best_scores, select_by, min_token_rate):
             best_value, best_scores = alpha, scores
     return best_value
+
+
+def chosen_mix(start: ReasoningEmbedder, end: ReasoningEmbedder, curve: Sequence[tuple[float, DevScores]],
+               select_by: str, direct_tolerance: float, fingerprint: str | None = None) -> tuple[float, ReasoningEmbedder]:
+    """The weight `best_alpha` picks on ``curve`` and the mixed embedder at it, which records its dev scores (the way to
+    serve among them), the weight and the dev set's ``fingerprint`` as any stage's final model does."""
+    alpha = best_alpha(curve, select_by, direct_tolerance=direct_tolerance)
+    model = mix(start, end, alpha)
+    model.selection = {**scores_record(dict(curve)[alpha], select_by, fingerprint), "alpha": alpha}
+    return alpha, model

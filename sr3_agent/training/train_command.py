@@ -111,8 +111,8 @@ def interpolate_stage(config: TrainConfig, rl_config: RLConfig) -> str:
     beside the two models themselves, and save the best as interpolated/final (it records its alpha and dev scores
     as any stage's final model does). Returns the sentence that says which it kept."""
     from sr3_agent.evaluation.eval_command import load_embedder
-    from sr3_agent.training.interpolation import best_alpha, interpolation_curve, mix
-    from sr3_agent.training.selection import DevEvaluator, dev_set, scores_record, stage_ways
+    from sr3_agent.training.interpolation import chosen_mix, interpolation_curve
+    from sr3_agent.training.selection import DevEvaluator, dev_set, stage_ways
 
     out = Path(config.output_dir)
     dev = dev_set(rl_config)
@@ -124,9 +124,7 @@ def interpolate_stage(config: TrainConfig, rl_config: RLConfig) -> str:
     start, end = (load_embedder(str(out / stage / "final"), loading)[1] for stage in ("sft", "rl"))
     curve = interpolation_curve(start, end, evaluator, config.interpolate, start_scores=rs_start_scores(out))
     by = config.interpolate_select_by
-    alpha = best_alpha(curve, by, direct_tolerance=config.interpolate_tolerance)
-    model = mix(start, end, alpha)
-    model.selection = {**scores_record(dict(curve)[alpha], by, evaluator.fingerprint), "alpha": alpha}
+    alpha, model = chosen_mix(start, end, curve, by, config.interpolate_tolerance, evaluator.fingerprint)
     folder = out / "interpolated"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "curve.json").write_text(json.dumps([{"alpha": a, **asdict(scores)} for a, scores in curve], indent=2) + "\n")
