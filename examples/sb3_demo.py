@@ -12,7 +12,7 @@ beating the frozen encoder, and at this budget expect it to end below: PPO start
 the do-nothing policy starts with. The script prints how PPO compares with it. To improve on an encoder,
 start from it (act = observation + a learned correction) or train the encoder itself (``sr3 rl``).
 
-Needs ``pip install "sr3[sb3,minilm]"`` (``--encoder hashing``: ``sr3[sb3]`` only).
+Needs ``pip install "sr3[sb3]"``.
 
     python examples/sb3_demo.py                       # python-docstrings, MiniLM, 100k steps (a few minutes)
     python examples/sb3_demo.py --encoder hashing --timesteps 2000 --train-queries 50   # seconds

