@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 from dataclasses import asdict
+from pathlib import Path
 
 from sr3_agent.model.embedder import ReasoningEmbedder
 from sr3_agent.model.precision import autocast_dtype_for
@@ -48,6 +49,7 @@ for alpha, s in curve:
     print(f"| {alpha:.2f} | " + " | ".join(cells) + f" | {s.embed_token_rate:.2f} |")
 alpha, model = chosen_mix(start, end, curve, args.select_by, args.tolerance, evaluator.fingerprint)
 print(f"chosen on dev: alpha {alpha} (best {args.select_by} among direct within {args.tolerance} of alpha 0)")
+Path(args.out).parent.mkdir(parents=True, exist_ok=True)
 with open(args.out, "w") as f:
     json.dump({"start": args.start, "end": args.end, "dev": {"dataset": args.dataset, "queries": len(dev.query_ids)},
                "chosen_alpha": alpha, "select_by": args.select_by, "tolerance": args.tolerance,

@@ -213,7 +213,10 @@ def stage_minutes() -> str:
 
 
 # ------------------------------------------------------------------ what the later stages cost, over seeds
-SELECTION_SEEDS = {0: f"{MAIN}/selected.json", 1: "docs/results/selection/seed1/selected.json"}
+#: seed -> the run's choice (selected.json): seed 0 is the main job's run, every other seed has its folder
+SELECTION_SEEDS = {0: f"{MAIN}/selected.json", **{
+    int(path.parent.name[4:]): str(path.relative_to(ROOT))
+    for path in sorted((ROOT / "docs/results/selection").glob("seed*/selected.json"))}}
 TEST_SETS = (("wordnet-revdict", "in domain"), ("semanlink", "never trained on"),
              ("python-docstrings", "never trained on"))
 
@@ -254,12 +257,14 @@ def lm_loss_table() -> str:
 
 # ------------------------------------------------------------------------------- interpolation toward SFT
 INTERPOLATION = "docs/results/interpolation"
+#: the seeds whose dev curve is committed (curve-SEED.json), in order
+INTERPOLATION_SEEDS = sorted(int(path.stem.split("-")[1]) for path in (ROOT / INTERPOLATION).glob("curve-*.json"))
 
 
 def interpolation_dev_table() -> str:
     """The dev curve of (1 - a) * SFT + a * RL per seed (scripts/interpolation_check.py), the chosen weight marked."""
     body = []
-    for seed in (0, 1):
+    for seed in INTERPOLATION_SEEDS:
         curve = load(f"{INTERPOLATION}/curve-{seed}.json")
         for i, point in enumerate(curve["curve"]):
             n, ci = point["ndcg"], point["intervals"]
@@ -277,7 +282,7 @@ def interpolation_test_table() -> str:
     files = {"wordnet-revdict": f"{INTERPOLATION}/compare-in-domain.json",
              "semanlink": f"{INTERPOLATION}/compare-zero-shot.json",
              "python-docstrings": f"{INTERPOLATION}/compare-zero-shot.json"}
-    alphas = [load(f"{INTERPOLATION}/curve-{seed}.json")["chosen_alpha"] for seed in (0, 1)]
+    alphas = [load(f"{INTERPOLATION}/curve-{seed}.json")["chosen_alpha"] for seed in INTERPOLATION_SEEDS]
     for dataset, kind in TEST_SETS:
         vs_sft = seed_comparison(files[dataset], dataset, "sft direct", "mix direct")
         vs_rl = seed_comparison(files[dataset], dataset, "rl direct", "mix direct")
