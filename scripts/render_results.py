@@ -174,11 +174,12 @@ def main_job_differences() -> str:
                     body)
 
 
-def main_job_dev() -> str:
-    selected = load(f"{MAIN}/selected.json")
+def main_job_dev(folder: str = MAIN) -> str:
+    """What each stage of an `sr3 train` run (its results copied into ``folder``) scored on dev, and kept."""
+    selected = load(f"{folder}/selected.json")
     body = []
     for stage, label in (("sft", "SFT"), ("rs", "rejection sampling"), ("rl", "RL")):
-        trace = load(f"{MAIN}/selection-{stage}.json")
+        trace = load(f"{folder}/selection-{stage}.json")
         for point in trace["history"]:
             ndcg = point["ndcg"]
             kept = "kept" if point["step"] == trace["best_step"] else ""
@@ -191,8 +192,22 @@ def main_job_dev() -> str:
                      "kept"], body, right={1, 2, 3, 4, 5})
 
 
-def main_job_times() -> str:
-    timings = load(f"{MAIN}/timings.json")
+def format_trace(folder: str) -> str:
+    """A run's dev scores at every evaluated step of SFT and rejection sampling, with the token rate RL needs."""
+    body = []
+    for stage, label in (("sft", "SFT"), ("rs", "rejection sampling")):
+        for point in load(f"{folder}/selection-{stage}.json")["history"]:
+            ndcg = point["ndcg"]
+            body.append([label, str(point["step"]), *(f3(ndcg[way]) if way in ndcg else ""
+                                                      for way in ("direct", "reasoning", "fused")),
+                         optional(point["embed_token_rate"], 2)])
+    queries = load(f"{folder}/selection-sft.json")["history"][0]["queries"]
+    return markdown(["stage", "step", f"direct (nDCG@10, {queries} dev queries)", "reasoning", "fused",
+                     "token rate"], body, right={1, 2, 3, 4, 5})
+
+
+def main_job_times(folder: str = MAIN) -> str:
+    timings = load(f"{folder}/timings.json")
     names = {"sft": "SFT", "rs": "rejection sampling", "rl": "RL", "eval": "evaluation on the test split"}
     body = [[names.get(stage, stage), f"{seconds / 60:.1f}"] for stage, seconds in timings.items()]
     body.append(["**all stages**", f"**{sum(timings.values()) / 60:.1f}**"])
@@ -498,6 +513,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "main-job-differences": main_job_differences,
     "main-job-dev": main_job_dev,
     "main-job-times": main_job_times,
+    "format-trace": format_trace,
     "stage-cost": stage_cost_table,
     "lm-loss": lm_loss_table,
     "interpolation-dev": interpolation_dev_table,

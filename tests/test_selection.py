@@ -220,3 +220,17 @@ def test_a_checkpoint_that_writes_the_format_comes_first(tiny_embedder, tmp_path
     assert selection.offer(never, tiny_embedder) and selection.offer(writes, tiny_embedder)
     assert selection.best.step == 8 and "token rate 0.96" in selection.reason()
     assert Selection(tmp_path, "reasoning").rank(never) > Selection(tmp_path, "reasoning").rank(writes)  # no minimum
+
+
+def test_when_no_checkpoint_writes_the_format_the_closest_to_it_is_kept(tiny_embedder, tmp_path):
+    """A base model's rejection sampling (Gemma-3-270m: token rate 0.00, 0.11, 0.78, 0.77 over its steps): the kept
+    model is the one nearest the format, not the step-0 model that never writes the token but reasons best."""
+    selection = Selection(tmp_path, "reasoning", min_token_rate=0.9)
+    for step, reasoning, rate in ((0, 0.58, 0.0), (8, 0.44, 0.11), (16, 0.47, 0.78), (24, 0.59, 0.77)):
+        selection.offer(DevScores(step, {"reasoning": reasoning}, {"reasoning": (0.4, 0.6)}, 6,
+                                  embed_token_rate=rate), tiny_embedder)
+    assert selection.best.step == 16 and selection.best.embed_token_rate == 0.78
+    assert selection.reason().startswith("kept step 16: no step reached token rate 0.90; the closest, 0.78, with "
+                                         "dev nDCG@10 (reasoning) 0.470 of 4 evaluations")
+    tied = DevScores(32, {"reasoning": 0.50}, {"reasoning": (0.4, 0.6)}, 6, embed_token_rate=0.78)
+    assert selection.offer(tied, tiny_embedder) and selection.best.step == 32  # same rate: the metric decides

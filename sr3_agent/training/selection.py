@@ -86,11 +86,14 @@ class DevScores:
         return out
 
 
-def rank(scores: DevScores, select_by: str, min_token_rate: float = 0.0) -> tuple[bool, float]:
+def rank(scores: DevScores, select_by: str, min_token_rate: float = 0.0) -> tuple[bool, float, float]:
     """The order of checkpoints: those whose greedy dev reasonings end with the token at least ``min_token_rate`` of
-    the time (the format the next stage needs) first, then by the ``select_by`` metric."""
+    the time (the format the next stage needs) first, by the ``select_by`` metric; then the others, the closest to
+    that format (the highest token rate) first, the metric breaking ties."""
     rate = scores.embed_token_rate
-    return (rate is None or rate >= min_token_rate, scores.metric(select_by))
+    if rate is None or rate >= min_token_rate:
+        return (True, 0.0, scores.metric(select_by))
+    return (False, rate, scores.metric(select_by))
 
 
 def stage_ways(*, reasoning: bool, auto: bool = False, turns: int = 1) -> tuple[str, ...]:
@@ -250,6 +253,10 @@ class Selection:
                            if s is not best)
         rate = (f", token rate {best.embed_token_rate:.2f} (at least {self.min_token_rate:.2f} first)"
                 if self.min_token_rate > 0 and best.embed_token_rate is not None else "")
+        if self.min_token_rate > 0 and best.embed_token_rate is not None and best.embed_token_rate < self.min_token_rate:
+            return (f"kept step {best.step}: no step reached token rate {self.min_token_rate:.2f}; the closest, "
+                    f"{best.embed_token_rate:.2f}, with {metric} {value:.3f} of {len(self.history)} evaluations "
+                    f"({others})")
         return f"kept step {best.step}: best {metric} {value:.3f}{rate} of {len(self.history)} evaluations ({others})"
 
     def record(self, fingerprint: str | None = None) -> dict[str, Any]:
