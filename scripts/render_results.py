@@ -174,12 +174,11 @@ def main_job_differences() -> str:
                     body)
 
 
-def main_job_dev(folder: str = MAIN) -> str:
-    """What each stage of an `sr3 train` run (its results copied into ``folder``) scored on dev, and kept."""
-    selected = load(f"{folder}/selected.json")
+def main_job_dev() -> str:
+    selected = load(f"{MAIN}/selected.json")
     body = []
     for stage, label in (("sft", "SFT"), ("rs", "rejection sampling"), ("rl", "RL")):
-        trace = load(f"{folder}/selection-{stage}.json")
+        trace = load(f"{MAIN}/selection-{stage}.json")
         for point in trace["history"]:
             ndcg = point["ndcg"]
             kept = "kept" if point["step"] == trace["best_step"] else ""
@@ -206,8 +205,8 @@ def format_trace(folder: str) -> str:
                      "token rate"], body, right={1, 2, 3, 4, 5})
 
 
-def main_job_times(folder: str = MAIN) -> str:
-    timings = load(f"{folder}/timings.json")
+def main_job_times() -> str:
+    timings = load(f"{MAIN}/timings.json")
     names = {"sft": "SFT", "rs": "rejection sampling", "rl": "RL", "eval": "evaluation on the test split"}
     body = [[names.get(stage, stage), f"{seconds / 60:.1f}"] for stage, seconds in timings.items()]
     body.append(["**all stages**", f"**{sum(timings.values()) / 60:.1f}**"])

@@ -2,8 +2,8 @@
 
 The environment knows an encoder only through the `Encoder` protocol, so the agent's LLM, a frozen
 sentence encoder, or a user's own object all fit. Built in: the frozen all-MiniLM-L6-v2 (the
-default, in plain PyTorch: `sr3_env.minilm`), any sentence-transformers folder (an ``sr3 export`` of a trained embedder among them), and
-a fast, dependency-free hashing encoder for tests.
+default, in plain PyTorch: `sr3_env.minilm`), any sentence-transformers folder (an ``sr3 export`` of a
+trained embedder among them), and a fast, dependency-free hashing encoder for tests.
 """
 
 from __future__ import annotations

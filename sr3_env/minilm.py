@@ -1,8 +1,9 @@
 """all-MiniLM-L6-v2, the environments' default encoder, in plain PyTorch.
 
 The model is a 6-layer BERT (384 wide) with mean pooling and L2 normalisation. Its layers are post-norm
-transformer layers with exact GELU and PyTorch's fused attention (`scaled_dot_product_attention`), its tokenizer is Hugging Face ``tokenizers``
-reading the model's own ``tokenizer.json``, and its weights are the original ``model.safetensors``. So
+transformer layers with exact GELU and PyTorch's fused attention (`scaled_dot_product_attention`), its
+tokenizer is Hugging Face ``tokenizers`` reading the model's own ``tokenizer.json``, and its weights are
+the original ``model.safetensors``. So
 the core install (``pip install sr3``) embeds exactly what sentence-transformers embeds without
 installing sentence-transformers or transformers (``tests/test_minilm.py`` compares the two).
 
@@ -80,8 +81,8 @@ class MiniLM(nn.Module):
         self.position = nn.Embedding(int(config["max_position_embeddings"]), width)
         self.token_type = nn.Embedding(int(config["type_vocab_size"]), width)
         self.norm = nn.LayerNorm(width, eps=eps)
-        self.layers = nn.ModuleList(Layer(width, int(config["num_attention_heads"]), int(config["intermediate_size"]), eps)
-                                    for _ in range(int(config["num_hidden_layers"])))
+        heads, inner = int(config["num_attention_heads"]), int(config["intermediate_size"])
+        self.layers = nn.ModuleList(Layer(width, heads, inner, eps) for _ in range(int(config["num_hidden_layers"])))
 
     def load_bert(self, state: dict[str, torch.Tensor]) -> None:
         """Load a ``BertModel`` state dict (the names of ``model.safetensors``); the pooler is not used."""

@@ -251,13 +251,15 @@ class Selection:
         metric = f"dev nDCG@10 ({best.best_way()})" if name == "best" else f"dev nDCG@10 ({name})"
         others = ", ".join(f"step {s.step} {s.metric(name):.3f}" for s in sorted(self.history, key=lambda s: s.step)
                            if s is not best)
-        rate = (f", token rate {best.embed_token_rate:.2f} (at least {self.min_token_rate:.2f} first)"
-                if self.min_token_rate > 0 and best.embed_token_rate is not None else "")
-        if self.min_token_rate > 0 and best.embed_token_rate is not None and best.embed_token_rate < self.min_token_rate:
-            return (f"kept step {best.step}: no step reached token rate {self.min_token_rate:.2f}; the closest, "
-                    f"{best.embed_token_rate:.2f}, with {metric} {value:.3f} of {len(self.history)} evaluations "
-                    f"({others})")
-        return f"kept step {best.step}: best {metric} {value:.3f}{rate} of {len(self.history)} evaluations ({others})"
+        of = f"of {len(self.history)} evaluations ({others})"
+        rate, minimum = best.embed_token_rate, self.min_token_rate
+        if minimum <= 0 or rate is None:
+            return f"kept step {best.step}: best {metric} {value:.3f} {of}"
+        if rate < minimum:
+            return (f"kept step {best.step}: no step reached token rate {minimum:.2f}; the closest, {rate:.2f}, "
+                    f"with {metric} {value:.3f} {of}")
+        return (f"kept step {best.step}: best {metric} {value:.3f}, token rate {rate:.2f} (at least {minimum:.2f} "
+                f"first) {of}")
 
     def record(self, fingerprint: str | None = None) -> dict[str, Any]:
         """What the final model records of its selection: the way to serve and its dev figure, and its full scores
