@@ -195,6 +195,17 @@ class SFTConfig(RunConfig):
     """Weight of the triplet-margin loss on hard negatives."""
     lm_weight: float = 0.1
     """Weight of the language-model loss on the answer template (the embed token after each prompt)."""
+    lm_direct: bool = True
+    """The language-model loss also labels the embed token right after the prompt of each query embedded directly
+    and of each document (False: only the queries embedded after a reasoning, so that the model does not learn to
+    write the token before any reasoning)."""
+    lm_head: bool = True
+    """The language-model loss trains the output layer too (False: only the layers below it; in models whose input
+    and output embeddings are tied, as SmolLM2's and Gemma's are, this keeps it from moving the embed token's input
+    row, where every embedding is read)."""
+    lm_reasoning: bool = True
+    """With --keep best or beats_direct: the language-model loss labels the kept reasoning as well as the embed
+    token after it (False: the token alone, which teaches where a reasoning ends without training its text)."""
     reasoning_fraction: float = 0.5
     """Share of training queries embedded after a reasoning the model writes (no gradient through the
     writing), so that the reasoning path is trained too; the rest are embedded directly."""

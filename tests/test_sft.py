@@ -63,6 +63,7 @@ def test_query_sequences_mix_direct_and_reasoning(tiny_embedder):
     assert instructions == [tiny_embedder.prompts.query, tiny_embedder.prompts.reasoning]
     assert answer_lengths(reasonings, learn_reasoning=False) == [1, 1]
     assert answer_lengths(reasonings, learn_reasoning=True) == [1, 4]
+    assert answer_lengths(reasonings, learn_reasoning=True, direct=False) == [0, 4]  # the direct row unlabelled
 
 
 def test_answer_template_labels_only_the_embed_token(tiny_embedder):
@@ -88,6 +89,47 @@ def test_answer_loss_labels_a_kept_reasoning_and_the_token(tiny_embedder):
     token = (ce(head(hidden[0, -2:-1]), ids[0, -1:]) + ce(head(hidden[1, -2:-1]), ids[1, -1:])) / 2
     reasoning = ce(head(hidden[0, -4:-2]), ids[0, -3:-1])
     torch.testing.assert_close(loss, token + reasoning)
+
+
+def test_a_row_labelled_with_no_tokens_is_left_out_of_the_answer_loss(tiny_embedder):
+    """With lm_direct=False a direct row is labelled with 0 tokens: the loss is that of the reasoning row alone, and
+    its gradient does not reach the direct row's hidden states; with no row labelled it is an exact zero."""
+    from sr3_agent.training.sft import query_sequences
+
+    sequences, _ = query_sequences(tiny_embedder, ["a cat", "rain"], [[101, 102], None])
+    ids, mask = tiny_embedder.pad_left(sequences)
+    hidden = tiny_embedder.hidden_states(ids, mask).detach().requires_grad_()
+    loss = answer_template_loss(tiny_embedder, hidden, ids, [3, 0])
+    head = tiny_embedder.model.get_output_embeddings()
+    ce = torch.nn.functional.cross_entropy
+    expected = ce(head(hidden[0, -2:-1]), ids[0, -1:]) + ce(head(hidden[0, -4:-2]), ids[0, -3:-1])
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert hidden.grad[0].abs().sum() > 0 and hidden.grad[1].abs().sum() == 0
+    nothing = answer_template_loss(tiny_embedder, hidden, ids, [0, 0])
+    assert nothing.item() == 0 and nothing.requires_grad
+
+
+def test_without_train_head_the_answer_loss_leaves_the_tied_embedding_rows_alone(tiny_embedder):
+    """The tiny model ties its input and output embeddings, as SmolLM2 does: with train_head=False the loss has the
+    same value, no gradient reaches that matrix (the embed token's row is where embeddings are read), and the
+    layers below it still learn."""
+    model = tiny_embedder.model
+    matrix = model.get_output_embeddings().weight
+    assert matrix is model.get_input_embeddings().weight  # tied
+    ids, mask = tiny_embedder.direct_batch(["a cat", "a dog"], tiny_embedder.prompts.query)
+    losses = {}
+    for train_head in (True, False):
+        model.zero_grad()
+        hidden = tiny_embedder.hidden_states(ids, mask)
+        losses[train_head] = answer_template_loss(tiny_embedder, hidden, ids, train_head=train_head)
+        losses[train_head].backward()
+        from_head = matrix.grad[tiny_embedder.embed_token_id].abs().sum().item()
+        below = sum(p.grad.abs().sum().item() for name, p in model.named_parameters()
+                    if p.grad is not None and "layers." in name)
+        assert below > 0
+        assert (from_head > 0) == train_head
+    torch.testing.assert_close(losses[True], losses[False])
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -90,14 +90,15 @@ def latent_rows(count: int, fraction: float, entropy: list[int], processes: Proc
     return np.random.default_rng(process_entropy(entropy, processes)).random(count) < fraction
 
 
-def answer_lengths(reasonings: list[list[int] | None], *, learn_reasoning: bool) -> list[int]:
+def answer_lengths(reasonings: list[list[int] | None], *, learn_reasoning: bool, direct: bool = True) -> list[int]:
     """Tokens at the end of each query sequence that the language-model loss labels: the embed token,
-    and before it the reasoning where ``learn_reasoning`` (kept by rejection sampling)."""
-    return [1 + (len(r) if learn_reasoning and r is not None else 0) for r in reasonings]
+    and before it the reasoning where ``learn_reasoning`` (kept by rejection sampling); a row embedded
+    directly (no reasoning) is labelled only with ``direct`` (else 0 tokens)."""
+    return [(1 if direct else 0) if r is None else 1 + (len(r) if learn_reasoning else 0) for r in reasonings]
 
 
 def training_embeddings(embedder: ReasoningEmbedder, sequences: list[list[int]], instructions: list[str], *,
-                        labelled: list[int] | None = None, whole: bool = False
+                        labelled: list[int] | None = None, whole: bool = False, train_head: bool = True
                         ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...] | None]:
     """(B, D) embeddings and the answer LM loss of token sequences that end with the token, with
     gradients, each row prompted by its entry of ``instructions``; ``labelled[i]`` trailing tokens of
@@ -107,7 +108,7 @@ def training_embeddings(embedder: ReasoningEmbedder, sequences: list[list[int]],
     (`ReasoningEmbedder.hidden_states_after_prefix`): the same losses and gradients as whole
     sequences, for fewer tokens. With ``whole`` (the KL to a reference needs every position), or
     where that does not apply, the sequences are computed whole and ``(hidden, ids, mask)`` is
-    returned as the third item (else None)."""
+    returned as the third item (else None). ``train_head``: as in `answer_terms`."""
     labelled = labelled or [1] * len(sequences)
     groups = {instruction: [i for i, own in enumerate(instructions) if own == instruction]
               for instruction in dict.fromkeys(instructions)}
@@ -116,18 +117,18 @@ def training_embeddings(embedder: ReasoningEmbedder, sequences: list[list[int]],
     if parts is None or any(part is None for part in parts):
         ids, mask = embedder.pad_left(sequences)
         hidden = embedder.hidden_states(ids, mask)
-        return (embedder.pool(hidden, ids, mask), answer_template_loss(embedder, hidden, ids, labelled),
+        return (embedder.pool(hidden, ids, mask), answer_template_loss(embedder, hidden, ids, labelled, train_head),
                 (hidden, ids, mask))
     embeddings, terms = [], []
     for (hidden, ids, mask), rows in zip(parts, groups.values()):
         embeddings.append(embedder.pool(hidden, ids, mask))
-        terms.append(answer_terms(embedder, hidden, ids, [labelled[i] for i in rows]))
+        terms.append(answer_terms(embedder, hidden, ids, [labelled[i] for i in rows], train_head))
     order = torch.as_tensor([i for rows in groups.values() for i in rows], device=embedder.device)
     return torch.cat(embeddings)[torch.argsort(order)], combined_answer_loss(terms), None
 
 
 def answer_template_loss(embedder: ReasoningEmbedder, hidden: torch.Tensor, input_ids: torch.Tensor,
-                         labelled: list[int] | None = None) -> torch.Tensor:
+                         labelled: list[int] | None = None, train_head: bool = True) -> torch.Tensor:
     """Language-model loss of the answer: the last ``labelled[i]`` tokens of row i (default 1: the
     embed token after each prompt or reasoning).
 
@@ -136,32 +137,41 @@ def answer_template_loss(embedder: ReasoningEmbedder, hidden: torch.Tensor, inpu
     (kept by rejection sampling), the mean over their tokens: the token weighs as much as a whole
     reasoning, so that the model learns to stop and write it rather than end its turn.
     """
-    return combined_answer_loss([answer_terms(embedder, hidden, input_ids, labelled)])
+    return combined_answer_loss([answer_terms(embedder, hidden, input_ids, labelled, train_head)])
 
 
 def answer_terms(embedder: ReasoningEmbedder, hidden: torch.Tensor, input_ids: torch.Tensor,
-                 labelled: list[int] | None = None) -> tuple[torch.Tensor, int, torch.Tensor, int]:
+                 labelled: list[int] | None = None, train_head: bool = True) -> tuple[torch.Tensor, int, torch.Tensor, int]:
     """The sums and counts `answer_template_loss` combines, so that batches computed in parts
     (`training_embeddings`) give the loss of the whole: (token NLL sum, rows, reasoning NLL sum,
-    reasoning tokens)."""
+    reasoning tokens). Without ``train_head`` the output layer's weights are held out of the loss's gradient
+    (the layers below still learn): where they are tied to the input embeddings, the embed token's output row is
+    its input row, at which every embedding is read."""
     labelled = labelled or [1] * len(input_ids)
+    rows = sum(n > 0 for n in labelled)  # a row labelled with 0 tokens is left out
     width = min(max(labelled) + 1, input_ids.shape[1])
-    logits = embedder.model.get_output_embeddings()(hidden[:, -width:])  # (B, width, V): t predicts t + 1
+    head = embedder.model.get_output_embeddings()
+    tail = hidden[:, -width:]
+    logits = head(tail) if train_head else torch.nn.functional.linear(  # (B, width, V): t predicts t + 1
+        tail, head.weight.detach(), None if head.bias is None else head.bias.detach())
     token_labels = input_ids[:, -width:].clone()
     token_labels[:, :-1] = -100
-    token_sum = lm_loss(logits, token_labels) * len(input_ids)
+    token_labels[torch.as_tensor(labelled, device=input_ids.device) == 0, -1] = -100
+    token_sum = lm_loss(logits, token_labels) * rows
     reasoning_labels = input_ids[:, -width:].clone()
     start = width - torch.as_tensor(labelled, device=input_ids.device).view(-1, 1)
     reasoning_labels[torch.arange(width, device=input_ids.device).view(1, -1) < start] = -100
     reasoning_labels[:, 0] = reasoning_labels[:, -1] = -100
-    count = sum(n - 1 for n in labelled)
+    count = sum(max(n - 1, 0) for n in labelled)
     reasoning_sum = lm_loss(logits, reasoning_labels) * count if count else token_sum * 0
-    return token_sum, len(input_ids), reasoning_sum, count
+    return token_sum, rows, reasoning_sum, count
 
 
 def combined_answer_loss(terms: list[tuple[torch.Tensor, int, torch.Tensor, int]]) -> torch.Tensor:
-    """Token mean over all rows, plus the reasoning-token mean over all labelled reasoning tokens (if any)."""
-    loss = sum(t[0] for t in terms) / sum(t[1] for t in terms)
+    """Token mean over all labelled rows, plus the reasoning-token mean over all labelled reasoning tokens (if
+    any); an exact zero that keeps the graph where nothing is labelled."""
+    rows = sum(t[1] for t in terms)
+    loss = sum(t[0] for t in terms) / max(rows, 1)
     count = sum(t[3] for t in terms)
     return loss + sum(t[2] for t in terms) / count if count else loss
 
@@ -264,7 +274,8 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
                 latent_rows(len(rows), config.latent_fraction, [config.seed, step, 2], processes))
             queries, q_lm, q_whole = training_embeddings(
                 embedder, q_sequences, q_instructions, whole=config.kl_weight > 0,
-                labelled=answer_lengths(reasonings, learn_reasoning=config.keep != "all"))  # (B, D)
+                labelled=answer_lengths(reasonings, learn_reasoning=config.keep != "all" and config.lm_reasoning,
+                                        direct=config.lm_direct), train_head=config.lm_head)  # (B, D)
 
             # 2. hard negatives under the current model (the index re-encodes the stale rows it touches)
             found = index.search(queries.detach(), batch_gold, k=config.mine_top_k)
@@ -276,7 +287,8 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
             column_rows = np.concatenate([positives_rows, negative_rows.reshape(-1)])
             d_sequences = [ids + [embedder.embed_token_id] for ids in
                            embedder.prompt_ids([data.documents[r] for r in column_rows], embedder.prompts.document)]
-            documents, d_lm, _ = training_embeddings(embedder, d_sequences, [embedder.prompts.document] * len(d_sequences))
+            documents, d_lm, _ = training_embeddings(embedder, d_sequences, [embedder.prompts.document] * len(d_sequences),
+                                                     train_head=config.lm_head)
             positives, negatives = documents[:len(rows)], documents[len(rows):]  # (B, D), (B*H, D)
 
             # 4. losses, one optimiser step (the model's version goes up; DDP averages the gradients)
@@ -285,8 +297,8 @@ def train_sft(config: SFTConfig, *, embedder: ReasoningEmbedder | None = None,
             if config.triplet_weight > 0:
                 losses["triplet"] = triplet_margin(queries, positives, negatives.view(len(rows), config.hard_negatives, -1),
                                                    margin=config.margin)
-            if config.lm_weight > 0:
-                losses["lm"] = 0.5 * (q_lm + d_lm)
+            if config.lm_weight > 0:  # documents are embedded directly: labelled with lm_direct only
+                losses["lm"] = 0.5 * (q_lm + d_lm) if config.lm_direct else q_lm
             if config.anchor_weight > 0:  # the direct embeddings held where the stage started
                 direct = [i for i, r in enumerate(reasonings) if r is None]
                 losses["anchor"] = anchor_loss(torch.cat([queries[direct], documents]), reference_embeddings(
