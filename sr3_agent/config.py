@@ -561,7 +561,7 @@ class TrainConfig:
     """The dev nDCG@10 that picks the rejection-sampling stage's final/. That stage teaches the model to write a
     reasoning and end it with the token, which RL needs, while the anchor holds its direct embedding: by default it
     keeps its best reasoning checkpoint. The model the run tells you to use is the best of all stages' on dev."""
-    anchor_weight: float = 1.0
+    anchor_weight: float = 10.0
     """Weight of the anchor that holds the direct embedding where the rejection-sampling and RL stages started
     (sr3 sft / rl --anchor-weight; 0: none)."""
     interpolate: list[float] = field(default_factory=list)

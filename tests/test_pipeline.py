@@ -26,6 +26,7 @@ def test_stage_configs_carry_the_shared_settings():
     assert sft.output_dir == "out/sft" and sft.reasoning_tokens == 12 and sft.reasoning_fraction == 0.0
     assert rs.model == "out/sft/final" and rs.output_dir == "out/rs" and rs.steps == 4
     assert rs.keep == "best" and rs.reasoning_samples == 4 and rs.lm_weight > 0 and rs.seed == 3
+    assert not rs.lm_direct  # the LM loss labels the kept reasonings, not the token right after a direct prompt
     assert rl.model == "out/rs/final" and rl.output_dir == "out/rl" and rl.steps == 5 and rl.reasoning_tokens == 12
     assert list(models) == ["SFT", "SFT+RS", "SFT+RS+RL"]
     assert evaluation.models == ["out/sft/final", "out/rs/final", "out/rl/final"]

@@ -75,11 +75,12 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
                     output_dir=str(out / "sft"), save_every=max(1, config.sft_steps // 2), eval_every=config.sft_eval_every,
                     latent_tokens=config.latent_tokens, latent_fraction=config.latent_fraction, **shared)
     stages: list[tuple[str, SFTConfig | RLConfig]] = [("sft", sft)]
-    if config.rs_steps:
+    if config.rs_steps:  # its LM loss labels only the reasonings: labelled after direct prompts too, the token would
+        # be learned as the first thing to write, which the model then does under the reasoning prompt (docs/results.md)
         stages.append(("rs", SFTConfig(
             model=str(out / "sft" / "final"), steps=config.rs_steps, batch_size=config.sft_batch_size,
             reasoning_fraction=0.5, reasoning_samples=config.rs_samples, keep="best", reasoning_temperature=0.5,
-            lm_weight=0.5, learning_rate=config.rs_learning_rate, reasoning_tokens=config.reasoning_tokens,
+            lm_weight=0.5, lm_direct=False, learning_rate=config.rs_learning_rate, reasoning_tokens=config.reasoning_tokens,
             output_dir=str(out / "rs"),
             save_every=max(1, config.rs_steps // 2), eval_every=config.rs_eval_every,
             anchor_weight=config.anchor_weight, latent_tokens=config.latent_tokens, min_token_rate=config.min_token_rate,
