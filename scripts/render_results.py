@@ -269,6 +269,35 @@ def lm_loss_table() -> str:
                      "without it (`--lm-weight 0`)"], body)
 
 
+#: scripts/rs_check.sh's variants of the rejection-sampling stage (seed 2's SFT model, dev split), in the table's order:
+#: (file in docs/results/rs-check, what it changes against the recipe before, its options)
+RS_VARIANTS = (
+    ("main-job", "the recipe before (the LM loss labels every row; anchor 1)", "sr3 train's stage before"),
+    ("token", "the LM loss labels only the token after a kept reasoning, not the reasoning", "--no-lm-reasoning"),
+    ("token-a10", "the same, anchor 10", "--no-lm-reasoning --anchor-weight 10"),
+    ("nodirect", "the LM loss labels only the rows embedded after a reasoning", "--no-lm-direct"),
+    ("nodirect-a10", "the same, anchor 10 (sr3 train now)", "--no-lm-direct --anchor-weight 10"),
+    ("nodirect-head", "the same as --no-lm-direct, output layer held out of the LM loss", "--no-lm-direct --no-lm-head"),
+    ("nodirect-head-a10", "the same, anchor 10", "--no-lm-direct --no-lm-head --anchor-weight 10"),
+)
+
+
+def rs_check_table() -> str:
+    """Each variant's dev scores at its last step (8) beside its start, from scripts/rs_check.sh's selection files."""
+    start = load("docs/results/rs-check/main-job.json")["history"][0]
+    body = [["the SFT model (every variant's start)", "", "0", *(f3(start["ndcg"][w]) for w in ("direct", "reasoning")),
+             optional(start["embed_token_rate"], 2)]]
+    for name, what, options in RS_VARIANTS:
+        end = load(f"docs/results/rs-check/{name}.json")["history"][-1]
+        low, high = end["intervals"]["direct"]
+        body.append([what, f"`{options}`" if options.startswith("--") else options, str(end["step"]),
+                     f"{f3(end['ndcg']['direct'])} [{f3(low)}, {f3(high)}]", f3(end["ndcg"]["reasoning"]),
+                     optional(end["embed_token_rate"], 2)])
+    queries = start["queries"]
+    return markdown(["rejection sampling", "options", "step", f"direct (dev nDCG@10, {queries} queries)", "reasoning",
+                     "token rate"], body, right={2, 4, 5})
+
+
 # ------------------------------------------------------------------------------- interpolation toward SFT
 INTERPOLATION = "docs/results/interpolation"
 #: the seeds whose dev curve is committed (curve-SEED.json), in order
@@ -515,6 +544,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "format-trace": format_trace,
     "stage-cost": stage_cost_table,
     "lm-loss": lm_loss_table,
+    "rs-check": rs_check_table,
     "interpolation-dev": interpolation_dev_table,
     "interpolation-test": interpolation_test_table,
     "interpolation-reasoning": interpolation_reasoning_table,
