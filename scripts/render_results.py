@@ -227,24 +227,30 @@ def stage_minutes() -> str:
 
 
 # ------------------------------------------------------------------ what the later stages cost, over seeds
-#: seed -> the run's choice (selected.json): seed 0 is the main job's run, every other seed has its folder
-SELECTION_SEEDS = {0: f"{MAIN}/selected.json", **{
-    int(path.parent.name[4:]): str(path.relative_to(ROOT))
-    for path in sorted((ROOT / "docs/results/selection").glob("seed*/selected.json"))}}
 TEST_SETS = (("wordnet-revdict", "in domain"), ("semanlink", "never trained on"),
              ("python-docstrings", "never trained on"))
 
 
-def stage_cost_table() -> str:
-    compare = "docs/results/selection/compare.json"
+def selection_seeds(folder: str) -> dict[int, str]:
+    """seed -> the run's choice (FOLDER/seedN/selected.json) of a `scripts/selection_check.sh` folder."""
+    return dict(sorted((int(path.parent.name[4:]), str(path.relative_to(ROOT)))
+                       for path in (ROOT / folder).glob("seed*/selected.json")))
+
+
+SELECTION_SEEDS = selection_seeds("docs/results/selection")  #: the seeds of the earlier recipe's runs
+
+
+def stage_cost_table(folder: str = "docs/results/selection") -> str:
+    compare = f"{folder}/compare.json"
+    seeds = selection_seeds(folder)
     body = []
     for dataset, kind in TEST_SETS:
-        size = load(f"docs/results/selection/{dataset}-0.json")[0]
+        size = load(f"{folder}/{dataset}-0.json")[0]
         rs = seed_comparison(compare, dataset, "sft direct", "rs direct")
         rl = seed_comparison(compare, dataset, "sft direct", "rl direct")
         chosen = seed_comparison(compare, dataset, "sft direct", "final chosen")
-        for i, seed in enumerate(SELECTION_SEEDS):
-            picked = load(SELECTION_SEEDS[seed])
+        for i, seed in enumerate(seeds):
+            picked = load(seeds[seed])
             same = chosen["system_ndcg"][i] == chosen["baseline_ndcg"][i]
             label = (f"{dataset} ({kind}; {count(size['queries'])} queries, {count(size['docs'])} documents)"
                      if i == 0 else "")
