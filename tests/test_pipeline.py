@@ -12,7 +12,7 @@ from conftest import TINY_QRELS, write_beir
 from sr3_agent.cli import build_parser, main
 from sr3_agent.config import ConfigError, TrainConfig, config_from_args
 from sr3_agent.training.train_command import (comparison_pairs, comparison_table, eval_embedders, plot_rl_curves, read_scalars,
-                                recipe_note, stage_configs, stage_state)
+                                recipe_note, round_end, stage_configs, stage_state)
 from sr3_agent.cli import COMMANDS
 
 
@@ -231,3 +231,42 @@ def test_sr3_train_runs_format_rounds_then_says_what_to_change(tiny_embedder, tm
     history = json.loads((tmp_path / "run" / "rs" / "selection.json").read_text())["history"]
     assert [h["step"] for h in history] == [0, 1, 2]  # one round of one more step, every checkpoint a candidate
     assert not (tmp_path / "run" / "rl").exists()  # RL never started
+
+
+def test_a_resumed_format_round_runs_to_that_rounds_end():
+    assert [round_end(latest, 8) for latest in (0, 3, 8, 20, 24)] == [8, 8, 8, 24, 24]
+
+
+def test_sr3_train_stopped_in_a_format_round_stops_before_rl_and_resumes_that_round(tiny_embedder, tmp_path, capsys,
+                                                                                     monkeypatch):
+    """A stop (SIGTERM, Ctrl-C) during a format round: no RL on a model without a final/, the resume command printed;
+    --resume finishes the stopped round as one round, then runs the remaining rounds."""
+    import sr3_agent.training.sft as sft
+    from sr3_agent.training.checkpoint import StopFlag
+
+    real, calls = sft.train_sft, []
+
+    def stopped_in_the_first_round(config, **kwargs):  # the stage's first call trains; the next is stopped after a step
+        calls.append(config.steps)
+        StopFlag.requested = len(calls) == 3  # calls: SFT, rejection sampling, its first format round
+        try:
+            return real(config, **kwargs)
+        finally:
+            StopFlag.requested = False
+
+    monkeypatch.setattr(sft, "train_sft", stopped_in_the_first_round)
+    argv = _tiny_train_argv(tiny_embedder, tmp_path, monkeypatch, "--sft-steps", "1", "--rl-steps", "1",
+                            "--rs-steps", "2", "--format-rounds", "2")
+    assert main(argv) == 130
+    assert "stopped during rs; continue with: sr3 train --resume" in capsys.readouterr().out
+    history = json.loads((tmp_path / "run" / "rs" / "selection.json").read_text())["history"]
+    assert [h["step"] for h in history] == [0, 1, 2, 3]  # the round to step 4 stopped after step 3
+    assert not (tmp_path / "run" / "rs" / "final").exists() and not (tmp_path / "run" / "rl").exists()
+
+    with pytest.raises(SystemExit) as exit_info:  # the tiny random model never learns the format: two more rounds
+        main(argv + ["--resume"])
+    assert exit_info.value.code == 2 and "--rs-steps 16" in capsys.readouterr().err
+    assert calls[3:] == [4, 6, 8]  # the stopped round finished at step 4, then two rounds of 2 steps
+    history = json.loads((tmp_path / "run" / "rs" / "selection.json").read_text())["history"]
+    assert [h["step"] for h in history] == list(range(9))
+    assert not (tmp_path / "run" / "rl").exists()

@@ -34,6 +34,7 @@ import numpy as np
 from sr3_agent.config import EvalConfig, RLConfig, SFTConfig, TrainConfig
 from sr3_agent.model.embedder import CONFIG_FILE, ReasoningEmbedder
 from sr3_agent.evaluation.evaluate import markdown_table, paired_bootstrap, write_results
+from sr3_agent.training.checkpoint import list_checkpoints
 from sr3_agent.training.distributed import Processes, is_main_process, start_processes
 from sr3_agent.training.runlock import holds_run_lock
 from sr3_env.errors import Sr3Error
@@ -168,10 +169,11 @@ def check_format(model: Path, minimum: float) -> None:
 
 
 def format_rounds(stage_config: SFTConfig, config: TrainConfig, progress: bool,
-                  processes: Processes = Processes()) -> None:
+                  processes: Processes = Processes()) -> bool:
     """The bounded format stage: while the rejection-sampling model ends fewer than ``min_token_rate`` of its dev
     reasonings with the token, continue that stage for ``rs_steps`` more steps (from its last checkpoint; every
-    checkpoint stays a candidate), at most ``format_rounds`` times. Every process decides from the same saved model."""
+    checkpoint stays a candidate), at most ``format_rounds`` times. Every process decides from the same saved model.
+    Returns False when a round was stopped (Ctrl-C, SIGTERM) before its final model was saved: `--resume` continues it."""
     import shutil
 
     from sr3_agent.training.sft import train_sft
@@ -180,7 +182,7 @@ def format_rounds(stage_config: SFTConfig, config: TrainConfig, progress: bool,
     for _ in range(config.format_rounds):
         rate = recorded_token_rate(folder / "final")
         if rate is None or rate >= config.min_token_rate:
-            return
+            return True
         announce(f"[rs] its model ends {rate:.0%} of its dev reasonings with <|embed_token|> (RL needs "
                  f"{config.min_token_rate:.0%}): {config.rs_steps} more steps")
         processes.wait()  # every process has read the saved model before the main one removes it
@@ -188,6 +190,15 @@ def format_rounds(stage_config: SFTConfig, config: TrainConfig, progress: bool,
             shutil.rmtree(folder / "final")
         stage_config.steps, stage_config.resume = stage_config.steps + config.rs_steps, True
         train_sft(stage_config, progress=progress)
+        if stage_state(folder) != "done":
+            return False
+    return True
+
+
+def round_end(latest_step: int, round_steps: int) -> int:
+    """The step a resumed rejection-sampling stage runs to: the end of the format round its latest checkpoint
+    (``latest_step``) falls in, so a round stopped part-way finishes as one round; ``round_steps`` at least."""
+    return max(round_steps, -(-latest_step // round_steps) * round_steps)
 
 
 def check_splits(dataset: str | list[str]) -> None:
@@ -401,13 +412,16 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
             continue
         announce(f"[{name}] training, output in {folder}")
         stage_config.resume = state == "interrupted"
+        saved = list_checkpoints(folder) if name == "rs" and stage_config.resume and config.rs_steps > 0 else []
+        if saved:  # perhaps stopped in a format round: finish that round
+            stage_config.steps = round_end(int(saved[-1].name.split("-")[-1]), config.rs_steps)
         start = time.perf_counter()
         train(stage_config, progress=progress)
         seconds[name] = time.perf_counter() - start
         if stage_state(folder) != "done":  # Ctrl-C: the stage saved a checkpoint and returned
             return {"interrupted": name, "seconds": seconds}
-        if name == "rs":
-            format_rounds(stage_config, config, progress, processes)
+        if name == "rs" and not format_rounds(stage_config, config, progress, processes):
+            return {"interrupted": name, "seconds": seconds}
         announce(f"[{name}] {Selection.load(folder, stage_config.select_by, stage_config.min_token_rate).reason()}")
         if name == "rs":
             check_format(folder / "final", config.min_token_rate)
