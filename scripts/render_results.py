@@ -152,24 +152,28 @@ def readme_main_job_table() -> str:
     return markdown([header, "nDCG@10", "Recall@100", "token rate", "reasoned"], body, right={1, 2, 3, 4})
 
 
-MAIN_JOB_PAIRS = [  # (what it answers, baseline, system)
+RUN_PAIRS = [  # (what it answers, baseline, system)
     ("RL teaches the reasoning", "SFT+RS (reasoning)", "SFT+RS+RL (reasoning)"),
     ("after RL, reasoning against direct", "SFT+RS+RL (direct)", "SFT+RS+RL (reasoning)"),
     ("after RL, fused against direct", "SFT+RS+RL (direct)", "SFT+RS+RL (fused)"),
     ("after RL, auto against direct", "SFT+RS+RL (direct)", "SFT+RS+RL (auto)"),
     ("what rejection sampling costs the direct embedding", "SFT (direct)", "SFT+RS (direct)"),
+    ("what RL costs the direct embedding", "SFT+RS (direct)", "SFT+RS+RL (direct)"),
     ("what the final model's direct embedding lost", "SFT (direct)", "SFT+RS+RL (direct)"),
-    ("the handed-over model against MiniLM", "all-MiniLM-L6-v2", "SFT (direct)"),
-    ("the handed-over model against BM25", "BM25", "SFT (direct)"),
 ]
 
 
-def main_job_differences() -> str:
-    path = f"{MAIN}/results.json"
+def run_differences(folder: str = MAIN) -> str:
+    """The paired test differences of an `sr3 train` run folder (results.json, selected.json): what each stage did,
+    and the model and way the run handed over (selected on dev) against its SFT model, MiniLM and BM25."""
+    path, chosen = f"{folder}/results.json", load(f"{folder}/selected.json")
+    handed = f"{chosen['label']} ({chosen['query_way']})"
+    pairs = RUN_PAIRS + [(f"the handed-over model against {name}", baseline, handed)
+                         for name, baseline in (("its SFT model", "SFT (direct)"), ("MiniLM", "all-MiniLM-L6-v2"),
+                                                ("BM25", "BM25")) if baseline != handed]
     body = []
-    for question, baseline, system in MAIN_JOB_PAIRS:
-        d = paired(path, baseline, system)
-        body.append([question, f"{system} − {baseline}", diff_of(d)])
+    for question, baseline, system in pairs:
+        body.append([question, f"{system} − {baseline}", diff_of(paired(path, baseline, system))])
     return markdown(["question", "comparison (nDCG@10, paired over the same queries)", "difference [95% interval]"],
                     body)
 
@@ -192,9 +196,12 @@ def main_job_dev() -> str:
 
 
 def format_trace(folder: str) -> str:
-    """A run's dev scores at every evaluated step of SFT and rejection sampling, with the token rate RL needs."""
+    """A run's dev scores at every evaluated step of SFT and rejection sampling (and RL, where it ran), with the
+    token rate RL needs."""
     body = []
-    for stage, label in (("sft", "SFT"), ("rs", "rejection sampling")):
+    for stage, label in (("sft", "SFT"), ("rs", "rejection sampling"), ("rl", "RL")):
+        if stage == "rl" and not (ROOT / folder / "selection-rl.json").is_file():
+            continue
         for point in load(f"{folder}/selection-{stage}.json")["history"]:
             ndcg = point["ndcg"]
             body.append([label, str(point["step"]), *(f3(ndcg[way]) if way in ndcg else ""
@@ -544,7 +551,7 @@ def value_wall(path: str) -> str:
 TABLES: dict[str, Callable[..., str]] = {
     "main-job": main_job_table,
     "readme-main-job": readme_main_job_table,
-    "main-job-differences": main_job_differences,
+    "main-job-differences": run_differences,
     "main-job-dev": main_job_dev,
     "main-job-times": main_job_times,
     "format-trace": format_trace,
