@@ -229,8 +229,9 @@ def chosen_sentence() -> str:
             f"[{low:.3f}, {high:.3f}] on {s['dev_queries']} dev queries.")
 
 
-def stage_minutes() -> str:
-    return f"{sum(load(f'{MAIN}/timings.json').values()) / 60:.1f} min"
+def stage_minutes(folder: str = MAIN) -> str:
+    """The summed stage times of an `sr3 train` run folder (timings.json)."""
+    return f"{sum(load(f'{folder}/timings.json').values()) / 60:.1f} min"
 
 
 # ------------------------------------------------------------------ what the later stages cost, over seeds
@@ -552,6 +553,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "main-job": main_job_table,
     "readme-main-job": readme_main_job_table,
     "main-job-differences": run_differences,
+    "run-differences": run_differences,
     "main-job-dev": main_job_dev,
     "main-job-times": main_job_times,
     "format-trace": format_trace,

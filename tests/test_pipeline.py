@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 
 import pytest
 import torch
@@ -244,21 +245,28 @@ def test_sr3_train_stopped_in_a_format_round_stops_before_rl_and_resumes_that_ro
     import sr3_agent.training.sft as sft
     from sr3_agent.training.checkpoint import StopFlag
 
-    real, calls = sft.train_sft, []
+    import sr3_agent.training.train_command as train_command
+
+    real, calls, took, results = sft.train_sft, [], [], []
 
     def stopped_in_the_first_round(config, **kwargs):  # the stage's first call trains; the next is stopped after a step
         calls.append(config.steps)
         StopFlag.requested = len(calls) == 3  # calls: SFT, rejection sampling, its first format round
+        start = time.perf_counter()
         try:
             return real(config, **kwargs)
         finally:
             StopFlag.requested = False
+            took.append(time.perf_counter() - start)
 
+    real_run = train_command.run_train
     monkeypatch.setattr(sft, "train_sft", stopped_in_the_first_round)
+    monkeypatch.setattr(train_command, "run_train", lambda *a, **k: results.append(real_run(*a, **k)) or results[-1])
     argv = _tiny_train_argv(tiny_embedder, tmp_path, monkeypatch, "--sft-steps", "1", "--rl-steps", "1",
                             "--rs-steps", "2", "--format-rounds", "2")
     assert main(argv) == 130
     assert "stopped during rs; continue with: sr3 train --resume" in capsys.readouterr().out
+    assert results[0]["interrupted"] == "rs" and results[0]["seconds"]["rs"] >= took[1] + took[2]  # rounds counted
     history = json.loads((tmp_path / "run" / "rs" / "selection.json").read_text())["history"]
     assert [h["step"] for h in history] == [0, 1, 2, 3]  # the round to step 4 stopped after step 3
     assert not (tmp_path / "run" / "rs" / "final").exists() and not (tmp_path / "run" / "rl").exists()

@@ -417,10 +417,10 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
             stage_config.steps = round_end(int(saved[-1].name.split("-")[-1]), config.rs_steps)
         start = time.perf_counter()
         train(stage_config, progress=progress)
-        seconds[name] = time.perf_counter() - start
-        if stage_state(folder) != "done":  # Ctrl-C: the stage saved a checkpoint and returned
-            return {"interrupted": name, "seconds": seconds}
-        if name == "rs" and not format_rounds(stage_config, config, progress, processes):
+        finished = stage_state(folder) == "done" and (name != "rs" or format_rounds(stage_config, config, progress,
+                                                                                     processes))
+        seconds[name] = time.perf_counter() - start  # rejection sampling's format rounds included
+        if not finished:  # Ctrl-C or SIGTERM: the stage saved a checkpoint and returned
             return {"interrupted": name, "seconds": seconds}
         announce(f"[{name}] {Selection.load(folder, stage_config.select_by, stage_config.min_token_rate).reason()}")
         if name == "rs":
