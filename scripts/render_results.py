@@ -229,6 +229,14 @@ def chosen_sentence() -> str:
             f"[{low:.3f}, {high:.3f}] on {s['dev_queries']} dev queries.")
 
 
+def finished_minutes(path: str) -> str:
+    """The time `sr3 train` printed last ("sr3 train finished in N min") in a saved console log."""
+    found = re.findall(r"sr3 train finished in ([0-9.]+) min", (ROOT / path).read_text())
+    if not found:
+        raise ValueError(f"{path} has no line 'sr3 train finished in N min'")
+    return f"{found[-1]} min"
+
+
 def stage_minutes(folder: str = MAIN) -> str:
     """The summed stage times of an `sr3 train` run folder (timings.json)."""
     return f"{sum(load(f'{folder}/timings.json').values()) / 60:.1f} min"
@@ -575,6 +583,7 @@ TABLES: dict[str, Callable[..., str]] = {
 VALUES: dict[str, Callable[..., str]] = {
     "chosen": chosen_sentence,
     "stage-minutes": stage_minutes,
+    "finished": finished_minutes,
     "semanlink-baselines": semanlink_baselines,
     "two-turn-gain": two_turn_gain,
     "ndcg": value_ndcg,
