@@ -524,9 +524,10 @@ class TrainConfig:
     reasoning_tokens: int = 48
     """Longest reasoning, in tokens (SFT, RL and evaluation)."""
     auto: bool = False
-    """RL trains the auto way (sr3 rl --auto: not reasoning is one of each group's options). The table shows each
+    """RL trains the auto way (sr3 rl --auto: not reasoning is one of each group's options), and the table adds each
     model's auto row (sr3 eval --auto: the model decides, query by query, whether to reason) and its paired
-    difference from direct with or without this option."""
+    difference from direct. Without it the table has no auto rows: a model never trained to choose reasons on
+    nearly every query, so its auto row repeats its reasoning row at the cost of a second generation."""
     latent_tokens: int = 0
     """Think tokens of the latent way, trained by the SFT and rejection-sampling stages (sr3 sft --latent-tokens); the
     table adds each model's latent row and its paired difference from direct. 0: none."""

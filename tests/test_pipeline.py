@@ -123,7 +123,7 @@ def test_train_auto_reaches_rl_and_the_table():
     stages, evaluation, _ = stage_configs(TrainConfig(auto=True))
     assert dict(stages)["rl"].auto and evaluation.auto and not any(getattr(c, "auto", False) for n, c in stages if n != "rl")
     stages, evaluation, _ = stage_configs(TrainConfig())
-    assert not dict(stages)["rl"].auto and evaluation.auto  # the main job: RL as it was, the table with auto rows
+    assert not dict(stages)["rl"].auto and not evaluation.auto  # the main job: no auto rows (they repeat reasoning's)
 
 
 def test_stage_state(tmp_path):
@@ -171,13 +171,12 @@ def test_sr3_train_end_to_end_then_resume(tiny_embedder, tmp_path, capsys, monke
     assert main(argv) == 0
     out = capsys.readouterr().out
     rows = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert [r["system"] for r in rows] == ["SFT (direct)", "SFT+RS (direct)", "SFT+RS (reasoning)", "SFT+RS (fused)", "SFT+RS (auto)",
+    assert [r["system"] for r in rows] == ["SFT (direct)", "SFT+RS (direct)", "SFT+RS (reasoning)", "SFT+RS (fused)",
                                           "SFT+RS+RL (direct)", "SFT+RS+RL (reasoning)", "SFT+RS+RL (fused)",
-                                          "SFT+RS+RL (auto)", "SFT~RL (direct)", "SFT~RL (reasoning)", "SFT~RL (fused)",
-                                          "SFT~RL (auto)", "BM25", "all-MiniLM-L6-v2"]
+                                          "SFT~RL (direct)", "SFT~RL (reasoning)", "SFT~RL (fused)",
+                                          "BM25", "all-MiniLM-L6-v2"]  # no auto rows without --auto
     assert "| SFT+RS+RL (reasoning) |" in out and "Token rate" in out and "sr3 train finished in" in out
-    assert all(0 <= row["reasoned_share"] <= 1 for row in rows if "(auto)" in row["system"])
-    assert "| SFT+RS+RL (auto) vs SFT+RS+RL (direct) |" in out  # the main job prints auto's paired interval
+    assert "| SFT+RS+RL (fused) vs SFT+RS+RL (direct) |" in out and "(auto)" not in out
     assert all(0 <= row["embed_token_rate"] <= 1 for row in rows if "(reasoning)" in row["system"])
     assert (tmp_path / "run" / "rl_curves.png").read_bytes()[:4] == b"\x89PNG"
     curve = read_scalars(tmp_path / "run" / "rl" / "tensorboard")["dev/ndcg@10_direct"]

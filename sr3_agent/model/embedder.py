@@ -123,7 +123,8 @@ class ReasoningEmbedder:
         tokenizer: its tokenizer, already holding ``<|embed_token|>``.
         prompts: the instructions; saved with the model.
         max_length: prompt tokens kept per text (longer texts are truncated).
-        batch_size: texts per forward pass when encoding.
+        batch_size: texts per forward pass when encoding and generating (64, as ``sr3 eval``'s; the dev
+            evaluations and the training index of every stage encode with it).
         min_reasoning_tokens: tokens a reasoning has at least: the token and the turn end are held back
             until then (the direct embedding is the way to embed without reasoning).
         name: a label for logs and caches.
@@ -149,7 +150,7 @@ class ReasoningEmbedder:
     generation_cache: str = "auto"
 
     def __init__(self, model: Any, tokenizer: Any, *, prompts: Prompts | None = None, max_length: int = 256,
-                 batch_size: int = 16, min_reasoning_tokens: int = 4, name: str | None = None,
+                 batch_size: int = 64, min_reasoning_tokens: int = 4, name: str | None = None,
                  latent_tokens: int = 0, selection: dict[str, Any] | None = None) -> None:
         if tokenizer.convert_tokens_to_ids(EMBED_TOKEN) in (None, tokenizer.unk_token_id):
             raise EncoderError(f"The tokenizer has no {EMBED_TOKEN}; build the embedder with "

@@ -6,7 +6,7 @@ plot of the RL run.
       rs/             the same for the rejection-sampling stage (SFT on the model's best reasonings)
       rl/             checkpoints, final/ (the SFT+RS+RL policy), selection.json, tensorboard/
       results.json    the table's rows on the test split: SFT (direct), SFT+RS and SFT+RS+RL (each direct, with
-                      reasoning, fused and auto), BM25, MiniLM
+                      reasoning and fused; auto too with --auto), BM25, MiniLM
       results.md      the same table, the step each stage kept and why, the model and way to use, stage times
       selected.json   the model and way to use: the best the run made on the dev split
       rl_curves.png   the RL run's reward, score margin, token rate and dev nDCG@10 over the steps
@@ -100,7 +100,7 @@ def stage_configs(config: TrainConfig) -> tuple[list[tuple[str, SFTConfig | RLCo
     evaluation = EvalConfig(models=[str(path) for path in models.values()], base_model=config.model,
                             datasets=dataset_names(config.dataset), num_queries=config.eval_queries,
                             corpus_docs=config.eval_docs,
-                            reasoning=True, reasoning_tokens=config.reasoning_tokens, auto=True,
+                            reasoning=True, reasoning_tokens=config.reasoning_tokens, auto=config.auto,
                             baselines=config.baselines, seed=0,
                             output=str(out / "results.json"), device=config.device,
                             precision=config.precision, max_length=config.max_length,
@@ -438,7 +438,7 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
             seconds["interpolate"] = time.perf_counter() - start
 
     announce(f"[eval] on the test split: {', '.join(label for label in models if label != 'SFT')}: each direct, "
-             "with reasoning, fused and auto" + ("; SFT direct" if "SFT" in models else "")
+             "with reasoning and fused" + (" and auto" if config.auto else "") + ("; SFT direct" if "SFT" in models else "")
              + (", beside BM25 and MiniLM" if config.baselines else ""))
     start = time.perf_counter()
     rows = test_rows(models, eval_config)
@@ -446,9 +446,9 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     trained = [label for label in models if label != "base"]
     kept = selection_lines(models)
     table = (markdown_table(rows) + "\nPaired differences over the same queries:\n\n"
-             + comparison_table(rows, comparison_pairs(trained, True, config.latent_tokens > 0)
+             + comparison_table(rows, comparison_pairs(trained, config.auto, config.latent_tokens > 0)
                                 + [(f"{trained[0]} (direct)", f"{label} ({way})") for label in trained[2:] for way in
-                                   ("direct", "reasoning", "fused", "auto")])
+                                   ("direct", "reasoning", "fused") + (("auto",) if config.auto else ())])
              + "\nCheckpoints kept (each stage's best on the dev split, which the next stage starts from):\n\n"
              + "\n".join(f"- {line}" for line in kept) + "\n\n" + recipe_note(config) + "\n" + use_line(models) + "\n")
     announce(use_line(models))
