@@ -275,3 +275,41 @@ def test_sft_embeddings_after_the_prefix_give_the_whole_sequences_losses_and_gra
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
     for name, grad in results[True][3].items():
         torch.testing.assert_close(results[False][3][name], grad, atol=1e-5, rtol=1e-3, msg=f"gradient of {name}")
+
+
+def test_next_token_scores_are_the_causal_lms_own(family_embedder, real_texts):
+    """The decoding loop scores the next token from the decoder's last hidden state (`head_logits`); that must be what
+    the causal LM's forward gives, its family's scaling included (Granite's logits_scaling set to a real model's)."""
+    from sr3_agent.model.generation import head_logits
+
+    config = family_embedder._causal_lm().config
+    if hasattr(config, "logits_scaling"):
+        config.logits_scaling = 8.0
+    ids, mask = family_embedder.pad_left(family_embedder.prompt_ids(real_texts[:3], family_embedder.prompts.query))
+    with torch.no_grad():
+        expected = family_embedder._causal_lm()(input_ids=ids, attention_mask=mask).logits[:, -1].float()
+        hidden = family_embedder._decoder()(input_ids=ids, attention_mask=mask).last_hidden_state[:, -1]
+        torch.testing.assert_close(head_logits(family_embedder, hidden), expected, atol=ATOL, rtol=0)
+
+
+def test_rows_leave_the_batch_when_they_stop(tiny_embedder, real_texts):
+    """Rows that wrote the token early leave the decoding batch, so later decoder steps run on fewer rows, and every
+    row's embedding is still what a second pass over its sequence gives."""
+    favour_embed_token(tiny_embedder)
+    sizes = []
+    hook = tiny_embedder._decoder().register_forward_pre_hook(
+        lambda module, args, kwargs: sizes.append(kwargs["input_ids"].shape), with_kwargs=True)
+    torch.manual_seed(1)
+    try:
+        rollout = tiny_embedder.generate_reasoning(real_texts[10:14], max_new_tokens=10, temperature=1.0, num_samples=3,
+                                                   min_new_tokens=0)
+    finally:
+        hook.remove()
+    steps = [rows for rows, width in sizes if width == 1]  # the decoding steps, one token a row
+    assert steps[0] == 12 and steps == sorted(steps, reverse=True) and steps[-1] < 12
+    # a row is fed its last prompt token and each token it keeps, then the embed token (a stop token is not fed)
+    fed = rollout.reasoning_lengths - rollout.emitted.long() + 2
+    assert len(steps) == int(fed.max())
+    with torch.no_grad():
+        second_pass = tiny_embedder.embed(rollout.input_ids, rollout.attention_mask)
+    torch.testing.assert_close(rollout.embeddings, second_pass, atol=ATOL, rtol=0)

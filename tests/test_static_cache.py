@@ -115,21 +115,19 @@ def test_sampling_through_a_static_cache_draws_from_the_same_distributions(famil
     assert_same_rollouts(static, dynamic)  # one seed, one draw per step from the same distribution
 
 
-def test_rows_that_stop_early_read_the_same_embeddings_from_a_static_cache(tiny_embedder, queries):
-    """A bias on the embed token's logit makes some rows write it early, so each static cache holds tokens
-    after it that the read must ignore, and rows stop at different steps."""
+def test_rows_that_stop_early_read_their_embeddings_from_either_cache(tiny_embedder, queries):
+    """A bias on the embed token's logit makes some rows write it early, so each static cache holds tokens after it
+    that the read must ignore, and rows stop at different steps (on the dynamic path they leave the batch then, so
+    the later draws of one seed differ from the static path's: each path is checked against a second pass)."""
     favour_embed_token(tiny_embedder)
-    rollouts = {}
     for setting in ("dynamic", "static"):
         torch.manual_seed(1)
-        rollouts[setting] = with_cache(tiny_embedder, setting).generate_reasoning(
+        rollout = with_cache(tiny_embedder, setting).generate_reasoning(
             queries, max_new_tokens=10, temperature=1.0, num_samples=2, min_new_tokens=0)
-    static = rollouts["static"]
-    assert static.emitted.any() and (static.reasoning_lengths > static.reasoning_lengths.min()).any()
-    assert_same_rollouts(static, rollouts["dynamic"])
-    with torch.no_grad():
-        second_pass = tiny_embedder.embed(static.input_ids, static.attention_mask)
-    torch.testing.assert_close(static.embeddings, second_pass, atol=ATOL, rtol=0)
+        assert rollout.emitted.any() and (rollout.reasoning_lengths > rollout.reasoning_lengths.min()).any()
+        with torch.no_grad():
+            second_pass = tiny_embedder.embed(rollout.input_ids, rollout.attention_mask)
+        torch.testing.assert_close(rollout.embeddings, second_pass, atol=ATOL, rtol=0)
 
 
 def test_a_lora_model_generates_the_same_tokens_through_a_static_cache(tiny_embedder, queries):

@@ -4,9 +4,11 @@
 at the token or at the model's own turn end (if the model never writes the token it is appended and
 the miss is counted), and returns a `Rollout`: the whole sequences, left-padded, with a mask of the
 tokens the model wrote. With prefix reuse, each prompt is computed once for its samples after the
-shared prefix, and the embeddings are read from the generation's cache (`generate_after_prefix`).
+shared prefix, and the embeddings are read from the generation's cache (`generate_after_prefix`): with the dynamic
+cache by `decode_leaving`, in which a row leaves the batch as soon as it stops (``generate`` runs every row until
+the longest is done, so one long reasoning sets the cost of its whole batch).
 On CUDA the tokens are generated through a static key/value cache with compiled decoding
-(`sr3_agent.model.static_cache`, `ReasoningEmbedder.generation_cache`).
+(`sr3_agent.model.static_cache`, `ReasoningEmbedder.generation_cache`) by ``generate``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import (LogitsProcessor, LogitsProcessorList, MinNewTokensLengthLogitsProcessor, TemperatureLogitsWarper,
+                          TopPLogitsWarper)
 
 from sr3_agent.model.kvcache import (cache_argument, continue_forward, expanded_cache, key_values, pad_rests,
                                      positions_after, repeat_rows, returned_cache)
@@ -184,11 +187,11 @@ def generate_after_prefix(embedder: Embedder, prefix_ids: list[int], layers: lis
                           static: bool = False) -> tuple[torch.Tensor, Any]:
     """Generate after the cached prefix, each prompt's rest computed once for its ``num_samples``.
 
-    Returns the (N, n) generated tokens and a function of each row's reasoning length (tokens
-    before the stop) that gives the (N, D) embeddings: one decoder step over [last generated
-    token, embed token] continues the generation's cache (the last token is the only one ``generate``
-    did not feed back), with the tokens after each row's reasoning masked out. ``static``: the cache
-    ``generate`` continues is a static one with room for the generation and that step (`static_cache`)."""
+    Returns the (N, n) generated tokens and a function of each row's reasoning length (tokens before the stop) that
+    gives the (N, D) embeddings. With the dynamic cache `decode_leaving` writes and reads them, each row leaving the
+    batch when it stops. With ``static`` (a static cache with room for the generation and the read: `static_cache`),
+    ``generate`` writes them and one decoder step over [last generated token, embed token] continues its cache (the
+    last token is the only one ``generate`` did not feed back), the tokens after each row's reasoning masked out."""
     P = len(prefix_ids)
     decoder, config = embedder._decoder(), embedder._decoder().config
     ids, mask = (t.to(embedder.device) for t in pad_rests(rests, embedder.pad_token_id))  # (B, S)
@@ -198,13 +201,18 @@ def generate_after_prefix(embedder: Embedder, prefix_ids: list[int], layers: lis
         with embedder._autocast(embedder.device):
             _, cache = continue_forward(decoder, ids[:, :-1], full_mask[:, :-1],
                                         positions_after(P, mask)[:, :-1], cache)
-    if static:  # room for the prompt, the generated tokens and the embed token read after them
-        needed = P + ids.shape[1] + sampling["max_new_tokens"] + 1
-        cache = static_cache(embedder, needed, key_values(cache), num_samples)
-    else:
-        cache = repeat_rows(key_values(cache), num_samples, config)
     full_ids = torch.cat([torch.tensor([prefix_ids], device=embedder.device).expand(len(rests), -1), ids], dim=1)
     full_ids, full_mask = full_ids.repeat_interleave(num_samples, 0), full_mask.repeat_interleave(num_samples, 0)
+    if not static:  # the rows that stopped leave the batch: the longest reasoning no longer sets everyone's cost
+        generated, embeddings = decode_leaving(embedder, repeat_rows(key_values(cache), num_samples, config), full_ids,
+                                               full_mask, sampling)
+
+        def read_embeddings(lengths: torch.Tensor) -> torch.Tensor:
+            return embeddings
+
+        return generated, read_embeddings
+    # room for the prompt, the generated tokens and the embed token read after them
+    cache = static_cache(embedder, P + ids.shape[1] + sampling["max_new_tokens"] + 1, key_values(cache), num_samples)
     with embedder._autocast(embedder.device):
         output = embedder.model.generate(input_ids=full_ids, attention_mask=full_mask, return_dict_in_generate=True,
                                          **{cache_argument(embedder._causal_lm()): cache}, **sampling)
@@ -226,3 +234,80 @@ def generate_after_prefix(embedder: Embedder, prefix_ids: list[int], layers: lis
         return torch.nn.functional.normalize(hidden[:, -1].float(), dim=-1)
 
     return generated, read_embeddings
+
+
+def token_choosers(sampling: dict[str, Any], prompt_width: int, stop_ids: Sequence[int]) -> LogitsProcessorList:
+    """The score processors ``generate`` applies with ``sampling``, in its order: the stop tokens held back before
+    ``min_new_tokens`` written tokens (after prompts ``prompt_width`` wide), NaN/+inf refused (`FiniteScores`), then
+    the temperature and the ``top_p`` nucleus where it samples."""
+    processors = LogitsProcessorList([MinNewTokensLengthLogitsProcessor(prompt_width, sampling.get("min_new_tokens", 0),
+                                                                         list(stop_ids)), FiniteScores()])
+    if sampling.get("do_sample"):
+        processors.append(TemperatureLogitsWarper(sampling["temperature"]))
+        if sampling.get("top_p", 1.0) < 1.0:
+            processors.append(TopPLogitsWarper(sampling["top_p"]))
+    return processors
+
+
+def head_logits(embedder: Embedder, hidden: torch.Tensor) -> torch.Tensor:
+    """(B, V) next-token scores from (B, H) final hidden states, as the causal LM's own forward computes them: its
+    output head, then the scaling its family applies (Granite's ``logits_scaling``, Cohere's ``logit_scale``,
+    Gemma 2's ``final_logit_softcapping``)."""
+    causal_lm = embedder._causal_lm()
+    config = causal_lm.config
+    with embedder._autocast(hidden.device):
+        logits = causal_lm.get_output_embeddings()(hidden).float()
+    if getattr(config, "logits_scaling", None):
+        logits = logits / config.logits_scaling
+    if getattr(config, "logit_scale", None):
+        logits = logits * config.logit_scale
+    if getattr(config, "final_logit_softcapping", None):
+        logits = torch.tanh(logits / config.final_logit_softcapping) * config.final_logit_softcapping
+    return logits
+
+
+def decode_leaving(embedder: Embedder, cache: Any, ids: torch.Tensor, mask: torch.Tensor, sampling: dict[str, Any]
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Write each row's reasoning after its prompt (``ids``, (N, T) with ``mask``; ``cache`` holds all of them but the
+    last token) and read its embedding, one decoder step a token, each row leaving the batch once it is done.
+
+    A row stops at a stop token (not fed back) or after ``max_new_tokens`` tokens; the step after that feeds
+    ``<|embed_token|>`` at the position that follows its reasoning, whose hidden state is the row's embedding (as
+    the static path's ``read_embeddings`` reads it after ``generate``), and the row leaves the batch and the cache.
+    ``generate`` instead runs every row until the longest is done. Returns the (N, n) written tokens (each row's stop
+    token, then padding, where it stopped) and the (N, D) L2-normalised embeddings."""
+    decoder = embedder._decoder()
+    limit, stops = sampling["max_new_tokens"], torch.tensor(list(embedder.stop_token_ids), device=ids.device)
+    N, device = len(ids), ids.device
+    written = torch.full((N, limit), sampling["pad_token_id"], dtype=torch.long, device=device)
+    embeddings: torch.Tensor | None = None
+    rows = torch.arange(N, device=device)  # the rows still in the batch
+    feed, closing = ids[:, -1], torch.zeros(N, dtype=torch.bool, device=device)  # closing: fed the embed token
+    choosers, sample = token_choosers(sampling, ids.shape[1], embedder.stop_token_ids), bool(sampling.get("do_sample"))
+    positions = mask.sum(dim=1) - 1  # the position of each row's fed token
+    for step in range(limit + 2):  # the last step reads the embed token of the rows that wrote all their tokens
+        with embedder._autocast(device):
+            hidden, cache = continue_forward(decoder, feed.view(-1, 1), mask, positions.view(-1, 1), cache)
+        hidden = hidden[:, -1]
+        if embeddings is None:
+            embeddings = torch.zeros(N, hidden.shape[-1], dtype=torch.float32, device=device)
+        if closing.any():  # their state at the embed token is their embedding; they leave the batch
+            embeddings[rows[closing]] = torch.nn.functional.normalize(hidden[closing].float(), dim=-1)
+            stay = ~closing
+            rows, hidden, mask, positions = rows[stay], hidden[stay], mask[stay], positions[stay]
+            cache.batch_select_indices(stay.nonzero().squeeze(1))
+        if not len(rows):
+            break
+        feed = torch.full_like(rows, embedder.embed_token_id)  # the rows that wrote all their tokens close now
+        closing = torch.full_like(rows, step == limit, dtype=torch.bool)
+        if step < limit:
+            scores = choosers(torch.cat([ids[rows], written[rows, :step]], dim=1), head_logits(embedder, hidden))
+            chosen = torch.multinomial(scores.softmax(dim=-1), 1).squeeze(1) if sample else scores.argmax(dim=-1)
+            written[rows, step] = chosen
+            closing = torch.isin(chosen, stops)  # a stop token is not fed: the embed token takes its place
+            feed = torch.where(closing, feed, chosen)
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+        positions = positions + 1
+    stopped = torch.isin(written, stops)
+    lengths = torch.where(stopped.any(dim=1), stopped.int().argmax(dim=1) + 1, limit)  # written, stop included
+    return written[:, :int(lengths.max())], embeddings
