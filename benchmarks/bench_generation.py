@@ -5,7 +5,8 @@ embedding for ``--queries`` wordnet-revdict queries, in batches of ``--batch``, 
 tokens each (greedy: the settings of the GPU figures in docs/performance.md are 64 queries, batch 32, 48 tokens),
 once per ``--caches`` setting of `ReasoningEmbedder.generation_cache`:
 
-- ``dynamic``: the cache grown token by token, every kernel launched for every token;
+- ``dynamic``: the cache grown token by token, every kernel launched for every token; after a shared prefix
+  each row leaves the batch when it stops (`decode_leaving`), so a trained model that stops early gains;
 - ``static``: a static cache; on CUDA the decoding step is compiled and replayed as a CUDA graph, and the first
   pass over each batch shape compiles it (timed apart, as the warm-up). On a CPU it runs eagerly.
 
