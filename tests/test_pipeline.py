@@ -198,6 +198,10 @@ def test_sr3_train_end_to_end_then_resume(tiny_embedder, tmp_path, capsys, monke
         history = json.loads((tmp_path / "run" / stage / "selection.json").read_text())["history"]
         assert [h["step"] for h in history] == list(range(len(history))) and len(history) >= 2
     assert (tmp_path / "run" / "rs" / "final" / "sr3_embedder.json").is_file()
+    for stage in ("sft", "rs", "rl"):  # a finished stage keeps final/ and its selection, not its checkpoints
+        folder = tmp_path / "run" / stage
+        assert not list(folder.glob("checkpoint-*")) and not (folder / "best.pt").exists()
+        assert (folder / "selection.json").is_file() and (folder / "final" / "sr3_embedder.json").is_file()
 
     with pytest.raises(SystemExit) as exit_info:  # the same folder again without --resume: refused, nothing lost
         main(argv)
@@ -231,6 +235,8 @@ def test_sr3_train_runs_format_rounds_then_says_what_to_change(tiny_embedder, tm
     history = json.loads((tmp_path / "run" / "rs" / "selection.json").read_text())["history"]
     assert [h["step"] for h in history] == [0, 1, 2]  # one round of one more step, every checkpoint a candidate
     assert not (tmp_path / "run" / "rl").exists()  # RL never started
+    assert not list((tmp_path / "run" / "sft").glob("checkpoint-*"))  # SFT finished: its checkpoints are removed
+    assert list((tmp_path / "run" / "rs").glob("checkpoint-*"))  # the stage that stopped keeps them, to go on from
 
 
 def test_a_resumed_format_round_runs_to_that_rounds_end():
@@ -262,7 +268,7 @@ def test_sr3_train_stopped_in_a_format_round_stops_before_rl_and_resumes_that_ro
     monkeypatch.setattr(sft, "train_sft", stopped_in_the_first_round)
     monkeypatch.setattr(train_command, "run_train", lambda *a, **k: results.append(real_run(*a, **k)) or results[-1])
     argv = _tiny_train_argv(tiny_embedder, tmp_path, monkeypatch, "--sft-steps", "1", "--rl-steps", "1",
-                            "--rs-steps", "2", "--format-rounds", "2")
+                            "--rs-steps", "2", "--format-rounds", "2", "--keep-checkpoints")
     assert main(argv) == stop_exit_code()  # 128 + the signal, as after a Ctrl-C or SIGTERM (not 0, not an error)
     assert "stopped during rs; continue with: sr3 train --resume" in capsys.readouterr().out
     assert results[0]["interrupted"] == "rs" and results[0]["seconds"]["rs"] >= took[1] + took[2]  # rounds counted
@@ -274,6 +280,7 @@ def test_sr3_train_stopped_in_a_format_round_stops_before_rl_and_resumes_that_ro
         main(argv + ["--resume"])
     assert exit_info.value.code == 2 and "--rs-steps 16" in capsys.readouterr().err
     assert calls[3:] == [4, 6, 8]  # the stopped round finished at step 4, then two rounds of 2 steps
+    assert list((tmp_path / "run" / "sft").glob("checkpoint-*")) and (tmp_path / "run" / "sft" / "best.pt").is_file()
     history = json.loads((tmp_path / "run" / "rs" / "selection.json").read_text())["history"]
     assert [h["step"] for h in history] == list(range(9))
     assert not (tmp_path / "run" / "rl").exists()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -174,7 +175,6 @@ def format_rounds(stage_config: SFTConfig, config: TrainConfig, progress: bool,
     reasonings with the token, continue that stage for ``rs_steps`` more steps (from its last checkpoint; every
     checkpoint stays a candidate), at most ``format_rounds`` times. Every process decides from the same saved model.
     Returns False when a round was stopped (Ctrl-C, SIGTERM) before its final model was saved: `--resume` continues it."""
-    import shutil
 
     from sr3_agent.training.sft import train_sft
 
@@ -193,6 +193,21 @@ def format_rounds(stage_config: SFTConfig, config: TrainConfig, progress: bool,
         if stage_state(folder) != "done":
             return False
     return True
+
+
+def drop_checkpoints(folder: Path) -> None:
+    """Remove a finished stage's checkpoints and best.pt (its final/ holds the model it kept; `sr3 train --resume`
+    keeps a finished stage as it is, so nothing reads them again)."""
+    from sr3_agent.training.selection import BEST_FILE
+
+    removed = [*list_checkpoints(folder), *([folder / BEST_FILE] if (folder / BEST_FILE).is_file() else [])]
+    for path in removed:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    if removed:
+        logger.info("removed %s of the finished stage (--keep-checkpoints keeps them)", ", ".join(p.name for p in removed))
 
 
 def round_end(latest_step: int, round_steps: int) -> int:
@@ -425,6 +440,8 @@ def run_train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         announce(f"[{name}] {Selection.load(folder, stage_config.select_by, stage_config.min_token_rate).reason()}")
         if name == "rs":
             check_format(folder / "final", config.min_token_rate)
+        if not config.keep_checkpoints and processes.is_main:
+            drop_checkpoints(folder)
 
     if not processes.is_main:  # what follows evaluates in the main process alone, with no collective: none to join
         return {"seconds": seconds}
