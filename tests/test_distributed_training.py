@@ -223,12 +223,12 @@ def test_sr3_train_runs_every_stage_on_two_processes_and_writes_once(tiny_model,
             "--sft-eval-every", "1", "--rs-eval-every", "1", "--rl-eval-every", "1", "--dev-fraction", "0.3",
             "--dev-queries", "none", "--dev-docs", "none", "--eval-queries", "none", "--eval-docs", "none",
             "--min-token-rate", "0", "--no-baselines", "--sft-learning-rate", "1e-3", "--rs-learning-rate", "3e-4",
-            "--rl-learning-rate", "2e-4", "--output-dir", str(out)]
+            "--rl-learning-rate", "2e-4", "--keep-checkpoints", "--output-dir", str(out)]
     first = launch(*argv)
     assert first.stdout.count("sr3 train finished in") == 1 and first.stdout.count("[rs] training") == 1
     rows = json.loads((out / "results.json").read_text())
     assert [r["system"] for r in rows][:3] == ["SFT (direct)", "SFT+RS (direct)", "SFT+RS (reasoning)"]
-    assert "SFT+RS+RL (auto)" in [r["system"] for r in rows]
+    assert "SFT+RS+RL (fused)" in [r["system"] for r in rows] and not any("(auto)" in r["system"] for r in rows)
     log = (out / "train.log").read_text()
     assert log.count("[sft] training") == log.count("[rl] training") == 1  # one writer
     for stage, rate in (("sft", 1e-3), ("rs", 3e-4), ("rl", 2e-4)):
